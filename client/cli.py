@@ -1,0 +1,203 @@
+"""The `canaryserve` command line: run the server, and operate it through its gRPC APIs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from client.errors import ClientError
+from client.inference import InferenceClient, InferResult
+
+__all__ = ["main"]
+
+DEFAULT_TARGET = "127.0.0.1:8001"
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+# -- serve --
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import App
+    from server.config import ConfigError, load_config
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides = {
+        "models_dir": args.models,
+        "host": args.host,
+        "port": args.port,
+        "state_dir": args.state_dir,
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"canaryserve: {exc}", file=sys.stderr)
+        return 2
+    app = App(config)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("canaryserve").info(
+            "received %s; draining (grace %.1fs)", signal.Signals(signum).name, config.grace_seconds
+        )
+        app.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app.start()
+    app.wait()
+    logging.getLogger("canaryserve").info("stopped")
+    return 0
+
+
+# -- models --
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with InferenceClient(args.target, timeout=args.timeout) as client:
+        index = client.index()
+    rows = [
+        {"model": m.name, "version": m.version, "state": m.state, "reason": m.reason} for m in index
+    ]
+    lines = [f"{'MODEL':<20} {'VERSION':<8} {'STATE':<12} REASON"]
+    lines += [f"{r['model']:<20} {r['version']:<8} {r['state']:<12} {r['reason']}" for r in rows]
+    _emit(args, rows, "\n".join(lines))
+    return 0
+
+
+# -- infer --
+
+
+def _parse_input(spec: str, datatypes: dict[str, str]) -> tuple[str, npt.NDArray[Any]]:
+    name, sep, value = spec.partition("=")
+    if not sep:
+        raise ClientError(
+            "INVALID_ARGUMENT", f"--input {spec!r}: expected NAME=VALUE or NAME=@file"
+        )
+    if name not in datatypes:
+        known = ", ".join(sorted(datatypes))
+        raise ClientError("INVALID_ARGUMENT", f"--input {name}: the model's inputs are {known}")
+    if value.startswith("@"):
+        array: npt.NDArray[Any] = np.load(value[1:], allow_pickle=False)
+        return name, array
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ClientError("INVALID_ARGUMENT", f"--input {name}: not JSON ({exc})") from None
+    datatype = datatypes[name]
+    if datatype == "BYTES":
+        array = np.array(parsed, dtype=object)
+        flat = [str(v).encode() for v in array.flat]
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return name, out.reshape(array.shape)
+    from server.tensors import by_oip
+
+    row = by_oip(datatype)
+    assert row is not None
+    return name, np.asarray(parsed, dtype=row.numpy)
+
+
+def _result_json(result: InferResult) -> dict[str, Any]:
+    def values(a: npt.NDArray[Any]) -> Any:
+        if a.dtype == object:
+            return [v.decode(errors="replace") for v in a.flat]
+        return a.tolist()
+
+    return {
+        "model": result.model,
+        "version": result.version,
+        "parameters": result.parameters,
+        "outputs": {
+            n: {"shape": list(a.shape), "dtype": str(a.dtype), "data": values(a)}
+            for n, a in result.outputs.items()
+        },
+    }
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    with InferenceClient(args.target, timeout=args.timeout) as client:
+        meta = client.metadata(args.model, args.version or "")
+        datatypes = {t.name: t.datatype for t in meta.inputs}
+        inputs = dict(_parse_input(s, datatypes) for s in args.input)
+        result = client.infer(args.model, inputs, version=args.version or "", routing_key=args.key)
+    data = _result_json(result)
+    params = ", ".join(f"{k}={v}" for k, v in sorted(result.parameters.items()))
+    lines = [f"{result.model} version {result.version} ({params})"]
+    lines += [f"  {n} {o['shape']}: {o['data']}" for n, o in data["outputs"].items()]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps a global `--json` given before the subcommand from being reset.
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canaryserve", description=__doc__)
+    parser.add_argument(
+        "--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (default: the bundled models)")
+    serve.add_argument("--models", type=Path, help="model repository directory")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
+    serve.add_argument("--state-dir", type=Path, help="durable state (default .canaryserve/)")
+    serve.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="list model versions and their state")
+    _json_flag(models)
+    models.set_defaults(func=cmd_models)
+
+    infer = sub.add_parser("infer", help="run one inference")
+    infer.add_argument("model")
+    infer.add_argument("--version", help="pin a version (default: the router decides)")
+    infer.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="NAME=VALUE",
+        help="a JSON value (e.g. '[[1,2,3,4]]') or @file.npy; repeat per input",
+    )
+    infer.add_argument("--key", help="routing key (sent as x-routing-key)")
+    _json_flag(infer)
+    infer.set_defaults(func=cmd_infer)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ClientError as exc:
+        print(f"canaryserve: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

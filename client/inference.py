@@ -1,0 +1,182 @@
+"""Typed data-plane client: numpy arrays in, numpy arrays out, deadlines, clear exceptions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from client.errors import ClientError, from_rpc_error
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from server.tensors import by_oip, decode_bytes, encode_raw
+
+__all__ = ["ROUTING_KEY_HEADER", "InferResult", "InferenceClient"]
+
+ROUTING_KEY_HEADER = "x-routing-key"
+Scalar = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """One inference answer: the outputs and which version answered, and why."""
+
+    model: str
+    version: str
+    outputs: dict[str, npt.NDArray[Any]]
+    parameters: dict[str, Scalar] = field(default_factory=dict)
+    id: str = ""
+
+    @property
+    def stage(self) -> str:
+        return str(self.parameters.get("stage", ""))
+
+    @property
+    def reason(self) -> str:
+        return str(self.parameters.get("route_reason", ""))
+
+
+def _param(p: pb.InferParameter) -> Scalar:
+    which = p.WhichOneof("parameter_choice")
+    value: Scalar = getattr(p, which) if which else ""
+    return value
+
+
+def _output(datatype: str, shape: Sequence[int], raw: bytes) -> npt.NDArray[Any]:
+    row = by_oip(datatype)
+    if row is None:
+        raise ClientError("UNKNOWN", f"server sent unknown datatype {datatype}")
+    if row.oip == "BYTES":
+        count = int(np.prod(shape)) if shape else 1
+        out = np.empty(count, dtype=object)
+        out[:] = decode_bytes("output", raw, count)
+        return out.reshape(tuple(shape))
+    return np.frombuffer(raw, dtype=row.numpy).reshape(tuple(shape))
+
+
+class InferenceClient:
+    """A client of one canaryserve (or any Open Inference Protocol) server."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:8001",
+        *,
+        timeout: float = 10.0,
+        channel: grpc.Channel | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._channel = channel or grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.timeout = timeout
+        self._metadata = tuple(metadata)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(
+        self,
+        method: Callable[..., Any],
+        request: object,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> Any:
+        with _errors():
+            return method(
+                request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata + tuple(metadata),
+            )
+
+    def live(self) -> bool:
+        response: pb.ServerLiveResponse = self._call(self._stub.ServerLive, pb.ServerLiveRequest())
+        return response.live
+
+    def ready(self) -> bool:
+        request = pb.ServerReadyRequest()
+        response: pb.ServerReadyResponse = self._call(self._stub.ServerReady, request)
+        return response.ready
+
+    def model_ready(self, model: str, version: str = "") -> bool:
+        request = pb.ModelReadyRequest(name=model, version=version)
+        response: pb.ModelReadyResponse = self._call(self._stub.ModelReady, request)
+        return response.ready
+
+    def metadata(self, model: str, version: str = "") -> pb.ModelMetadataResponse:
+        request = pb.ModelMetadataRequest(name=model, version=version)
+        response: pb.ModelMetadataResponse = self._call(self._stub.ModelMetadata, request)
+        return response
+
+    def index(self) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        return list(self._call(self._stub.RepositoryIndex, pb.RepositoryIndexRequest()).models)
+
+    def load(self, model: str) -> None:
+        self._call(self._stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name=model))
+
+    def unload(self, model: str) -> None:
+        request = pb.RepositoryModelUnloadRequest(model_name=model)
+        self._call(self._stub.RepositoryModelUnload, request)
+
+    def statistics(self, model: str = "", version: str = "") -> list[pb.ModelStatistics]:
+        request = pb.ModelStatisticsRequest(name=model, version=version)
+        return list(self._call(self._stub.ModelStatistics, request).model_stats)
+
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, npt.ArrayLike],
+        *,
+        version: str = "",
+        outputs: Sequence[str] = (),
+        routing_key: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> InferResult:
+        """Run one inference; raises ClientError with the server's status and message."""
+        request = pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        for name, value in inputs.items():
+            array = np.asarray(value)
+            row, data = encode_raw(array)
+            request.inputs.add(name=name, datatype=row.oip, shape=array.shape)
+            request.raw_input_contents.append(data)
+        for name in outputs:
+            request.outputs.add(name=name)
+        metadata = [(ROUTING_KEY_HEADER, routing_key)] if routing_key else []
+        response: pb.ModelInferResponse = self._call(
+            self._stub.ModelInfer, request, timeout, metadata
+        )
+        return InferResult(
+            model=response.model_name,
+            version=response.model_version,
+            outputs={
+                out.name: _output(out.datatype, out.shape, raw)
+                for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+            },
+            parameters={k: _param(v) for k, v in response.parameters.items()},
+            id=response.id,
+        )
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from None

@@ -1,0 +1,348 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Phase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PHASE_UNSPECIFIED: _ClassVar[Phase]
+    PHASE_IDLE: _ClassVar[Phase]
+    PHASE_SHADOW: _ClassVar[Phase]
+    PHASE_CANARY: _ClassVar[Phase]
+    PHASE_ROLLED_BACK: _ClassVar[Phase]
+
+class CohortTarget(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COHORT_TARGET_UNSPECIFIED: _ClassVar[CohortTarget]
+    COHORT_TARGET_CANDIDATE: _ClassVar[CohortTarget]
+    COHORT_TARGET_STABLE: _ClassVar[CohortTarget]
+PHASE_UNSPECIFIED: Phase
+PHASE_IDLE: Phase
+PHASE_SHADOW: Phase
+PHASE_CANARY: Phase
+PHASE_ROLLED_BACK: Phase
+COHORT_TARGET_UNSPECIFIED: CohortTarget
+COHORT_TARGET_CANDIDATE: CohortTarget
+COHORT_TARGET_STABLE: CohortTarget
+
+class CohortRule(_message.Message):
+    __slots__ = ("metadata_key", "value", "target")
+    METADATA_KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    metadata_key: str
+    value: str
+    target: CohortTarget
+    def __init__(self, metadata_key: _Optional[str] = ..., value: _Optional[str] = ..., target: _Optional[_Union[CohortTarget, str]] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_RATE_PPM_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STABLE_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    COHORT_RULES_FIELD_NUMBER: _ClassVar[int]
+    LAST_CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    stable_version: str
+    candidate_version: str
+    phase: Phase
+    canary_weight_ppm: int
+    shadow_rate_ppm: int
+    paused: bool
+    revision: int
+    rollout_id: int
+    previous_stable_version: str
+    previous_stable_until: _timestamp_pb2.Timestamp
+    cohort_rules: _containers.RepeatedCompositeFieldContainer[CohortRule]
+    last_candidate_version: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("id", "at", "actor", "model", "operation", "before_json", "after_json", "reason", "extra_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_JSON_FIELD_NUMBER: _ClassVar[int]
+    AFTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: _timestamp_pb2.Timestamp
+    actor: str
+    model: str
+    operation: str
+    before_json: str
+    after_json: str
+    reason: str
+    extra_json: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., model: _Optional[str] = ..., operation: _Optional[str] = ..., before_json: _Optional[str] = ..., after_json: _Optional[str] = ..., reason: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class GetRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class ListRolloutsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts",)
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[Rollout]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
+
+class StartRolloutRequest(_message.Message):
+    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_RATE_PPM_FIELD_NUMBER: _ClassVar[int]
+    COHORT_RULES_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    candidate_version: str
+    canary_weight_ppm: int
+    shadow_rate_ppm: int
+    cohort_rules: _containers.RepeatedCompositeFieldContainer[CohortRule]
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartRolloutResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class SetWeightRequest(_message.Message):
+    __slots__ = ("model", "canary_weight_ppm", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    canary_weight_ppm: int
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetWeightResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class SetShadowRequest(_message.Message):
+    __slots__ = ("model", "shadow_rate_ppm", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_RATE_PPM_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shadow_rate_ppm: int
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., shadow_rate_ppm: _Optional[int] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetShadowResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PromoteResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class PauseRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PauseResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class ResumeRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResumeResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class KillSwitchRequest(_message.Message):
+    __slots__ = ("dry_run", "reason")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    reason: str
+    def __init__(self, dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class KillSwitchResponse(_message.Message):
+    __slots__ = ("rolled_back",)
+    ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    rolled_back: _containers.RepeatedCompositeFieldContainer[Rollout]
+    def __init__(self, rolled_back: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("model", "routing_key", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    routing_key: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., routing_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RouteResponse(_message.Message):
+    __slots__ = ("version", "stage", "reason", "position", "shadow_version")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    stage: str
+    reason: str
+    position: float
+    shadow_version: str
+    def __init__(self, version: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., position: _Optional[float] = ..., shadow_version: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("model", "limit", "after_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    limit: int
+    after_id: int
+    def __init__(self, model: _Optional[str] = ..., limit: _Optional[int] = ..., after_id: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class WatchRolloutsRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class WatchRolloutsResponse(_message.Message):
+    __slots__ = ("sequence", "rollout", "audit")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    rollout: Rollout
+    audit: AuditEntry
+    def __init__(self, sequence: _Optional[int] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., audit: _Optional[_Union[AuditEntry, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,149 @@
+"""The server's configuration: one typed, immutable object, loaded and validated once at start.
+
+Sources, later wins: built-in defaults, a TOML file (`--config`), command-line flags.
+Every key is documented on its field below and in docs/config.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "ModelConfig", "bundled_models_dir", "load_config"]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and what is wrong."""
+
+
+def bundled_models_dir() -> Path:
+    """The example model repository shipped with canaryserve."""
+    import models
+
+    return Path(models.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of one model, from a `[models.<name>]` table."""
+
+    stable: str | None = None
+    """Version that is stable when the server first sees the model (default: the highest)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server reads at start. Nothing else reads the environment."""
+
+    models_dir: Path = field(default_factory=bundled_models_dir)
+    """Model repository: `<models_dir>/<model>/<version>/model.onnx`."""
+    host: str = "127.0.0.1"
+    """Address the gRPC server listens on (`0.0.0.0` for every interface)."""
+    port: int = 8001
+    """gRPC port for inference and admin; 0 picks a free port (printed at start)."""
+    state_dir: Path = Path(".canaryserve")
+    """Directory for durable state (rollouts, audit log, generated token)."""
+    workers: int = 16
+    """Threads serving gRPC calls; bounds the calls in progress at once."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED."""
+    grace_seconds: float = 10.0
+    """On SIGTERM/SIGINT, how long calls in flight may take to finish before being cancelled."""
+    intra_op_threads: int = 0
+    """onnxruntime threads per session run (0: onnxruntime's default, one per core)."""
+    allow_pinning: bool = True
+    """Whether a request's explicit `model_version` selects that version."""
+    models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
+    """Per-model settings, from `[models.<name>]` tables."""
+
+
+_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
+_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    kind = str(kind)
+    if kind == "Path":
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"'{key}' must be a path string, got {value!r}")
+        return Path(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"'{key}' must be a string, got {value!r}")
+    return value
+
+
+def _models(table: Any) -> Mapping[str, ModelConfig]:
+    if not isinstance(table, dict):
+        raise ConfigError("'models' must be a table of [models.<name>] tables")
+    out: dict[str, ModelConfig] = {}
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"[models.{name}] must be a table")
+        unknown = set(body) - _MODEL_KEYS
+        if unknown:
+            raise ConfigError(
+                f"[models.{name}] has unknown key(s) {sorted(unknown)}; "
+                f"known: {sorted(_MODEL_KEYS)}"
+            )
+        stable = body.get("stable")
+        if stable is not None and not (isinstance(stable, str) and stable.isdigit()):
+            raise ConfigError(f'[models.{name}] stable must be a version string like "1"')
+        out[name] = ModelConfig(stable=stable)
+    return MappingProxyType(out)
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file at `path`, then `overrides` (None values are skipped)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        values.update(data)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "models":
+            kwargs["models"] = _models(value)
+            continue
+        spec = _SCALARS.get(key)
+        if spec is None:
+            raise ConfigError(f"unknown config key '{key}'; known keys: {sorted(_SCALARS)}")
+        kwargs[key] = _coerce(key, value, spec.type)
+    config = Config(**kwargs)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"'port' must be 0..65535, got {config.port}")
+    if config.workers < 1:
+        raise ConfigError(f"'workers' must be at least 1, got {config.workers}")
+    if config.max_message_bytes < 1024:
+        got = config.max_message_bytes
+        raise ConfigError(f"'max_message_bytes' must be at least 1024, got {got}")
+    if config.grace_seconds < 0:
+        raise ConfigError(f"'grace_seconds' must be >= 0, got {config.grace_seconds}")
+    if config.intra_op_threads < 0:
+        raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

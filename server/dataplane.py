@@ -1,0 +1,70 @@
+"""The request path: route, decode, run, encode — one way, no back and forth.
+
+infer(request, key, metadata)
+  ─▶ router.route(current snapshot) ─▶ registry.get(version)
+  ─▶ tensors.decode_inputs ─▶ runner.run ─▶ tensors.encode_outputs
+  └─▶ per-version statistics
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeAlias
+
+from protos.inference import grpc_service_pb2 as pb
+from server import tensors
+from server.errors import ModelFailed
+from server.registry import Registry
+from server.router import Route, RoutingTable, route
+
+__all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane", "TableSource"]
+
+TableSource: TypeAlias = Callable[[], RoutingTable]
+
+#: Response parameters naming how the request was routed.
+PARAM_STAGE = "stage"
+PARAM_REASON = "route_reason"
+
+
+class DataPlane:
+    """Serves inference requests against the registry, routed by the current table."""
+
+    def __init__(self, registry: Registry, table: TableSource) -> None:
+        self._registry = registry
+        self._table = table
+
+    def route(
+        self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
+    ) -> Route:
+        return route(self._table(), model, key, metadata, pinned)
+
+    def infer(
+        self, request: pb.ModelInferRequest, key: str | None, metadata: Mapping[str, str]
+    ) -> pb.ModelInferResponse:
+        start = time.perf_counter_ns()
+        chosen = self.route(request.model_name, key, metadata, request.model_version or None)
+        version = self._registry.get(request.model_name, chosen.version)
+        ok = False
+        infer_ns = 0
+        try:
+            signature = version.signature
+            feeds = tensors.decode_inputs(signature, request)
+            names = tensors.requested_outputs(signature, request)
+            assert version.runner is not None
+            run_start = time.perf_counter_ns()
+            try:
+                arrays = version.runner.run(names, feeds)
+            except Exception as exc:
+                raise ModelFailed(request.model_name, chosen.version, exc) from exc
+            infer_ns = time.perf_counter_ns() - run_start
+            response = pb.ModelInferResponse(
+                model_name=request.model_name, model_version=chosen.version, id=request.id
+            )
+            tensors.encode_outputs(response, names, arrays)
+            response.parameters[PARAM_STAGE].string_param = chosen.stage.value
+            response.parameters[PARAM_REASON].string_param = chosen.reason.value
+            ok = True
+            return response
+        finally:
+            version.stats.record(ok, time.perf_counter_ns() - start, infer_ns)

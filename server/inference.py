@@ -1,0 +1,207 @@
+"""The GRPCInferenceService servicer: thin — convert, delegate, convert back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from server import __version__
+from server.dataplane import DataPlane
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
+from server.registry import ModelVersion, Registry, VersionState
+from server.status import translate_errors
+
+__all__ = ["EXTENSIONS", "ROUTING_KEY_HEADER", "ROUTING_KEY_PARAM", "InferenceServicer"]
+
+ROUTING_KEY_HEADER = "x-routing-key"
+ROUTING_KEY_PARAM = "routing_key"
+EXTENSIONS = ["model_repository", "model_configuration", "statistics", "canary_routing"]
+PLATFORM = "onnxruntime_onnx"
+
+
+def routing_inputs(
+    request: pb.ModelInferRequest, context: grpc.ServicerContext
+) -> tuple[str | None, dict[str, str]]:
+    """The routing key (metadata wins over the request parameter) and the call's metadata."""
+    metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    key = metadata.get(ROUTING_KEY_HEADER)
+    if key is None and ROUTING_KEY_PARAM in request.parameters:
+        param = request.parameters[ROUTING_KEY_PARAM]
+        if param.WhichOneof("parameter_choice") != "string_param":
+            raise InvalidInput(f"request parameter '{ROUTING_KEY_PARAM}' must be a string_param")
+        key = param.string_param
+    return key or None, metadata
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Open Inference Protocol endpoints over the registry and the data plane."""
+
+    def __init__(self, registry: Registry, dataplane: DataPlane, ready: Callable[[], bool]) -> None:
+        self._registry = registry
+        self._dataplane = dataplane
+        self._ready = ready
+
+    @translate_errors
+    def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    @translate_errors
+    def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._ready())
+
+    @translate_errors
+    def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        versions = self._registry.versions(request.name)
+        if request.version:
+            mv = versions.get(request.version)
+            return pb.ModelReadyResponse(ready=mv is not None and mv.state is VersionState.READY)
+        return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(request.name)))
+
+    @translate_errors
+    def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name="canaryserve", version=__version__, extensions=EXTENSIONS
+        )
+
+    def _version(self, name: str, version: str) -> ModelVersion:
+        """The named version, or the one a request without a version would get."""
+        if not version:
+            version = self._dataplane.route(name, None, {}, None).version
+        return self._registry.get(name, version)
+
+    @translate_errors
+    def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        mv = self._version(request.name, request.version)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        sig = mv.signature
+        return pb.ModelMetadataResponse(
+            name=request.name,
+            versions=sorted(self._registry.ready_versions(request.name), key=int),
+            platform=PLATFORM,
+            inputs=[
+                tensor(name=s.name, datatype=s.dtype.oip, shape=s.wire_shape) for s in sig.inputs
+            ],
+            outputs=[
+                tensor(name=s.name, datatype=s.dtype.oip, shape=s.wire_shape) for s in sig.outputs
+            ],
+        )
+
+    @translate_errors
+    def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        mv = self._version(request.name, request.version)
+        sig = mv.signature
+        config = pb.ModelConfig(
+            name=request.name,
+            platform=PLATFORM,
+            backend="onnxruntime",
+            max_batch_size=0,
+            input=[
+                pb.ModelInput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape)
+                for s in sig.inputs
+            ],
+            output=[
+                pb.ModelOutput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape)
+                for s in sig.outputs
+            ],
+        )
+        config.version_policy.specific.versions.extend(
+            sorted(int(v) for v in self._registry.ready_versions(request.name))
+        )
+        return pb.ModelConfigResponse(config=config)
+
+    @translate_errors
+    def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        names = [request.name] if request.name else self._registry.models()
+        response = pb.ModelStatisticsResponse()
+        for name in names:
+            versions = self._registry.versions(name)
+            if request.version and request.version not in versions:
+                self._registry.get(name, request.version)  # raises the right NotFound
+            for version in sorted(versions, key=int):
+                if request.version and version != request.version:
+                    continue
+                s = versions[version].stats
+                with s.lock:
+                    stats = response.model_stats.add(
+                        name=name,
+                        version=version,
+                        last_inference=s.last_inference_ms,
+                        inference_count=s.success_count,
+                        execution_count=s.success_count,
+                    )
+                    inf = stats.inference_stats
+                    inf.success.count, inf.success.ns = s.success_count, s.success_ns
+                    inf.fail.count, inf.fail.ns = s.fail_count, s.fail_ns
+                    inf.compute_infer.count, inf.compute_infer.ns = s.success_count, s.infer_ns
+        return response
+
+    @translate_errors
+    def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                entry(name=mv.model, version=mv.version, state=mv.state.value, reason=mv.reason)
+                for mv in self._registry.index()
+                if not request.ready or mv.state is VersionState.READY
+            ]
+        )
+
+    @translate_errors
+    def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        loaded = self._registry.load(request.model_name)
+        failed = [mv for mv in loaded if mv.state is not VersionState.READY]
+        if failed:
+            ready = [mv.version for mv in loaded if mv.state is VersionState.READY]
+            detail = "; ".join(f"version {mv.version}: {mv.reason}" for mv in failed)
+            raise FailedPrecondition(
+                f"model '{request.model_name}': {detail} (ready and serving: "
+                f"{', '.join(ready) or 'none'})"
+            )
+        return pb.RepositoryModelLoadResponse()
+
+    @translate_errors
+    def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        self._registry.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @translate_errors
+    def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.ServicerContext
+    ) -> pb.ModelInferResponse:
+        key, metadata = routing_inputs(request, context)
+        return self._dataplane.infer(request, key, metadata)
+
+    def ModelStreamInfer(
+        self, requests: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ModelStreamInferResponse]:
+        for request in requests:
+            try:
+                key, metadata = routing_inputs(request, context)
+                response = self._dataplane.infer(request, key, metadata)
+            except CanaryServeError as exc:
+                yield pb.ModelStreamInferResponse(error_message=str(exc))
+            else:
+                yield pb.ModelStreamInferResponse(infer_response=response)

@@ -1,0 +1,269 @@
+"""Model versions side by side: one onnxruntime session per version, load-new-before-unload-old.
+
+The repository is a directory `<root>/<model>/<version>/model.onnx` (versions are positive
+integers). Readers take the current `dict` snapshot without a lock; writers build a new one
+and swap it in, so a reload never interrupts calls in flight on unchanged versions.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
+from server.tensors import Signature, TensorSpec, from_onnx_type
+
+__all__ = [
+    "MODEL_FILE",
+    "ModelVersion",
+    "OnnxRunner",
+    "Registry",
+    "Runner",
+    "RunnerFactory",
+    "VersionState",
+    "VersionStats",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+Arrays: TypeAlias = dict[str, npt.NDArray[np.generic]]
+
+
+class Runner(Protocol):
+    """What the server needs of a loaded model: its signature and a way to run it."""
+
+    @property
+    def signature(self) -> Signature: ...
+
+    def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]: ...
+
+
+RunnerFactory: TypeAlias = Callable[[Path], Runner]
+ChangeListener: TypeAlias = Callable[[str], None]
+
+
+class OnnxRunner:
+    """A Runner over one onnxruntime InferenceSession."""
+
+    def __init__(self, path: Path, intra_op_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._signature = Signature(
+            inputs=tuple(_spec(a) for a in self._session.get_inputs()),
+            outputs=tuple(_spec(a) for a in self._session.get_outputs()),
+        )
+
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
+        result: list[npt.NDArray[np.generic]] = self._session.run(list(outputs), feeds)
+        return result
+
+
+def _spec(arg: object) -> TensorSpec:
+    name, onnx_type, shape = arg.name, arg.type, arg.shape  # type: ignore[attr-defined]
+    dtype = from_onnx_type(onnx_type)
+    if dtype is None:
+        raise ValueError(f"tensor '{name}' has type {onnx_type}, which canaryserve cannot serve")
+    return TensorSpec(name, dtype, tuple(d if isinstance(d, int) else None for d in shape))
+
+
+class VersionState(enum.StrEnum):
+    READY = "READY"
+    LOADING = "LOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass
+class VersionStats:
+    """Cumulative counters of one version, for ModelStatistics."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    infer_ns: int = 0
+    last_inference_ms: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, ok: bool, total_ns: int, infer_ns: int) -> None:
+        with self.lock:
+            if ok:
+                self.success_count += 1
+                self.success_ns += total_ns
+                self.infer_ns += infer_ns
+            else:
+                self.fail_count += 1
+                self.fail_ns += total_ns
+            self.last_inference_ms = time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a model as the registry holds it."""
+
+    model: str
+    version: str
+    path: Path
+    state: VersionState
+    reason: str = ""
+    runner: Runner | None = None
+    stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file the runner was built from
+    stats: VersionStats = field(default_factory=VersionStats, compare=False)
+
+    @property
+    def signature(self) -> Signature:
+        assert self.runner is not None, "only ready versions have a signature"
+        return self.runner.signature
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _warm_up(runner: Runner) -> None:
+    feeds: Arrays = {}
+    for spec in runner.signature.inputs:
+        shape = tuple(1 if d is None else d for d in spec.shape)
+        if spec.dtype.oip == "BYTES":
+            feeds[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype.numpy)
+    runner.run(runner.signature.output_names(), feeds)
+
+
+class Registry:
+    """Loads, serves and unloads model versions from a repository directory."""
+
+    def __init__(self, root: Path, runner_factory: RunnerFactory) -> None:
+        self.root = root
+        self._factory = runner_factory
+        self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
+        self._write = threading.Lock()
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call `listener(model)` after every load or unload of `model`."""
+        self._listeners.append(listener)
+
+    # -- reading (no locks) --
+
+    def models(self) -> list[str]:
+        return sorted(self._models)
+
+    def versions(self, model: str) -> Mapping[str, ModelVersion]:
+        versions = self._models.get(model)
+        if versions is None:
+            raise ModelNotFound(model, known=list(self._models))
+        return versions
+
+    def ready_versions(self, model: str) -> frozenset[str]:
+        versions = self._models.get(model, {})
+        return frozenset(v for v, mv in versions.items() if mv.state is VersionState.READY)
+
+    def highest_ready(self, model: str) -> str | None:
+        ready = self.ready_versions(model)
+        return max(ready, key=int) if ready else None
+
+    def get(self, model: str, version: str) -> ModelVersion:
+        """The ready version, or the error that says why it cannot serve."""
+        versions = self.versions(model)
+        mv = versions.get(version)
+        if mv is None:
+            raise ModelVersionNotFound(model, version, known=sorted(versions, key=int))
+        if mv.state is not VersionState.READY:
+            raise VersionNotReady(model, version, mv.state.value, mv.reason)
+        return mv
+
+    def index(self) -> list[ModelVersion]:
+        """Every known version, ready or not, sorted by model then version."""
+        return [
+            mv
+            for model in sorted(self._models)
+            for _, mv in sorted(self._models[model].items(), key=lambda kv: int(kv[0]))
+        ]
+
+    # -- writing (serialised) --
+
+    def load_all(self) -> None:
+        """Load every model found in the repository."""
+        for model_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if model_dir.is_dir() and not model_dir.name.startswith((".", "_")):
+                self.load(model_dir.name)
+
+    def load(self, model: str) -> list[ModelVersion]:
+        """(Re)load a model's versions from disk; new sessions are ready before old ones go."""
+        model_dir = self.root / model
+        if not model_dir.is_dir() or model.startswith((".", "_")) or "/" in model:
+            raise ModelNotFound(model, known=self._on_disk())
+        with self._write:
+            old = self._models.get(model, {})
+            fresh: dict[str, ModelVersion] = {}
+            for vdir in sorted(model_dir.iterdir()):
+                if vdir.is_dir() and vdir.name.isdigit() and int(vdir.name) > 0:
+                    fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+            self._models = {**self._models, model: fresh}
+        self._notify(model)
+        return sorted(fresh.values(), key=lambda mv: int(mv.version))
+
+    def unload(self, model: str) -> None:
+        """Stop serving every version of `model` (it stays listed as UNAVAILABLE)."""
+        with self._write:
+            old = self.versions(model)
+            self._models = {
+                **self._models,
+                model: {
+                    v: ModelVersion(model, v, mv.path, VersionState.UNAVAILABLE, "unloaded")
+                    for v, mv in old.items()
+                },
+            }
+        self._notify(model)
+
+    def _load_version(self, model: str, vdir: Path, old: ModelVersion | None) -> ModelVersion:
+        path = vdir / MODEL_FILE
+        version = vdir.name
+        if not path.is_file():
+            return ModelVersion(
+                model, version, path, VersionState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
+            )
+        stamp = _stamp(path)
+        if old is not None and old.state is VersionState.READY and old.stamp == stamp:
+            return old  # unchanged file: keep the warm session and its statistics
+        try:
+            runner = self._factory(path)
+            _warm_up(runner)
+        except Exception as exc:  # a broken version must never stop the others
+            reason = f"failed to load: {exc}".strip()
+            log.warning("model %s version %s %s", model, version, reason)
+            return ModelVersion(model, version, path, VersionState.UNAVAILABLE, reason)
+        log.info("loaded model %s version %s", model, version)
+        return ModelVersion(model, version, path, VersionState.READY, "", runner, stamp)
+
+    def _on_disk(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def _notify(self, model: str) -> None:
+        for listener in self._listeners:
+            listener(model)
