@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 from protos.inference import grpc_service_pb2 as pb
 from server import tensors
-from server.errors import ModelFailed
+from server.errors import ModelFailed, ModelVersionNotFound
 from server.registry import Registry
 from server.router import Route, RoutingTable, route
 
@@ -43,7 +43,13 @@ class DataPlane:
         self, request: pb.ModelInferRequest, key: str | None, metadata: Mapping[str, str]
     ) -> pb.ModelInferResponse:
         start = time.perf_counter_ns()
-        chosen = self.route(request.model_name, key, metadata, request.model_version or None)
+        pinned = request.model_version or None
+        try:
+            chosen = self.route(request.model_name, key, metadata, pinned)
+        except ModelVersionNotFound:
+            if pinned is not None:
+                self._registry.get(request.model_name, pinned)  # the precise reason, if any
+            raise
         version = self._registry.get(request.model_name, chosen.version)
         ok = False
         infer_ns = 0

@@ -1,0 +1,1 @@
+"""The bundled example model repository (`<name>/<version>/model.onnx`); see build.py."""

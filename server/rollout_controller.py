@@ -1,0 +1,368 @@
+"""RolloutController: the one writer of rollout state — validates, persists, publishes, notifies.
+
+Every change runs under one write lock: apply() the command, commit state + audit row in one
+store transaction, swap the in-memory state, publish a fresh RoutingTable, then hand the event
+to watchers. Readers (get, list, table) never wait on the store.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeAlias
+
+from server.errors import ModelNotFound, Overloaded, RevisionMismatch
+from server.rollout import (
+    Command,
+    JSONValue,
+    Rollback,
+    RolloutState,
+    StartRollout,
+    apply,
+    build_table,
+    initial_state,
+)
+from server.router import RoutingTable
+from server.store import AuditEntry, StateStore
+
+__all__ = [
+    "Clock",
+    "Outcome",
+    "Publish",
+    "ReadyVersions",
+    "RolloutController",
+    "SaltFactory",
+    "Subscription",
+    "WatchEvent",
+]
+
+log = logging.getLogger(__name__)
+
+Clock: TypeAlias = Callable[[], float]
+SaltFactory: TypeAlias = Callable[[], str]
+#: model -> its loaded-and-ready versions. Called under the controller's write lock, so it must
+#: not block on a lock whose holder may call into the controller (e.g. refresh_ready()).
+ReadyVersions: TypeAlias = Callable[[str], frozenset[str]]
+Publish: TypeAlias = Callable[[RoutingTable], None]
+
+
+def _default_salt() -> str:
+    return secrets.token_hex(8)
+
+
+def _dumps(value: Mapping[str, JSONValue]) -> str:
+    # Evidence may reuse a state's frozen policy, whose mappings json cannot encode as such.
+    def plain(obj: object) -> object:
+        if isinstance(obj, Mapping):
+            return dict(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON-able")
+
+    return json.dumps(value, allow_nan=False, default=plain)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one command: `after is before` exactly when nothing changed."""
+
+    before: RolloutState | None  # None only when adopt() created the state
+    after: RolloutState
+    changed: bool
+    audit: AuditEntry | None = None  # the committed audit row; None for no-ops and dry runs
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    sequence: int  # 1, 2, 3 ... in commit order for this controller's lifetime
+    outcome: Outcome
+    audit: AuditEntry
+
+
+class Subscription:
+    """A bounded queue of WatchEvents for one watcher.
+
+    A watcher that falls behind is not silently skipped ahead (it would miss a change and hold a
+    wrong picture): the subscription is marked lost and get() raises Overloaded, telling the
+    client to re-read the state and subscribe again.
+    """
+
+    def __init__(self, model: str | None, max_pending: int) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.model = model
+        self.max_pending = max_pending
+        self._events: collections.deque[WatchEvent] = collections.deque()
+        self._cond = threading.Condition()
+        self._lost = False
+        self._closed = False
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _offer(self, event: WatchEvent) -> None:
+        # Called under the controller's write lock: must never block.
+        if self.model is not None and event.outcome.after.model != self.model:
+            return
+        with self._cond:
+            if self._lost or self._closed:
+                return
+            if len(self._events) >= self.max_pending:
+                self._lost = True
+                self._events.clear()
+                log.warning("watch subscription overflowed at %s pending events", self.max_pending)
+            else:
+                self._events.append(event)
+            self._cond.notify_all()
+
+    def _close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None on timeout or once closed. Raises Overloaded once lost."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._events or self._lost or self._closed, timeout)
+            if self._lost:
+                raise Overloaded(
+                    f"watch fell more than {self.max_pending} changes behind; "
+                    "read the rollout state again and resubscribe"
+                )
+            return self._events.popleft() if self._events else None
+
+
+class RolloutController:
+    """Thread-safe owner of every model's RolloutState and of the published routing table."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        ready_versions: ReadyVersions,
+        publish: Publish,
+        clock: Clock = time.time,
+        salt_factory: SaltFactory = _default_salt,
+        grace_seconds: float = 600.0,
+        allow_pinning: bool = True,
+        watch_max_pending: int = 1024,
+    ) -> None:
+        self._store = store
+        self._ready_versions = ready_versions
+        self._publish = publish
+        self._clock = clock
+        self._salt = salt_factory
+        self._grace = grace_seconds
+        self._allow_pinning = allow_pinning
+        self._watch_max_pending = watch_max_pending
+        self._lock = threading.RLock()
+        # Replaced, never mutated, so readers may take a reference without the lock.
+        self._states: Mapping[str, RolloutState] = MappingProxyType(store.load())
+        self._ready: dict[str, frozenset[str]] = {}
+        self._table_revision = 0
+        self._sequence = 0
+        self._subscriptions: builtins.list[Subscription] = []
+        self._table = self._build()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, model: str) -> RolloutState:
+        state = self._states.get(model)
+        if state is None:
+            raise ModelNotFound(model, builtins.list(self._states))
+        return state
+
+    def list(self) -> builtins.list[RolloutState]:
+        states = self._states
+        return [states[name] for name in sorted(states)]
+
+    def table(self) -> RoutingTable:
+        return self._table
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def adopt(self, models: Mapping[str, str]) -> builtins.list[Outcome]:
+        """Persist an initial state for each model (name -> default stable) not seen before.
+
+        Saved states win: a newer version appearing on disk never changes stable by itself.
+        Publishes the table either way.
+        """
+        outcomes = []
+        with self._lock:
+            for model in sorted(models):
+                if model in self._states:
+                    continue
+                state = initial_state(model, models[model], self._clock())
+                entry = AuditEntry(
+                    id=0,
+                    at=state.updated_at,
+                    actor="server",
+                    model=model,
+                    operation="adopt",
+                    before=None,
+                    after=state.to_json(),
+                    reason="first seen; its default version becomes stable",
+                )
+                outcomes.append(self._commit(None, state, None, entry))
+            self._refresh_locked(force=True)
+        return outcomes
+
+    def execute(
+        self,
+        model: str,
+        command: Command,
+        *,
+        actor: str,
+        reason: str,
+        expected_revision: int | None = None,
+        dry_run: bool = False,
+        operation: str | None = None,
+        extra: Mapping[str, JSONValue] | None = None,
+    ) -> Outcome:
+        """Apply `command` to `model`: validated, persisted with an audit row, published.
+
+        A no-op or a dry run writes and publishes nothing. `operation` names the audit row
+        (default: the command's action); `extra` is JSON evidence stored with it.
+        """
+        with self._lock:
+            before = self.get(model)
+            if expected_revision is not None and expected_revision != before.revision:
+                raise RevisionMismatch(model, expected_revision, before.revision)
+            now = self._clock()
+            starting = isinstance(command, StartRollout)
+            after = apply(
+                before,
+                command,
+                now=now,
+                new_salt=self._salt() if starting else before.salt,
+                ready=self._ready_versions(model) if starting else frozenset(),
+                grace_seconds=self._grace,
+            )
+            if dry_run or after is before:
+                return Outcome(before, after, changed=after is not before)
+            entry = AuditEntry(
+                id=0,
+                at=now,
+                actor=actor,
+                model=model,
+                operation=operation or command.action,
+                before=before.to_json(),
+                after=after.to_json(),
+                reason=reason,
+                extra=None if extra is None else _dumps(extra),
+            )
+            return self._commit(before, after, before.revision, entry)
+
+    def kill_switch(
+        self, *, actor: str, reason: str, dry_run: bool = False
+    ) -> builtins.list[Outcome]:
+        """Roll back every active candidate, each in its own transaction.
+
+        Keeps going past a failing model so one bad row cannot keep the others live, then
+        raises the first error.
+        """
+        outcomes: builtins.list[Outcome] = []
+        errors: builtins.list[Exception] = []
+        with self._lock:
+            for state in self.list():
+                if not state.active:
+                    continue
+                try:
+                    outcomes.append(
+                        self.execute(
+                            state.model,
+                            Rollback(),
+                            actor=actor,
+                            reason=reason,
+                            dry_run=dry_run,
+                            operation="kill_switch",
+                        )
+                    )
+                except Exception as exc:
+                    log.exception("kill switch could not roll back model %s", state.model)
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+        return outcomes
+
+    def refresh_ready(self) -> bool:
+        """Re-read the registry's ready sets; publish a new table if any changed."""
+        with self._lock:
+            return self._refresh_locked(force=False)
+
+    # -- watch -------------------------------------------------------------------------------
+
+    def subscribe(self, model: str | None = None, max_pending: int | None = None) -> Subscription:
+        """Events for every later change (of `model`, or of all models), in commit order."""
+        sub = Subscription(model, self._watch_max_pending if max_pending is None else max_pending)
+        with self._lock:
+            self._subscriptions.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+        sub._close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        before: RolloutState | None,
+        after: RolloutState,
+        expected: int | None,
+        entry: AuditEntry,
+    ) -> Outcome:
+        try:
+            stored = self._store.commit(after, expected, entry)
+        except RevisionMismatch:
+            # Someone else wrote the same store (another replica, an operator's tool): our
+            # memory is stale, so take theirs and let the caller re-read and retry.
+            log.warning("store revision moved under us for %s; reloading", after.model)
+            self._states = MappingProxyType(self._store.load())
+            self._refresh_locked(force=True)
+            raise
+        self._states = MappingProxyType({**self._states, after.model: after})
+        if after.model not in self._ready:
+            self._ready[after.model] = self._ready_versions(after.model)
+        outcome = Outcome(before, after, changed=True, audit=stored)
+        self._table = self._build()
+        self._publish(self._table)
+        self._sequence += 1
+        event = WatchEvent(self._sequence, outcome, stored)
+        for sub in self._subscriptions:
+            sub._offer(event)
+        log.info(
+            "model %s: %s by %s -> %s (revision %s)",
+            after.model,
+            entry.operation,
+            entry.actor,
+            after.phase,
+            after.revision,
+        )
+        return outcome
+
+    def _refresh_locked(self, *, force: bool) -> bool:
+        ready = {model: self._ready_versions(model) for model in self._states}
+        if not force and ready == self._ready:
+            return False
+        self._ready = ready
+        self._table = self._build()
+        self._publish(self._table)
+        return True
+
+    def _build(self) -> RoutingTable:
+        self._table_revision += 1
+        return build_table(self._states, self._ready, self._allow_pinning, self._table_revision)
