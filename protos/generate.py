@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.check:
             if stale:
-                print("stale generated stubs (run `python -m protos.generate`):", *stale, sep="\n  ")
+                print(
+                    "stale generated stubs (run `python -m protos.generate`):", *stale, sep="\n  "
+                )
                 return 1
             return 0
         for rel in present - wanted:

@@ -11,19 +11,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from server.admin import AdminServicer
+from server.auth import Authenticator, AuthInterceptor, ensure_token_file
 from server.config import Config
 from server.dataplane import DataPlane
 from server.inference import InferenceServicer
 from server.registry import OnnxRunner, Registry, Runner, RunnerFactory
-from server.router import ModelRouting, RoutingTable
+from server.rollout_controller import RolloutController
+from server.router import RoutingTable
+from server.store import SqliteStore
 
 __all__ = ["App"]
 
 log = logging.getLogger(__name__)
 
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+STATE_DB = "state.db"
 
 
 class App:
@@ -40,22 +47,39 @@ class App:
         self._table = RoutingTable(allow_pinning=config.allow_pinning)
         self._ready = threading.Event()
         self.dataplane = DataPlane(self.registry, lambda: self._table)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(config.state_dir / STATE_DB)
+        self.rollouts = RolloutController(
+            self.store,
+            ready_versions=self.registry.ready_versions,
+            publish=self._publish,
+            grace_seconds=config.rollback_grace_seconds,
+            allow_pinning=config.allow_pinning,
+        )
+        tokens = dict(config.admin_tokens) or {"generated": ensure_token_file(config.state_dir)}
+        self.admin_auth = Authenticator(tokens, "admin")
+        inference_tokens = {"inference": config.inference_token} if config.inference_token else {}
+        self.inference_auth = Authenticator(inference_tokens, "inference")
         self.health = health.HealthServicer()
         self._server: grpc.Server | None = None
         self.port = 0
 
-    # -- routing table (replaced by the rollout controller's snapshots) --
+    def _publish(self, table: RoutingTable) -> None:
+        # One reference swap: request threads read whichever snapshot is current, lock-free.
+        self._table = table
 
-    def _publish_default_table(self, _model: str | None = None) -> None:
-        models = {}
-        for name in self.registry.models():
-            ready = self.registry.ready_versions(name)
+    def _adopt(self, model: str | None = None) -> None:
+        """Give every model with ready versions a rollout state (new ones: stable = default)."""
+        defaults: dict[str, str] = {}
+        for name in [model] if model else self.registry.models():
             configured = self.config.models.get(name)
-            stable = configured.stable if configured and configured.stable else None
-            stable = stable or self.registry.highest_ready(name)
+            stable = (configured.stable if configured else None) or self.registry.highest_ready(
+                name
+            )
             if stable is not None:
-                models[name] = ModelRouting(stable=stable, ready=ready)
-        self._table = RoutingTable(models=models, allow_pinning=self.config.allow_pinning)
+                defaults[name] = stable
+        self.rollouts.adopt(defaults)
+        self.rollouts.refresh_ready()
 
     # -- lifecycle --
 
@@ -63,7 +87,14 @@ class App:
         """Listen, load and warm every model, then report ready. Returns the bound port."""
         limit = self.config.max_message_bytes
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="grpc"),
+            interceptors=[
+                AuthInterceptor(
+                    {ADMIN_SERVICE: self.admin_auth, INFERENCE_SERVICE: self.inference_auth}
+                )
+            ],
+            thread_pool=futures.ThreadPoolExecutor(
+                max_workers=self.config.workers, thread_name_prefix="grpc"
+            ),
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -72,20 +103,24 @@ class App:
         )
         servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        admin = AdminServicer(self.rollouts, self.admin_auth, self.dataplane)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (INFERENCE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (INFERENCE_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
         address = f"{self.config.host}:{self.config.port}"
-        self.port = server.add_insecure_port(address)
+        self.port = self._listen(server, address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         server.start()
         self._server = server
-        self.registry.on_change(self._publish_default_table)
         self.registry.load_all()
-        self._publish_default_table()
+        self._adopt()
+        # Later loads: new models get a state, new versions become pinnable (never stable).
+        self.registry.on_change(self._adopt)
         self._ready.set()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -96,8 +131,20 @@ class App:
         )
         return self.port
 
+    def _listen(self, server: grpc.Server, address: str) -> int:
+        config = self.config
+        if config.tls_cert is None or config.tls_key is None:
+            return server.add_insecure_port(address)
+        client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+        return server.add_secure_port(address, credentials)
+
     def _set_health(self, status: int) -> None:
-        for service in ("", INFERENCE_SERVICE):
+        for service in ("", INFERENCE_SERVICE, ADMIN_SERVICE):
             self.health.set(service, status)
 
     def stop(self, grace: float | None = None) -> None:
@@ -108,6 +155,7 @@ class App:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()
             self._server = None
+        self.store.close()
 
     def wait(self) -> None:
         if self._server is not None:

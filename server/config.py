@@ -60,6 +60,20 @@ class Config:
     """Whether a request's explicit `model_version` selects that version."""
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
     """Per-model settings, from `[models.<name>]` tables."""
+    admin_tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Admin bearer tokens by name (the name goes to the audit log). Empty: one is generated
+    into `<state_dir>/admin.token` on first start. `CANARYSERVE_ADMIN_TOKEN` adds one named
+    "env"."""
+    inference_token: str | None = None
+    """When set, inference calls need `authorization: Bearer <this token>` too."""
+    rollback_grace_seconds: float = 600.0
+    """After a promotion, how long the previous stable is kept as the instant-rollback target."""
+    tls_cert: Path | None = None
+    """Server certificate chain (PEM). With tls_key, the server speaks TLS only."""
+    tls_key: Path | None = None
+    """Server private key (PEM)."""
+    tls_client_ca: Path | None = None
+    """CA bundle (PEM) for client certificates: when set, clients must present one (mTLS)."""
 
 
 _SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
@@ -67,7 +81,13 @@ _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")
+    if kind == "Mapping[str, str]":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        ):
+            raise ConfigError(f"'{key}' must be a table of name = \"non-empty string\"")
+        return MappingProxyType(dict(value))
     if kind == "Path":
         if not isinstance(value, str | Path):
             raise ConfigError(f"'{key}' must be a path string, got {value!r}")
@@ -145,5 +165,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"'max_message_bytes' must be at least 1024, got {got}")
     if config.grace_seconds < 0:
         raise ConfigError(f"'grace_seconds' must be >= 0, got {config.grace_seconds}")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("'tls_cert' and 'tls_key' go together")
+    if config.tls_client_ca is not None and config.tls_cert is None:
+        raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

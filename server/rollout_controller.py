@@ -310,6 +310,12 @@ class RolloutController:
             self._subscriptions.append(sub)
         return sub
 
+    def audit(
+        self, model: str | None = None, limit: int = 100, after_id: int = 0
+    ) -> builtins.list[AuditEntry]:
+        """The audit log (see StateStore.audit)."""
+        return self._store.audit(model, limit, after_id)
+
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             if sub in self._subscriptions:

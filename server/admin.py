@@ -1,0 +1,270 @@
+"""The AdminService servicer: thin — authenticate, convert, delegate to the rollout controller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from protos.canaryserve.admin.v1 import admin_pb2 as pb
+from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
+from server.auth import Authenticator
+from server.dataplane import DataPlane
+from server.errors import CanaryServeError, InvalidInput
+from server.rollout import (
+    Command,
+    Pause,
+    Promote,
+    Resume,
+    Rollback,
+    RolloutState,
+    SetShadow,
+    SetWeight,
+    StartRollout,
+)
+from server.rollout_controller import Outcome, RolloutController
+from server.router import CohortRule, Stage
+from server.status import code_for, translate_errors
+from server.store import AuditEntry
+
+__all__ = ["AdminServicer", "audit_pb", "rollout_pb"]
+
+_TARGETS = {pb.COHORT_TARGET_CANDIDATE: Stage.CANARY, pb.COHORT_TARGET_STABLE: Stage.STABLE}
+_TARGETS_BACK = {v: k for k, v in _TARGETS.items()}
+_PHASES = {
+    "idle": pb.PHASE_IDLE,
+    "shadow": pb.PHASE_SHADOW,
+    "canary": pb.PHASE_CANARY,
+    "rolled_back": pb.PHASE_ROLLED_BACK,
+}
+_WATCH_POLL_S = 0.5
+
+
+def _ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def rollout_pb(state: RolloutState) -> pb.Rollout:
+    return pb.Rollout(
+        model=state.model,
+        stable_version=state.stable,
+        candidate_version=state.candidate or "",
+        phase=_PHASES[state.phase.value],
+        canary_weight_ppm=state.canary_ppm,
+        shadow_rate_ppm=state.shadow_ppm,
+        paused=state.paused,
+        revision=state.revision,
+        rollout_id=state.rollout_id,
+        previous_stable_version=state.previous_stable or "",
+        previous_stable_until=_ts(state.previous_stable_until),
+        cohort_rules=[
+            pb.CohortRule(metadata_key=r.key, value=r.value, target=_TARGETS_BACK[r.target])
+            for r in state.cohort_rules
+        ],
+        last_candidate_version=state.last_candidate or "",
+        updated_at=_ts(state.updated_at),
+    )
+
+
+def audit_pb(entry: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=entry.id,
+        at=_ts(entry.at),
+        actor=entry.actor,
+        model=entry.model,
+        operation=entry.operation,
+        before_json=entry.before or "",
+        after_json=entry.after or "",
+        reason=entry.reason,
+        extra_json=entry.extra or "",
+    )
+
+
+def _cohort(rule: pb.CohortRule) -> CohortRule:
+    target = _TARGETS.get(rule.target)
+    if target is None:
+        raise InvalidInput(
+            f"cohort rule on '{rule.metadata_key}': target must be COHORT_TARGET_CANDIDATE or "
+            "COHORT_TARGET_STABLE"
+        )
+    if not rule.metadata_key:
+        raise InvalidInput("cohort rule: metadata_key must not be empty")
+    return CohortRule(key=rule.metadata_key.lower(), value=rule.value, target=target)
+
+
+def _require_model(model: str) -> str:
+    if not model:
+        raise InvalidInput("'model' is required")
+    return model
+
+
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    """Rollout operations for authenticated operators."""
+
+    def __init__(
+        self, controller: RolloutController, auth: Authenticator, dataplane: DataPlane
+    ) -> None:
+        self._controller = controller
+        self._auth = auth
+        self._dataplane = dataplane
+
+    def _actor(self, context: grpc.ServicerContext) -> str:
+        return self._auth.identify(context.invocation_metadata())
+
+    def _write(self, request: Any, context: grpc.ServicerContext, command: Command) -> Outcome:
+        return self._controller.execute(
+            _require_model(request.model),
+            command,
+            actor=self._actor(context),
+            reason=request.reason,
+            expected_revision=request.expected_revision or None,
+            dry_run=request.dry_run,
+        )
+
+    @translate_errors
+    def GetRollout(
+        self, request: pb.GetRolloutRequest, context: grpc.ServicerContext
+    ) -> pb.GetRolloutResponse:
+        self._actor(context)
+        return pb.GetRolloutResponse(
+            rollout=rollout_pb(self._controller.get(_require_model(request.model)))
+        )
+
+    @translate_errors
+    def ListRollouts(
+        self, request: pb.ListRolloutsRequest, context: grpc.ServicerContext
+    ) -> pb.ListRolloutsResponse:
+        self._actor(context)
+        return pb.ListRolloutsResponse(rollouts=[rollout_pb(s) for s in self._controller.list()])
+
+    @translate_errors
+    def StartRollout(
+        self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
+    ) -> pb.StartRolloutResponse:
+        if not request.candidate_version:
+            raise InvalidInput("'candidate_version' is required")
+        command = StartRollout(
+            candidate=request.candidate_version,
+            shadow_ppm=request.shadow_rate_ppm,
+            canary_ppm=request.canary_weight_ppm,
+            cohort_rules=tuple(_cohort(r) for r in request.cohort_rules),
+        )
+        out = self._write(request, context, command)
+        return pb.StartRolloutResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def SetWeight(
+        self, request: pb.SetWeightRequest, context: grpc.ServicerContext
+    ) -> pb.SetWeightResponse:
+        out = self._write(request, context, SetWeight(request.canary_weight_ppm))
+        return pb.SetWeightResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def SetShadow(
+        self, request: pb.SetShadowRequest, context: grpc.ServicerContext
+    ) -> pb.SetShadowResponse:
+        out = self._write(request, context, SetShadow(request.shadow_rate_ppm))
+        return pb.SetShadowResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def Promote(
+        self, request: pb.PromoteRequest, context: grpc.ServicerContext
+    ) -> pb.PromoteResponse:
+        out = self._write(request, context, Promote())
+        return pb.PromoteResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def Rollback(
+        self, request: pb.RollbackRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackResponse:
+        out = self._write(request, context, Rollback())
+        return pb.RollbackResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def Pause(self, request: pb.PauseRequest, context: grpc.ServicerContext) -> pb.PauseResponse:
+        out = self._write(request, context, Pause())
+        return pb.PauseResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
+        out = self._write(request, context, Resume())
+        return pb.ResumeResponse(
+            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        )
+
+    @translate_errors
+    def KillSwitch(
+        self, request: pb.KillSwitchRequest, context: grpc.ServicerContext
+    ) -> pb.KillSwitchResponse:
+        outcomes = self._controller.kill_switch(
+            actor=self._actor(context), reason=request.reason, dry_run=request.dry_run
+        )
+        return pb.KillSwitchResponse(rolled_back=[rollout_pb(o.after) for o in outcomes])
+
+    @translate_errors
+    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
+        self._actor(context)
+        chosen = self._dataplane.route(
+            _require_model(request.model), request.routing_key or None, dict(request.metadata), None
+        )
+        return pb.RouteResponse(
+            version=chosen.version,
+            stage=chosen.stage.value,
+            reason=chosen.reason.value,
+            position=chosen.position or 0.0,
+            shadow_version=chosen.shadow_version or "",
+        )
+
+    @translate_errors
+    def ListAudit(
+        self, request: pb.ListAuditRequest, context: grpc.ServicerContext
+    ) -> pb.ListAuditResponse:
+        self._actor(context)
+        entries = self._controller.audit(
+            model=request.model or None, limit=request.limit or 100, after_id=request.after_id
+        )
+        return pb.ListAuditResponse(entries=[audit_pb(e) for e in entries])
+
+    def WatchRollouts(
+        self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchRolloutsResponse]:
+        try:
+            self._actor(context)
+            sub = self._controller.subscribe(request.model or None)
+        except CanaryServeError as exc:
+            context.abort(code_for(exc), str(exc))
+        try:
+            while context.is_active():
+                try:
+                    event = sub.get(timeout=_WATCH_POLL_S)
+                except CanaryServeError as exc:  # fell behind: the client must re-read
+                    context.abort(code_for(exc), str(exc))
+                if event is None:
+                    if sub.closed:
+                        return
+                    continue
+                yield pb.WatchRolloutsResponse(
+                    sequence=event.sequence,
+                    rollout=rollout_pb(event.outcome.after),
+                    audit=audit_pb(event.audit),
+                )
+        finally:
+            self._controller.unsubscribe(sub)
