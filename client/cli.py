@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from client.channel import open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
+from client.operator import add_commands
 
 __all__ = ["main"]
 
 DEFAULT_TARGET = "127.0.0.1:8001"
+ADMIN_TOKEN_ENV = "CANARYSERVE_ADMIN_TOKEN"
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -48,6 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"canaryserve: {exc}", file=sys.stderr)
         return 2
+    env_token = os.environ.get(ADMIN_TOKEN_ENV)
+    if env_token:
+        tokens = MappingProxyType({**config.admin_tokens, "env": env_token})
+        config = dataclasses.replace(config, admin_tokens=tokens)
     app = App(config)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -64,11 +73,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference(args: argparse.Namespace) -> InferenceClient:
+    channel = open_channel(
+        args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
+    return InferenceClient(args.target, timeout=args.timeout, channel=channel)
+
+
 # -- models --
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    with InferenceClient(args.target, timeout=args.timeout) as client:
+    with _inference(args) as client:
         index = client.index()
     rows = [
         {"model": m.name, "version": m.version, "state": m.state, "reason": m.reason} for m in index
@@ -130,7 +146,7 @@ def _result_json(result: InferResult) -> dict[str, Any]:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    with InferenceClient(args.target, timeout=args.timeout) as client:
+    with _inference(args) as client:
         meta = client.metadata(args.model, args.version or "")
         datatypes = {t.name: t.datatype for t in meta.inputs}
         inputs = dict(_parse_input(s, datatypes) for s in args.input)
@@ -141,6 +157,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
     lines += [f"  {n} {o['shape']}: {o['data']}" for n, o in data["outputs"].items()]
     _emit(args, data, "\n".join(lines))
     return 0
+
+
+def _operator_flags(parser: argparse.ArgumentParser) -> None:
+    _json_flag(parser)
+    parser.add_argument("--token", help="admin token (default: $CANARYSERVE_TOKEN, then the file)")
+    parser.add_argument(
+        "--state-dir", default=".canaryserve", help="where the server keeps admin.token"
+    )
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--tls-ca", type=Path, help="CA bundle to verify the server (enables TLS)")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate (mTLS)")
+    parser.add_argument("--tls-key", type=Path, help="client private key (mTLS)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server (default: the bundled models)")
@@ -185,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--key", help="routing key (sent as x-routing-key)")
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
+    add_commands(sub, _operator_flags)
     return parser
 
 

@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from client.channel import open_channel
 from client.errors import ClientError, from_rpc_error
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
@@ -71,13 +72,7 @@ class InferenceClient:
         metadata: Sequence[tuple[str, str]] = (),
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
-        )
+        self._channel = channel or open_channel(target, max_message_bytes=max_message_bytes)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.timeout = timeout
         self._metadata = tuple(metadata)

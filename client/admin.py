@@ -1,0 +1,133 @@
+"""Typed client of the AdminService: rollouts, routing answers, audit log, watch stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from client.errors import from_rpc_error
+from protos.canaryserve.admin.v1 import admin_pb2 as pb
+from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
+
+__all__ = ["AdminClient", "percent_to_ppm"]
+
+
+def percent_to_ppm(percent: float) -> int:
+    """10.5 (%) → 105000 ppm; rejects values outside 0..100."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"a percentage must be within 0..100, got {percent}")
+    return round(percent * 10_000)
+
+
+class AdminClient:
+    """Operator calls, each authenticated with the bearer token given here."""
+
+    def __init__(self, channel: grpc.Channel, token: str, *, timeout: float = 10.0) -> None:
+        self._channel = channel
+        self._stub = pb_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., Any], request: object) -> Any:
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def get(self, model: str) -> pb.Rollout:
+        response: pb.GetRolloutResponse = self._call(
+            self._stub.GetRollout, pb.GetRolloutRequest(model=model)
+        )
+        return response.rollout
+
+    def rollouts(self) -> list[pb.Rollout]:
+        response: pb.ListRolloutsResponse = self._call(
+            self._stub.ListRollouts, pb.ListRolloutsRequest()
+        )
+        return list(response.rollouts)
+
+    def start(
+        self,
+        model: str,
+        candidate: str,
+        *,
+        canary_ppm: int = 0,
+        shadow_ppm: int = 0,
+        cohort_rules: Sequence[pb.CohortRule] = (),
+        expected_revision: int = 0,
+        dry_run: bool = False,
+        reason: str = "",
+    ) -> pb.StartRolloutResponse:
+        request = pb.StartRolloutRequest(
+            model=model,
+            candidate_version=candidate,
+            canary_weight_ppm=canary_ppm,
+            shadow_rate_ppm=shadow_ppm,
+            cohort_rules=cohort_rules,
+            expected_revision=expected_revision,
+            dry_run=dry_run,
+            reason=reason,
+        )
+        response: pb.StartRolloutResponse = self._call(self._stub.StartRollout, request)
+        return response
+
+    def set_weight(self, model: str, canary_ppm: int, **write: Any) -> pb.SetWeightResponse:
+        request = pb.SetWeightRequest(model=model, canary_weight_ppm=canary_ppm, **write)
+        response: pb.SetWeightResponse = self._call(self._stub.SetWeight, request)
+        return response
+
+    def set_shadow(self, model: str, shadow_ppm: int, **write: Any) -> pb.SetShadowResponse:
+        request = pb.SetShadowRequest(model=model, shadow_rate_ppm=shadow_ppm, **write)
+        response: pb.SetShadowResponse = self._call(self._stub.SetShadow, request)
+        return response
+
+    def transition(self, action: str, model: str, **write: Any) -> pb.Rollout:
+        """promote, rollback, pause or resume; `write` takes expected_revision, dry_run, reason."""
+        rpc, request_type = {
+            "promote": (self._stub.Promote, pb.PromoteRequest),
+            "rollback": (self._stub.Rollback, pb.RollbackRequest),
+            "pause": (self._stub.Pause, pb.PauseRequest),
+            "resume": (self._stub.Resume, pb.ResumeRequest),
+        }[action]
+        response = self._call(rpc, request_type(model=model, **write))
+        rollout: pb.Rollout = response.rollout
+        return rollout
+
+    def kill_switch(self, *, dry_run: bool = False, reason: str = "") -> list[pb.Rollout]:
+        request = pb.KillSwitchRequest(dry_run=dry_run, reason=reason)
+        response: pb.KillSwitchResponse = self._call(self._stub.KillSwitch, request)
+        return list(response.rolled_back)
+
+    def route(
+        self, model: str, key: str, metadata: dict[str, str] | None = None
+    ) -> pb.RouteResponse:
+        request = pb.RouteRequest(model=model, routing_key=key, metadata=metadata or {})
+        response: pb.RouteResponse = self._call(self._stub.Route, request)
+        return response
+
+    def audit(self, model: str = "", limit: int = 100, after_id: int = 0) -> list[pb.AuditEntry]:
+        request = pb.ListAuditRequest(model=model, limit=limit, after_id=after_id)
+        response: pb.ListAuditResponse = self._call(self._stub.ListAudit, request)
+        return list(response.entries)
+
+    def watch(self, model: str = "") -> Iterator[pb.WatchRolloutsResponse]:
+        """Every rollout change from now on, in commit order (cancel by closing the client)."""
+        stream = self._stub.WatchRollouts(
+            pb.WatchRolloutsRequest(model=model), metadata=self._metadata
+        )
+        try:
+            yield from stream
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise from_rpc_error(exc) from None

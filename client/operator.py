@@ -1,0 +1,222 @@
+"""Operator commands of the CLI: status, rollout, route, audit — over the AdminService."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from client.admin import AdminClient, percent_to_ppm
+from client.channel import open_channel
+from client.errors import ClientError
+from protos.canaryserve.admin.v1 import admin_pb2 as pb
+
+__all__ = ["add_commands", "resolve_token"]
+
+TOKEN_ENV = "CANARYSERVE_TOKEN"
+TOKEN_FILE = "admin.token"
+Handler = Callable[[argparse.Namespace], int]
+
+
+def resolve_token(args: argparse.Namespace) -> str:
+    """--token, then $CANARYSERVE_TOKEN, then <state dir>/admin.token."""
+    if args.token:
+        return str(args.token)
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    path = Path(args.state_dir) / TOKEN_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    raise ClientError(
+        "UNAUTHENTICATED",
+        f"no admin token: pass --token, set {TOKEN_ENV}, or run where {path} exists",
+    )
+
+
+def _admin(args: argparse.Namespace) -> AdminClient:
+    channel = open_channel(
+        args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
+    return AdminClient(channel, resolve_token(args), timeout=args.timeout)
+
+
+def _dict(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return out
+
+
+def _pct(ppm: int) -> str:
+    return f"{ppm / 10_000:g}%"
+
+
+def _rollout_line(r: pb.Rollout) -> str:
+    phase = pb.Phase.Name(r.phase).removeprefix("PHASE_").lower()
+    text = f"{r.model:<16} stable {r.stable_version:<4} {phase:<12}"
+    if r.candidate_version:
+        text += (
+            f" candidate {r.candidate_version} canary {_pct(r.canary_weight_ppm)}"
+            f" shadow {_pct(r.shadow_rate_ppm)}"
+        )
+        text += " (paused)" if r.paused else ""
+    return text + f"  rev {r.revision}"
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        if args.watch:
+            for event in admin.watch(args.model or ""):
+                _print(
+                    args,
+                    _dict(event),
+                    f"#{event.sequence} {_rollout_line(event.rollout)}"
+                    f"  [{event.audit.operation} by {event.audit.actor}]",
+                )
+                sys.stdout.flush()
+            return 0
+        rollouts = [admin.get(args.model)] if args.model else admin.rollouts()
+    _print(args, [_dict(r) for r in rollouts], "\n".join(_rollout_line(r) for r in rollouts))
+    return 0
+
+
+def _write_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "expected_revision": args.expect_revision,
+        "dry_run": args.dry_run,
+        "reason": args.reason,
+    }
+
+
+def _cohort(spec: str) -> pb.CohortRule:
+    rule, _, target = spec.partition(":")
+    key, sep, value = rule.partition("=")
+    if not sep or target not in ("", "candidate", "stable"):
+        raise ClientError(
+            "INVALID_ARGUMENT", f"--cohort {spec!r}: use KEY=VALUE[:candidate|stable]"
+        )
+    kind = pb.COHORT_TARGET_STABLE if target == "stable" else pb.COHORT_TARGET_CANDIDATE
+    return pb.CohortRule(metadata_key=key.lower(), value=value, target=kind)
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    write = _write_options(args)
+    try:
+        with _admin(args) as admin:
+            if args.action == "start":
+                response = admin.start(
+                    args.model,
+                    args.version,
+                    canary_ppm=percent_to_ppm(args.weight),
+                    shadow_ppm=percent_to_ppm(args.shadow),
+                    cohort_rules=[_cohort(c) for c in args.cohort],
+                    **write,
+                )
+                rollout = response.rollout
+            elif args.action == "weight":
+                rollout = admin.set_weight(
+                    args.model, percent_to_ppm(args.percent), **write
+                ).rollout
+            elif args.action == "shadow":
+                rollout = admin.set_shadow(
+                    args.model, percent_to_ppm(args.percent), **write
+                ).rollout
+            elif args.action == "kill-switch":
+                rolled = admin.kill_switch(dry_run=args.dry_run, reason=args.reason)
+                lines = [_rollout_line(r) for r in rolled] or ["no active rollout"]
+                _print(args, [_dict(r) for r in rolled], "\n".join(lines))
+                return 0
+            else:
+                rollout = admin.transition(args.action, args.model, **write)
+    except ValueError as exc:
+        raise ClientError("INVALID_ARGUMENT", str(exc)) from None
+    prefix = "(dry run) " if args.dry_run else ""
+    _print(args, _dict(rollout), prefix + _rollout_line(rollout))
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    metadata = dict(m.split("=", 1) for m in args.meta)
+    with _admin(args) as admin:
+        answer = admin.route(args.model, args.key, metadata)
+    text = (
+        f"{args.model} key {args.key!r} → version {answer.version} ({answer.stage}, {answer.reason}"
+    )
+    text += f", position {answer.position:.6f})" if answer.reason == "hash" else ")"
+    if answer.shadow_version:
+        text += f"; also shadowed on version {answer.shadow_version}"
+    _print(args, _dict(answer), text)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        entries = admin.audit(args.model or "", limit=args.limit)
+    lines = [
+        f"{e.id:>5} {e.at.ToDatetime():%Y-%m-%d %H:%M:%S} {e.actor:<10} {e.model:<14} "
+        f"{e.operation:<12} {e.reason}"
+        for e in entries
+    ]
+    _print(args, [_dict(e) for e in entries], "\n".join(lines) or "no audit entries")
+    return 0
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Register the operator subcommands; `common` adds the shared flags (token, --json)."""
+    status = sub.add_parser("status", help="rollout state of every model (or one)")
+    status.add_argument("model", nargs="?")
+    status.add_argument("--watch", action="store_true", help="stream changes as they happen")
+    common(status)
+    status.set_defaults(func=cmd_status)
+
+    rollout = sub.add_parser("rollout", help="start, step, promote or roll back a rollout")
+    actions = rollout.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="start rolling out VERSION of MODEL")
+    start.add_argument("model")
+    start.add_argument("version")
+    start.add_argument("--weight", type=float, default=0.0, help="canary percent (0.0001 steps)")
+    start.add_argument("--shadow", type=float, default=0.0, help="shadow sample percent")
+    start.add_argument(
+        "--cohort",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[:TARGET]",
+        help="metadata rule before hashing; target candidate (default) or stable",
+    )
+    for name, helptext in (
+        ("weight", "set the canary percent"),
+        ("shadow", "set the shadow percent"),
+    ):
+        p = actions.add_parser(name, help=helptext)
+        p.add_argument("model")
+        p.add_argument("percent", type=float)
+    for name in ("promote", "rollback", "pause", "resume"):
+        actions.add_parser(name, help=f"{name} the model's candidate").add_argument("model")
+    actions.add_parser("kill-switch", help="roll back every active rollout now")
+    for p in actions.choices.values():
+        p.add_argument("--expect-revision", type=int, default=0, help="compare-and-set")
+        p.add_argument("--dry-run", action="store_true", help="validate only; change nothing")
+        p.add_argument("--reason", default="", help="why, for the audit log")
+        common(p)
+    rollout.set_defaults(func=cmd_rollout)
+
+    route = sub.add_parser("route", help="which version KEY gets now, and why")
+    route.add_argument("model")
+    route.add_argument("key")
+    route.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    common(route)
+    route.set_defaults(func=cmd_route)
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit.add_argument("model", nargs="?")
+    audit.add_argument("--limit", type=int, default=50)
+    common(audit)
+    audit.set_defaults(func=cmd_audit)
