@@ -121,6 +121,11 @@ class AdminClient:
         response: pb.ListAuditResponse = self._call(self._stub.ListAudit, request)
         return list(response.entries)
 
+    def shadow_report(self, model: str) -> pb.GetShadowReportResponse:
+        request = pb.GetShadowReportRequest(model=model)
+        response: pb.GetShadowReportResponse = self._call(self._stub.GetShadowReport, request)
+        return response
+
     def watch(self, model: str = "") -> Iterator[pb.WatchRolloutsResponse]:
         """Every rollout change from now on, in commit order (cancel by closing the client)."""
         stream = self._stub.WatchRollouts(

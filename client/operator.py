@@ -169,6 +169,46 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        r = admin.shadow_report(args.model)
+    report = json.loads(r.report_json) if r.report_json else {}
+    if args.json:
+        _print(args, {**_dict(r), "report": report, "report_json": None}, "")
+        return 0
+    if not r.candidate_version:
+        print(f"{r.model}: nothing shadowed yet (start a rollout with --shadow PCT)")
+        return 0
+    lines = [
+        f"{r.model}: candidate {r.candidate_version} in shadow",
+        f"  sampled {r.sampled}  completed {r.completed}  dropped {r.dropped}  "
+        f"errors {r.errors}  timeouts {r.timeouts}  (queue depth {r.queue_depth})",
+        f"  disagreement {r.disagreements}/{r.completed} = {r.disagreement_rate:.3%} "
+        f"(95% CI {r.disagreement_rate_low:.3%} .. {r.disagreement_rate_high:.3%})",
+    ]
+    latency = report.get("latency_ms", {})
+    if latency.get("p50") is not None:
+        lines.append(f"  shadow latency p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
+    for name, out in report.get("outputs", {}).items():
+        lines.append(
+            f"  output {name}: "
+            + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in out.items()
+                if v is not None
+            )
+        )
+    for w in report.get("worst", [])[:5]:
+        lines.append(
+            f"  worst: request {w.get('request_id') or '-'} key {w.get('routing_key') or '-'} "
+            f"output {w.get('output')} ({w.get('reason')}, max abs err {w.get('max_abs_err')})"
+        )
+    for e in report.get("recent_errors", [])[:3]:
+        lines.append(f"  error: {e}")
+    print("\n".join(lines))
+    return 0
+
+
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register the operator subcommands; `common` adds the shared flags (token, --json)."""
     status = sub.add_parser("status", help="rollout state of every model (or one)")
@@ -214,6 +254,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     route.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     common(route)
     route.set_defaults(func=cmd_route)
+
+    shadow = sub.add_parser("shadow", help="how the shadow candidate compares with stable")
+    shadow.add_argument("model")
+    common(shadow)
+    shadow.set_defaults(func=cmd_shadow)
 
     audit = sub.add_parser("audit", help="the audit log")
     audit.add_argument("model", nargs="?")

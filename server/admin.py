@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from server.rollout import (
 )
 from server.rollout_controller import Outcome, RolloutController
 from server.router import CohortRule, Stage
+from server.shadow import ShadowExecutor
 from server.status import code_for, translate_errors
 from server.store import AuditEntry
 
@@ -108,11 +110,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     """Rollout operations for authenticated operators."""
 
     def __init__(
-        self, controller: RolloutController, auth: Authenticator, dataplane: DataPlane
+        self,
+        controller: RolloutController,
+        auth: Authenticator,
+        dataplane: DataPlane,
+        shadow: ShadowExecutor,
     ) -> None:
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
+        self._shadow = shadow
 
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
@@ -242,6 +249,27 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             model=request.model or None, limit=request.limit or 100, after_id=request.after_id
         )
         return pb.ListAuditResponse(entries=[audit_pb(e) for e in entries])
+
+    @translate_errors
+    def GetShadowReport(
+        self, request: pb.GetShadowReportRequest, context: grpc.ServicerContext
+    ) -> pb.GetShadowReportResponse:
+        self._actor(context)
+        model = self._controller.get(_require_model(request.model)).model
+        stats = self._shadow.stats(model)
+        response = pb.GetShadowReportResponse(model=model, queue_depth=self._shadow.queue_depth())
+        if stats is None:
+            return response
+        report = stats.snapshot()
+        rate = report["disagreement_rate"]
+        response.candidate_version = stats.candidate
+        for name in ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements"):
+            setattr(response, name, report[name])
+        response.disagreement_rate = rate["rate"] or 0.0
+        response.disagreement_rate_low = rate["low"]
+        response.disagreement_rate_high = rate["high"]
+        response.report_json = json.dumps(report, sort_keys=True)
+        return response
 
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext

@@ -16,12 +16,14 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.admin import AdminServicer
 from server.auth import Authenticator, AuthInterceptor, ensure_token_file
-from server.config import Config
+from server.comparison import ComparisonPolicy
+from server.config import Config, ModelConfig
 from server.dataplane import DataPlane
 from server.inference import InferenceServicer
 from server.registry import OnnxRunner, Registry, Runner, RunnerFactory
 from server.rollout_controller import RolloutController
 from server.router import RoutingTable
+from server.shadow import ShadowExecutor
 from server.store import SqliteStore
 
 __all__ = ["App"]
@@ -46,7 +48,14 @@ class App:
         self.registry = Registry(config.models_dir, runner_factory or onnx)
         self._table = RoutingTable(allow_pinning=config.allow_pinning)
         self._ready = threading.Event()
-        self.dataplane = DataPlane(self.registry, lambda: self._table)
+        self.shadow = ShadowExecutor(
+            workers=config.shadow_workers,
+            queue_size=config.shadow_queue_size,
+            timeout_s=config.shadow_timeout_seconds,
+            policy_for=self._comparison_policy,
+        )
+        self._salts: dict[str, str] = {}
+        self.dataplane = DataPlane(self.registry, lambda: self._table, self.shadow)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(config.state_dir / STATE_DB)
         self.rollouts = RolloutController(
@@ -67,6 +76,20 @@ class App:
     def _publish(self, table: RoutingTable) -> None:
         # One reference swap: request threads read whichever snapshot is current, lock-free.
         self._table = table
+        for name, routing in table.models.items():
+            rollout = routing.rollout
+            if rollout is not None and self._salts.get(name) != rollout.salt:
+                self._salts[name] = rollout.salt  # a new rollout: its shadow report starts at zero
+                self.shadow.reset(name, rollout.candidate)
+
+    def _comparison_policy(self, model: str) -> ComparisonPolicy:
+        settings = self.config.models.get(model) or ModelConfig()
+        return ComparisonPolicy(
+            atol=settings.shadow_atol,
+            rtol=settings.shadow_rtol,
+            outputs=settings.shadow_outputs,
+            top_k=settings.shadow_top_k,
+        )
 
     def _adopt(self, model: str | None = None) -> None:
         """Give every model with ready versions a rollout state (new ones: stable = default)."""
@@ -103,7 +126,7 @@ class App:
         )
         servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        admin = AdminServicer(self.rollouts, self.admin_auth, self.dataplane)
+        admin = AdminServicer(self.rollouts, self.admin_auth, self.dataplane, self.shadow)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -155,6 +178,7 @@ class App:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()
             self._server = None
+        self.shadow.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.store.close()
 
     def wait(self) -> None:

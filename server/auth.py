@@ -92,7 +92,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return continuation(details)
 
 
-def _deny(message: str, handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.RpcMethodHandler[Any, Any]:
+def _deny(
+    message: str, handler: grpc.RpcMethodHandler[Any, Any] | None
+) -> grpc.RpcMethodHandler[Any, Any]:
     def abort(_request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 

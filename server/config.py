@@ -34,6 +34,14 @@ class ModelConfig:
 
     stable: str | None = None
     """Version that is stable when the server first sees the model (default: the highest)."""
+    shadow_atol: float = 1e-5
+    """Shadow comparison: absolute tolerance before an output counts as different."""
+    shadow_rtol: float = 1e-3
+    """Shadow comparison: tolerance relative to the stable answer."""
+    shadow_outputs: tuple[str, ...] = ()
+    """Shadow comparison: outputs whose differences count as disagreement (empty: all)."""
+    shadow_top_k: int = 3
+    """Shadow comparison: k of the top-k overlap reported for class-score outputs."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,12 @@ class Config:
     """When set, inference calls need `authorization: Bearer <this token>` too."""
     rollback_grace_seconds: float = 600.0
     """After a promotion, how long the previous stable is kept as the instant-rollback target."""
+    shadow_workers: int = 1
+    """Threads running shadow candidates, separate from the request threads."""
+    shadow_queue_size: int = 64
+    """Shadow jobs waiting at most; when full, new ones are dropped and counted."""
+    shadow_timeout_seconds: float = 2.0
+    """A shadow job older than this is skipped and counted as a timeout."""
     tls_cert: Path | None = None
     """Server certificate chain (PEM). With tls_key, the server speaks TLS only."""
     tls_key: Path | None = None
@@ -169,5 +183,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("'tls_cert' and 'tls_key' go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
         raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
+    if config.shadow_workers < 1 or config.shadow_queue_size < 1:
+        raise ConfigError("'shadow_workers' and 'shadow_queue_size' must be at least 1")
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

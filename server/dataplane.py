@@ -8,19 +8,26 @@ infer(request, key, metadata)
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
 from server import tensors
 from server.errors import ModelFailed, ModelVersionNotFound
 from server.registry import Registry
-from server.router import Route, RoutingTable, route
+from server.router import PPM, Route, RoutingTable, Stage, route
+from server.shadow import ShadowExecutor, ShadowJob
 
 __all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane", "TableSource"]
 
 TableSource: TypeAlias = Callable[[], RoutingTable]
+Draw: TypeAlias = Callable[[], float]
+Arrays: TypeAlias = dict[str, npt.NDArray[np.generic]]
 
 #: Response parameters naming how the request was routed.
 PARAM_STAGE = "stage"
@@ -30,9 +37,17 @@ PARAM_REASON = "route_reason"
 class DataPlane:
     """Serves inference requests against the registry, routed by the current table."""
 
-    def __init__(self, registry: Registry, table: TableSource) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        table: TableSource,
+        shadow: ShadowExecutor | None = None,
+        draw: Draw = random.random,
+    ) -> None:
         self._registry = registry
         self._table = table
+        self._shadow = shadow
+        self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
@@ -44,8 +59,9 @@ class DataPlane:
     ) -> pb.ModelInferResponse:
         start = time.perf_counter_ns()
         pinned = request.model_version or None
+        table = self._table()
         try:
-            chosen = self.route(request.model_name, key, metadata, pinned)
+            chosen = route(table, request.model_name, key, metadata, pinned)
         except ModelVersionNotFound:
             if pinned is not None:
                 self._registry.get(request.model_name, pinned)  # the precise reason, if any
@@ -71,6 +87,45 @@ class DataPlane:
             response.parameters[PARAM_STAGE].string_param = chosen.stage.value
             response.parameters[PARAM_REASON].string_param = chosen.reason.value
             ok = True
+            if self._shadow is not None:
+                self._maybe_shadow(table, request, chosen, key, feeds, names, arrays)
             return response
         finally:
             version.stats.record(ok, time.perf_counter_ns() - start, infer_ns)
+
+    def _maybe_shadow(
+        self,
+        table: RoutingTable,
+        request: pb.ModelInferRequest,
+        chosen: Route,
+        key: str | None,
+        feeds: Arrays,
+        names: Sequence[str],
+        arrays: Sequence[npt.NDArray[np.generic]],
+    ) -> None:
+        candidate = chosen.shadow_version
+        if candidate is None and key is None and chosen.stage is Stage.STABLE:
+            rollout = table.models[request.model_name].rollout
+            if (
+                rollout is not None
+                and rollout.shadow_ppm
+                and self._draw() * PPM < rollout.shadow_ppm
+            ):
+                candidate = rollout.candidate
+        if candidate is None or self._shadow is None:
+            return
+        runner = self._registry.ready_runner(request.model_name, candidate)
+        if runner is None:
+            return  # the candidate is not ready: nothing to compare, and never an error
+        self._shadow.submit(
+            ShadowJob(
+                model=request.model_name,
+                candidate=candidate,
+                runner=runner,
+                feeds=feeds,
+                output_names=names,
+                primary=dict(zip(names, arrays, strict=True)),
+                request_id=request.id,
+                routing_key=key,
+            )
+        )

@@ -195,6 +195,11 @@ class Registry:
             raise VersionNotReady(model, version, mv.state.value, mv.reason)
         return mv
 
+    def ready_runner(self, model: str, version: str) -> Runner | None:
+        """The runner of a ready version, or None (never raises: for side branches)."""
+        mv = self._models.get(model, {}).get(version)
+        return mv.runner if mv is not None and mv.state is VersionState.READY else None
+
     def index(self) -> list[ModelVersion]:
         """Every known version, ready or not, sorted by model then version."""
         return [

@@ -346,3 +346,39 @@ class WatchRolloutsResponse(_message.Message):
     rollout: Rollout
     audit: AuditEntry
     def __init__(self, sequence: _Optional[int] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., audit: _Optional[_Union[AuditEntry, _Mapping]] = ...) -> None: ...
+
+class GetShadowReportRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class GetShadowReportResponse(_message.Message):
+    __slots__ = ("model", "candidate_version", "sampled", "completed", "dropped", "errors", "timeouts", "disagreements", "disagreement_rate", "disagreement_rate_low", "disagreement_rate_high", "queue_depth", "report_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_RATE_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_RATE_LOW_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    candidate_version: str
+    sampled: int
+    completed: int
+    dropped: int
+    errors: int
+    timeouts: int
+    disagreements: int
+    disagreement_rate: float
+    disagreement_rate_low: float
+    disagreement_rate_high: float
+    queue_depth: int
+    report_json: str
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., sampled: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., disagreements: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., disagreement_rate_low: _Optional[float] = ..., disagreement_rate_high: _Optional[float] = ..., queue_depth: _Optional[int] = ..., report_json: _Optional[str] = ...) -> None: ...

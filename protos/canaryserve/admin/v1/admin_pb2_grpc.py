@@ -100,6 +100,11 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsResponse.FromString,
                 _registered_method=True)
+        self.GetShadowReport = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/GetShadowReport',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -197,6 +202,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetShadowReport(self, request, context):
+        """How the candidate's shadow outputs compare with stable's, since the rollout started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +276,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.WatchRollouts,
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsResponse.SerializeToString,
+            ),
+            'GetShadowReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowReport,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +635,33 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/WatchRollouts',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.WatchRolloutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/GetShadowReport',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
