@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
@@ -25,6 +27,7 @@ from server.rollout_controller import RolloutController
 from server.router import RoutingTable
 from server.shadow import ShadowExecutor
 from server.store import SqliteStore
+from server.telemetry import Telemetry
 
 __all__ = ["App"]
 
@@ -38,7 +41,12 @@ STATE_DB = "state.db"
 class App:
     """One canaryserve server process: registry, data plane, gRPC services."""
 
-    def __init__(self, config: Config, runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        runner_factory: RunnerFactory | None = None,
+        span_exporters: Sequence[SpanExporter] = (),
+    ) -> None:
         self.config = config
         threads = config.intra_op_threads
 
@@ -48,11 +56,17 @@ class App:
         self.registry = Registry(config.models_dir, runner_factory or onnx)
         self._table = RoutingTable(allow_pinning=config.allow_pinning)
         self._ready = threading.Event()
+        self.telemetry = Telemetry(
+            stable_ratio=config.stable_trace_ratio,
+            otlp_endpoint=config.otlp_endpoint,
+            exporters=span_exporters,
+        )
         self.shadow = ShadowExecutor(
             workers=config.shadow_workers,
             queue_size=config.shadow_queue_size,
             timeout_s=config.shadow_timeout_seconds,
             policy_for=self._comparison_policy,
+            on_result=self.telemetry.shadow_span,
         )
         self._salts: dict[str, str] = {}
         self.dataplane = DataPlane(self.registry, lambda: self._table, self.shadow)
@@ -124,7 +138,9 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
+        servicer = InferenceServicer(
+            self.registry, self.dataplane, self._ready.is_set, self.telemetry
+        )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(self.rollouts, self.admin_auth, self.dataplane, self.shadow)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
@@ -179,6 +195,7 @@ class App:
             self._server.stop(grace).wait()
             self._server = None
         self.shadow.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
+        self.telemetry.shutdown()
         self.store.close()
 
     def wait(self) -> None:

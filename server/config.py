@@ -82,6 +82,11 @@ class Config:
     """Shadow jobs waiting at most; when full, new ones are dropped and counted."""
     shadow_timeout_seconds: float = 2.0
     """A shadow job older than this is skipped and counted as a timeout."""
+    stable_trace_ratio: float = 1.0
+    """Share of stable-version inference spans recorded (candidate spans: all). Below 1, the
+    windows scale counts by the inverse; lowers tracing cost on the hot path."""
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector for traces (e.g. "localhost:4317"); needs the `otlp` extra."""
     tls_cert: Path | None = None
     """Server certificate chain (PEM). With tls_key, the server speaks TLS only."""
     tls_key: Path | None = None
@@ -185,5 +190,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
     if config.shadow_workers < 1 or config.shadow_queue_size < 1:
         raise ConfigError("'shadow_workers' and 'shadow_queue_size' must be at least 1")
+    if not 0 < config.stable_trace_ratio <= 1:
+        raise ConfigError(
+            f"'stable_trace_ratio' must be in (0, 1], got {config.stable_trace_ratio}"
+        )
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

@@ -22,6 +22,7 @@ from server.errors import ModelFailed, ModelVersionNotFound
 from server.registry import Registry
 from server.router import PPM, Route, RoutingTable, Stage, route
 from server.shadow import ShadowExecutor, ShadowJob
+from server.telemetry import InferenceSpan
 
 __all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane", "TableSource"]
 
@@ -55,7 +56,11 @@ class DataPlane:
         return route(self._table(), model, key, metadata, pinned)
 
     def infer(
-        self, request: pb.ModelInferRequest, key: str | None, metadata: Mapping[str, str]
+        self,
+        request: pb.ModelInferRequest,
+        key: str | None,
+        metadata: Mapping[str, str],
+        call: InferenceSpan | None = None,
     ) -> pb.ModelInferResponse:
         start = time.perf_counter_ns()
         pinned = request.model_version or None
@@ -66,6 +71,8 @@ class DataPlane:
             if pinned is not None:
                 self._registry.get(request.model_name, pinned)  # the precise reason, if any
             raise
+        if call is not None:
+            call.routed(request.model_name, chosen, key)
         version = self._registry.get(request.model_name, chosen.version)
         ok = False
         infer_ns = 0
@@ -88,7 +95,8 @@ class DataPlane:
             response.parameters[PARAM_REASON].string_param = chosen.reason.value
             ok = True
             if self._shadow is not None:
-                self._maybe_shadow(table, request, chosen, key, feeds, names, arrays)
+                trace_context = call.context if call is not None else None
+                self._maybe_shadow(table, request, chosen, key, feeds, names, arrays, trace_context)
             return response
         finally:
             version.stats.record(ok, time.perf_counter_ns() - start, infer_ns)
@@ -102,6 +110,7 @@ class DataPlane:
         feeds: Arrays,
         names: Sequence[str],
         arrays: Sequence[npt.NDArray[np.generic]],
+        trace_context: object,
     ) -> None:
         candidate = chosen.shadow_version
         if candidate is None and key is None and chosen.stage is Stage.STABLE:
@@ -127,5 +136,6 @@ class DataPlane:
                 primary=dict(zip(names, arrays, strict=True)),
                 request_id=request.id,
                 routing_key=key,
+                trace_context=trace_context,
             )
         )

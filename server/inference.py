@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import grpc
 
@@ -12,9 +12,16 @@ from server import __version__
 from server.dataplane import DataPlane
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.registry import ModelVersion, Registry, VersionState
-from server.status import translate_errors
+from server.status import code_for, translate_errors
+from server.telemetry import Telemetry
 
-__all__ = ["EXTENSIONS", "ROUTING_KEY_HEADER", "ROUTING_KEY_PARAM", "InferenceServicer"]
+__all__ = [
+    "EXTENSIONS",
+    "ROUTING_KEY_HEADER",
+    "ROUTING_KEY_PARAM",
+    "InferenceServicer",
+    "routing_key",
+]
 
 ROUTING_KEY_HEADER = "x-routing-key"
 ROUTING_KEY_PARAM = "routing_key"
@@ -22,27 +29,31 @@ EXTENSIONS = ["model_repository", "model_configuration", "statistics", "canary_r
 PLATFORM = "onnxruntime_onnx"
 
 
-def routing_inputs(
-    request: pb.ModelInferRequest, context: grpc.ServicerContext
-) -> tuple[str | None, dict[str, str]]:
-    """The routing key (metadata wins over the request parameter) and the call's metadata."""
-    metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+def routing_key(request: pb.ModelInferRequest, metadata: Mapping[str, str]) -> str | None:
+    """The routing key: metadata wins over the request parameter; empty means none."""
     key = metadata.get(ROUTING_KEY_HEADER)
     if key is None and ROUTING_KEY_PARAM in request.parameters:
         param = request.parameters[ROUTING_KEY_PARAM]
         if param.WhichOneof("parameter_choice") != "string_param":
             raise InvalidInput(f"request parameter '{ROUTING_KEY_PARAM}' must be a string_param")
         key = param.string_param
-    return key or None, metadata
+    return key or None
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Open Inference Protocol endpoints over the registry and the data plane."""
 
-    def __init__(self, registry: Registry, dataplane: DataPlane, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        dataplane: DataPlane,
+        ready: Callable[[], bool],
+        telemetry: Telemetry,
+    ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
+        self._telemetry = telemetry
 
     @translate_errors
     def ServerLive(
@@ -191,16 +202,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> pb.ModelInferResponse:
-        key, metadata = routing_inputs(request, context)
-        return self._dataplane.infer(request, key, metadata)
+        return self._infer(request, context, "ModelInfer")
+
+    def _infer(
+        self, request: pb.ModelInferRequest, context: grpc.ServicerContext, method: str
+    ) -> pb.ModelInferResponse:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        call = self._telemetry.inference(metadata, method)
+        try:
+            key = routing_key(request, metadata)
+            response = self._dataplane.infer(request, key, metadata, call)
+        except CanaryServeError as exc:
+            call.finish(code_for(exc).name, str(exc), request.id)
+            raise
+        except Exception as exc:
+            call.finish("INTERNAL", type(exc).__name__, request.id)
+            raise
+        call.finish("OK", request_id=request.id)
+        return response
 
     def ModelStreamInfer(
         self, requests: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ModelStreamInferResponse]:
         for request in requests:
             try:
-                key, metadata = routing_inputs(request, context)
-                response = self._dataplane.infer(request, key, metadata)
+                response = self._infer(request, context, "ModelStreamInfer")
             except CanaryServeError as exc:
                 yield pb.ModelStreamInferResponse(error_message=str(exc))
             else:

@@ -1,0 +1,236 @@
+"""OpenTelemetry for inference: attribute names, the stage-aware sampler, spans, exporters.
+
+One SERVER span per inference RPC (none for health checks or reflection), continuing the
+caller's W3C `traceparent`. The span is opened once the request is routed, with its start time
+set to the moment the call arrived, so the sampler can see the stage: candidate requests are
+always recorded, stable ones at `stable_ratio` (the span carries its weight 1/ratio so counts
+can be scaled). Recorded spans feed the WindowProcessor (the promotion evidence) and any
+exporter. Shadow runs get their own spans, linked to the primary's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+
+from server import __version__
+from server.router import Route
+from server.shadow_stats import ShadowResult
+from server.windows import WindowProcessor
+
+__all__ = [
+    "ATTR_KEY_HASH",
+    "ATTR_MODEL",
+    "ATTR_REASON",
+    "ATTR_STAGE",
+    "ATTR_VERSION",
+    "ATTR_WEIGHT",
+    "InferenceSpan",
+    "StageAwareSampler",
+    "Telemetry",
+]
+
+log = logging.getLogger(__name__)
+
+# Semantic-convention names.
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+RPC_STATUS = "rpc.grpc.status_code"
+# Ours, under one namespace.
+ATTR_MODEL = "canary.model"
+ATTR_VERSION = "canary.version"
+ATTR_STAGE = "canary.stage"
+ATTR_REASON = "canary.route.reason"
+ATTR_KEY_HASH = "canary.routing_key.hash"
+ATTR_CODE = "canary.status"
+ATTR_WEIGHT = "canary.sample_weight"
+ATTR_REQUEST_ID = "canary.request_id"
+ATTR_SHADOW_VERSION = "canary.shadow.version"
+ATTR_SHADOW_OUTCOME = "canary.shadow.outcome"
+ATTR_SHADOW_DISAGREE = "canary.shadow.disagree"
+ATTR_SHADOW_REASON = "canary.shadow.reason"
+
+_STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class StageAwareSampler(Sampler):
+    """Records every non-stable span; stable spans at `stable_ratio` (by trace id)."""
+
+    def __init__(self, stable_ratio: float) -> None:
+        self._ratio = stable_ratio
+        self._stable = TraceIdRatioBased(stable_ratio)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes and attributes.get(ATTR_STAGE) == "stable" and self._ratio < 1.0:
+            return self._stable.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+
+    def get_description(self) -> str:
+        return f"StageAwareSampler(stable={self._ratio})"
+
+
+def key_hash(key: str) -> str:
+    """A short, stable digest of a routing key: correlates requests without revealing it."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class InferenceSpan:
+    """One inference RPC; the OTel span is created at `routed()` (or at `finish()`)."""
+
+    __slots__ = ("_parent", "_route_attrs", "_span", "_start_ns", "_telemetry", "method")
+
+    def __init__(self, telemetry: Telemetry, parent: Context, method: str) -> None:
+        self._telemetry = telemetry
+        self._parent = parent
+        self._start_ns = time.time_ns()
+        self._span: trace.Span | None = None
+        self._route_attrs: dict[str, str | float] | None = None
+        self.method = method
+
+    def routed(self, model: str, route: Route, key: str | None) -> None:
+        attrs: dict[str, str | float] = {
+            ATTR_MODEL: model,
+            ATTR_VERSION: route.version,
+            ATTR_STAGE: route.stage.value,
+            ATTR_REASON: route.reason.value,
+        }
+        if route.stage.value == "stable":
+            attrs[ATTR_WEIGHT] = self._telemetry.stable_weight
+        if key is not None:
+            attrs[ATTR_KEY_HASH] = key_hash(key)
+        self._route_attrs = attrs
+        self._span = self._telemetry._open(self, attrs)
+
+    @property
+    def context(self) -> SpanContext | None:
+        return self._span.get_span_context() if self._span is not None else None
+
+    def finish(self, code: str, message: str = "", request_id: str = "") -> None:
+        span = self._span or self._telemetry._open(self, {})
+        if not span.is_recording():
+            span.end()
+            return
+        span.set_attribute(RPC_STATUS, _STATUS_NUMBER.get(code, 2))
+        span.set_attribute(ATTR_CODE, code)
+        if request_id:
+            span.set_attribute(ATTR_REQUEST_ID, request_id)
+        if code != "OK":
+            span.set_status(Status(StatusCode.ERROR, f"{code}: {message}"[:500]))
+        span.end()
+
+
+class Telemetry:
+    """The tracer provider of one server, with its window processor and exporters."""
+
+    def __init__(
+        self,
+        *,
+        stable_ratio: float = 1.0,
+        exporters: Sequence[SpanExporter] = (),
+        otlp_endpoint: str | None = None,
+        windows: WindowProcessor | None = None,
+    ) -> None:
+        self.stable_weight = 1.0 / stable_ratio if stable_ratio > 0 else 0.0
+        self.windows = windows or WindowProcessor(
+            attr_model=ATTR_MODEL, attr_version=ATTR_VERSION, attr_code=ATTR_CODE,
+            attr_weight=ATTR_WEIGHT,
+        )  # fmt: skip
+        self.provider = TracerProvider(
+            sampler=StageAwareSampler(stable_ratio),
+            resource=Resource.create(
+                {"service.name": "canaryserve", "service.version": __version__}
+            ),
+        )
+        self.provider.add_span_processor(self.windows)
+        processors: list[SpanProcessor] = [SimpleSpanProcessor(e) for e in exporters]
+        if otlp_endpoint:
+            processors.append(BatchSpanProcessor(_otlp(otlp_endpoint)))
+        for p in processors:
+            self.provider.add_span_processor(p)
+        self.tracer = self.provider.get_tracer("canaryserve", __version__)
+
+    def inference(self, metadata: Mapping[str, str], method: str = "ModelInfer") -> InferenceSpan:
+        """Begin timing an inference call; the caller's traceparent becomes the parent."""
+        parent = _PROPAGATOR.extract(metadata) if "traceparent" in metadata else Context()
+        return InferenceSpan(self, parent, method)
+
+    def _open(self, call: InferenceSpan, attrs: Mapping[str, str | float]) -> trace.Span:
+        return self.tracer.start_span(
+            call.method,
+            context=call._parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                RPC_SYSTEM: "grpc",
+                RPC_SERVICE: "inference.GRPCInferenceService",
+                RPC_METHOD: call.method,
+                **attrs,
+            },
+            start_time=call._start_ns,
+        )
+
+    def shadow_span(self, result: ShadowResult) -> None:
+        """A span for one shadow run, linked to its primary (the job's trace_context)."""
+        job = result.job
+        links = [Link(job.trace_context)] if isinstance(job.trace_context, SpanContext) else []
+        end = time.time_ns()
+        duration = int(((result.latency_s or 0.0) + result.queued_s) * 1e9)
+        attrs: dict[str, str | bool] = {
+            ATTR_MODEL: job.model,
+            ATTR_SHADOW_VERSION: job.candidate,
+            ATTR_STAGE: "shadow",
+            ATTR_SHADOW_OUTCOME: result.outcome.value,
+            ATTR_REQUEST_ID: job.request_id,
+        }
+        if result.comparison is not None:
+            attrs[ATTR_SHADOW_DISAGREE] = result.comparison.disagree
+            worst = result.comparison.worst()
+            if worst is not None and worst.reason is not None:
+                attrs[ATTR_SHADOW_REASON] = f"{worst.name}: {worst.reason.value}"
+        span = self.tracer.start_span(
+            "shadow", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs, links=links,
+            start_time=end - duration,
+        )  # fmt: skip
+        if result.error:
+            span.set_status(Status(StatusCode.ERROR, result.error))
+        span.end(end_time=end)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def _otlp(endpoint: str) -> SpanExporter:
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:  # an optional extra
+        raise RuntimeError(
+            "otlp_endpoint is set but the OTLP exporter is not installed: "
+            "pip install 'canaryserve[otlp]'"
+        ) from exc
+    exporter: SpanExporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    return exporter

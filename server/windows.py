@@ -1,0 +1,207 @@
+"""Per-model, per-version rolling windows, fed by an OpenTelemetry span processor.
+
+Every finished inference span that reaches `WindowProcessor.on_end` lands in its version's
+time-bucketed window: requests, errors by gRPC code, and a latency histogram. Spans of stable
+requests may be sampled (see telemetry.StageAwareSampler); each span carries its sampling
+weight, so counts can be scaled back while statistics use the observations themselves.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+__all__ = [
+    "LATENCY_BOUNDS_MS",
+    "Clock",
+    "VersionTotals",
+    "WindowProcessor",
+    "WindowSummary",
+]
+
+Clock: TypeAlias = Callable[[], float]
+
+#: Histogram upper bounds in milliseconds (log-spaced); the last bucket is +Inf.
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(
+    round(0.05 * 1.25**i, 4) for i in range(int(math.log(60_000 / 0.05, 1.25)) + 1)
+)
+_MAX_TRACES = 5
+#: A call the client cancelled says nothing about the version that served it.
+_NOT_ERRORS = frozenset({"OK", "CANCELLED"})
+
+
+@dataclass
+class _Bucket:
+    start: float
+    requests: int = 0
+    errors: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+
+@dataclass
+class VersionTotals:
+    """Cumulative, weight-scaled counters of one version (for Prometheus)."""
+
+    requests: float = 0.0
+    by_code: dict[str, float] = field(default_factory=dict)
+    latency: list[float] = field(default_factory=lambda: [0.0] * (len(LATENCY_BOUNDS_MS) + 1))
+    latency_sum_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """One version over the last `window_s` seconds (observations, not scaled)."""
+
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    error_trace_ids: tuple[str, ...]
+    window_s: float
+
+
+def _quantile(hist: list[int], total: int, q: float) -> float | None:
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(hist):
+        seen += n
+        if seen >= rank:
+            return LATENCY_BOUNDS_MS[i] if i < len(LATENCY_BOUNDS_MS) else LATENCY_BOUNDS_MS[-1]
+    return LATENCY_BOUNDS_MS[-1]
+
+
+class _Window:
+    def __init__(self, bucket_s: float, buckets: int) -> None:
+        self.bucket_s = bucket_s
+        self.buckets: deque[_Bucket] = deque(maxlen=buckets)
+        self.totals = VersionTotals()
+        self.error_traces: deque[tuple[float, str]] = deque(maxlen=_MAX_TRACES)
+        self.lock = threading.Lock()
+
+    def add(self, now: float, ms: float, code: str, weight: float, trace_id: str) -> None:
+        slot = bisect.bisect_left(LATENCY_BOUNDS_MS, ms)
+        start = now - now % self.bucket_s
+        with self.lock:
+            if not self.buckets or self.buckets[-1].start != start:
+                self.buckets.append(_Bucket(start))
+            b = self.buckets[-1]
+            b.requests += 1
+            b.latency[slot] += 1
+            t = self.totals
+            t.requests += weight
+            t.by_code[code] = t.by_code.get(code, 0.0) + weight
+            t.latency[slot] += weight
+            t.latency_sum_s += weight * ms / 1000
+            if code not in _NOT_ERRORS:
+                b.errors += 1
+                self.error_traces.append((now, trace_id))
+
+    def summary(self, now: float, window_s: float, since: float) -> WindowSummary:
+        lo = max(now - window_s, since)
+        hist = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+        requests = errors = 0
+        with self.lock:
+            for b in self.buckets:
+                if b.start + self.bucket_s > lo:
+                    requests += b.requests
+                    errors += b.errors
+                    for i, n in enumerate(b.latency):
+                        hist[i] += n
+            traces = tuple(t for at, t in self.error_traces if at >= lo)
+        return WindowSummary(
+            requests=requests,
+            errors=errors,
+            p50_ms=_quantile(hist, requests, 0.50),
+            p95_ms=_quantile(hist, requests, 0.95),
+            p99_ms=_quantile(hist, requests, 0.99),
+            error_trace_ids=traces,
+            window_s=now - lo,
+        )
+
+
+class WindowProcessor(SpanProcessor):
+    """Aggregates inference spans into per-(model, version) windows. Cheap and never raises."""
+
+    def __init__(
+        self,
+        *,
+        attr_model: str,
+        attr_version: str,
+        attr_code: str,
+        attr_weight: str,
+        bucket_s: float = 1.0,
+        buckets: int = 600,
+        clock: Clock = time.time,
+    ) -> None:
+        self._attrs = (attr_model, attr_version, attr_code, attr_weight)
+        self._bucket_s = bucket_s
+        self._buckets = buckets
+        self._clock = clock
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._create = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attrs = span.attributes or {}
+        a_model, a_version, a_code, a_weight = self._attrs
+        model, version = attrs.get(a_model), attrs.get(a_version)
+        if not isinstance(model, str) or not isinstance(version, str):
+            return  # not routed (e.g. unknown model): nothing to attribute
+        if span.start_time is None or span.end_time is None:
+            return
+        window = self._window(model, version)
+        weight = attrs.get(a_weight, 1.0)
+        window.add(
+            self._clock(),
+            (span.end_time - span.start_time) / 1e6,
+            str(attrs.get(a_code, "OK")),
+            float(weight) if isinstance(weight, int | float) else 1.0,
+            format(span.context.trace_id, "032x") if span.context else "",
+        )
+
+    def _window(self, model: str, version: str) -> _Window:
+        window = self._windows.get((model, version))
+        if window is None:
+            with self._create:
+                window = self._windows.setdefault(
+                    (model, version), _Window(self._bucket_s, self._buckets)
+                )
+        return window
+
+    def summary(
+        self, model: str, version: str, window_s: float, since: float = 0.0
+    ) -> WindowSummary:
+        """The version's observations in the last `window_s` seconds, not before `since`."""
+        window = self._windows.get((model, version)) or _Window(self._bucket_s, 1)
+        return window.summary(self._clock(), window_s, since)
+
+    def totals(self) -> dict[tuple[str, str], VersionTotals]:
+        """Cumulative scaled counters per (model, version); a copy."""
+        out: dict[tuple[str, str], VersionTotals] = {}
+        for key, w in list(self._windows.items()):
+            with w.lock:
+                t = w.totals
+                out[key] = VersionTotals(
+                    t.requests, dict(t.by_code), list(t.latency), t.latency_sum_s
+                )
+        return out
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
