@@ -1,0 +1,140 @@
+"""Telemetry at the level a user sees: spans per inference, windows per version, linked shadows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from client.admin import AdminClient
+from client.errors import ClientError
+from client.inference import InferenceClient
+from models.build import build_classifier_perturbed
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
+from server.config import load_config
+from server.telemetry import key_hash
+from server.windows import WindowProcessor
+from tests.conftest import make_repository
+
+X = np.zeros((1, 4), np.float32)
+TOKEN = "telemetry-token"
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[tuple[App, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    config = load_config(
+        None,
+        {
+            "models_dir": make_repository(tmp_path),
+            "state_dir": tmp_path / "state",
+            "port": 0,
+            "admin_tokens": {"ops": TOKEN},
+            "models": {"classifier": {"stable": "1"}},
+        },
+    )
+    app = App(config, span_exporters=[exporter])
+    app.start()
+    yield app, exporter
+    app.stop(0)
+
+
+def test_one_span_per_inference_and_none_for_health(
+    traced: tuple[App, InMemorySpanExporter],
+) -> None:
+    app, exporter = traced
+    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+        assert c.live() and c.ready()
+        c.infer("classifier", {"input": X}, routing_key="alice")
+        with pytest.raises(ClientError):
+            c.infer("classifier", {"input": np.zeros((1, 3), np.float32)})
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["ModelInfer", "ModelInfer"]
+    ok, bad = spans
+    assert ok.attributes is not None and bad.attributes is not None
+    assert ok.attributes["rpc.system"] == "grpc"
+    assert ok.attributes["rpc.method"] == "ModelInfer"
+    assert ok.attributes["rpc.grpc.status_code"] == 0
+    assert ok.attributes["canary.model"] == "classifier"
+    assert ok.attributes["canary.version"] == "1"
+    assert ok.attributes["canary.stage"] == "stable"
+    assert ok.attributes["canary.routing_key.hash"] == key_hash("alice")
+    assert "alice" not in str(dict(ok.attributes))
+    assert bad.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert not bad.status.is_ok
+
+
+def test_traceparent_continues_the_callers_trace(traced: tuple[App, InMemorySpanExporter]) -> None:
+    app, exporter = traced
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = "00f067aa0ba902b7"
+    with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="classifier")
+        request.inputs.add(name="input", datatype="FP32", shape=[1, 4])
+        request.raw_input_contents.append(X.tobytes())
+        stub.ModelInfer(request, metadata=[("traceparent", f"00-{trace_id}-{parent}-01")])
+    (span,) = exporter.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None and format(span.parent.span_id, "016x") == parent
+
+
+def test_windows_attribute_errors_to_the_version_that_ran(
+    traced: tuple[App, InMemorySpanExporter],
+) -> None:
+    app, _ = traced
+    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+        for _ in range(5):
+            c.infer("classifier", {"input": X}, version="2")
+        with pytest.raises(ClientError):
+            c.infer("classifier", {"input": np.zeros((2, 5), np.float32)}, version="2")
+        c.infer("classifier", {"input": X})
+    v2 = app.telemetry.windows.summary("classifier", "2", window_s=60)
+    v1 = app.telemetry.windows.summary("classifier", "1", window_s=60)
+    assert (v2.requests, v2.errors) == (6, 1)
+    assert len(v2.error_trace_ids) == 1 and len(v2.error_trace_ids[0]) == 32
+    assert (v1.requests, v1.errors) == (1, 0)
+    assert v2.p50_ms is not None and v2.p50_ms > 0
+
+
+def test_shadow_runs_get_spans_linked_to_the_primary(
+    traced: tuple[App, InMemorySpanExporter],
+) -> None:
+    app, exporter = traced
+    build_classifier_perturbed(app.config.models_dir / "classifier" / "3" / "model.onnx")
+    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+        c.load("classifier")
+        with AdminClient(grpc.insecure_channel(f"127.0.0.1:{app.port}"), TOKEN) as admin:
+            admin.start("classifier", "3", shadow_ppm=1_000_000)
+        c.infer("classifier", {"input": X}, routing_key="bob", request_id="req-1")
+    assert app.shadow.force_flush(10)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    primary, shadow = spans["ModelInfer"], spans["shadow"]
+    assert shadow.links and shadow.links[0].context.span_id == primary.context.span_id
+    assert shadow.attributes is not None
+    assert shadow.attributes["canary.shadow.version"] == "3"
+    assert shadow.attributes["canary.request_id"] == "req-1"
+    assert shadow.attributes["canary.shadow.disagree"] is False
+
+
+def test_stage_aware_sampling_records_every_candidate_span() -> None:
+    from server.telemetry import ATTR_STAGE, StageAwareSampler
+
+    sampler = StageAwareSampler(0.0001)
+    provider = TracerProvider(sampler=sampler)
+    windows = WindowProcessor(
+        attr_model="m", attr_version="v", attr_code="c", attr_weight="w", clock=lambda: 100.0
+    )
+    provider.add_span_processor(windows)
+    tracer = provider.get_tracer("t")
+    for stage in ["canary"] * 50 + ["stable"] * 50:
+        tracer.start_span("x", attributes={ATTR_STAGE: stage, "m": "model", "v": stage}).end()
+    assert windows.summary("model", "canary", 60).requests == 50
+    assert windows.summary("model", "stable", 60).requests < 5
