@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "state_dir": args.state_dir,
+        "metrics_port": args.metrics_port,
     }
     try:
         config = load_config(args.config, overrides)
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
     serve.add_argument("--state-dir", type=Path, help="durable state (default .canaryserve/)")
+    serve.add_argument(
+        "--metrics-port", type=int, help="Prometheus /metrics port (default 8002; -1: off)"
+    )
     serve.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.set_defaults(func=cmd_serve)

@@ -22,6 +22,7 @@ from server.comparison import ComparisonPolicy
 from server.config import Config, ModelConfig
 from server.dataplane import DataPlane
 from server.inference import InferenceServicer
+from server.metrics import MetricsServer, render
 from server.registry import OnnxRunner, Registry, Runner, RunnerFactory
 from server.rollout_controller import RolloutController
 from server.router import RoutingTable
@@ -85,7 +86,9 @@ class App:
         self.inference_auth = Authenticator(inference_tokens, "inference")
         self.health = health.HealthServicer()
         self._server: grpc.Server | None = None
+        self._metrics: MetricsServer | None = None
         self.port = 0
+        self.metrics_port = 0
 
     def _publish(self, table: RoutingTable) -> None:
         # One reference swap: request threads read whichever snapshot is current, lock-free.
@@ -160,6 +163,10 @@ class App:
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
+        if self.config.metrics_port >= 0:
+            self._metrics = MetricsServer(self.config.host, self.config.metrics_port, self.metrics)
+            self._metrics.start()
+            self.metrics_port = self._metrics.port
         self._ready.set()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -169,6 +176,10 @@ class App:
             len(self.registry.models()),
         )
         return self.port
+
+    def metrics(self) -> str:
+        """The Prometheus exposition of this server."""
+        return render(self.telemetry.windows, self.rollouts.list(), self.shadow, {})
 
     def _listen(self, server: grpc.Server, address: str) -> int:
         config = self.config
@@ -194,6 +205,9 @@ class App:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()
             self._server = None
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics = None
         self.shadow.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.telemetry.shutdown()
         self.store.close()

@@ -82,6 +82,9 @@ class Config:
     """Shadow jobs waiting at most; when full, new ones are dropped and counted."""
     shadow_timeout_seconds: float = 2.0
     """A shadow job older than this is skipped and counted as a timeout."""
+    metrics_port: int = 8002
+    """Port of the Prometheus text endpoint `/metrics` (on `host`); 0 picks a free port, -1
+    turns it off."""
     stable_trace_ratio: float = 1.0
     """Share of stable-version inference spans recorded (candidate spans: all). Below 1, the
     windows scale counts by the inverse; lowers tracing cost on the hot path."""
@@ -177,6 +180,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
 def _validate(config: Config) -> None:
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"'port' must be 0..65535, got {config.port}")
+    if not -1 <= config.metrics_port <= 65535:
+        raise ConfigError(f"'metrics_port' must be -1 (off) or 0..65535, got {config.metrics_port}")
     if config.workers < 1:
         raise ConfigError(f"'workers' must be at least 1, got {config.workers}")
     if config.max_message_bytes < 1024:

@@ -29,6 +29,7 @@ def start_app(tmp: Path, **overrides: object) -> App:
         "models_dir": make_repository(tmp),
         "state_dir": tmp / "state",
         "port": 0,
+        "metrics_port": 0,
         "workers": 8,
         "grace_seconds": 2.0,
         "intra_op_threads": 1,

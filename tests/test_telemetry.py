@@ -36,6 +36,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[App, InMemorySpanExporter]]:
             "models_dir": make_repository(tmp_path),
             "state_dir": tmp_path / "state",
             "port": 0,
+            "metrics_port": 0,
             "admin_tokens": {"ops": TOKEN},
             "models": {"classifier": {"stable": "1"}},
         },

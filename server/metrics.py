@@ -1,0 +1,145 @@
+"""Prometheus text exposition of the server's state, on its own HTTP port (default 8002).
+
+Per model/version request, error and latency series come from the telemetry windows (counts
+scaled by sampling weight); rollout weights and stages from the current routing snapshot;
+shadow statistics from the shadow executor; promotion decisions from the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeAlias
+
+from server.rollout import RolloutState
+from server.shadow import ShadowExecutor
+from server.windows import LATENCY_BOUNDS_MS, WindowProcessor
+
+__all__ = ["CONTENT_TYPE", "MetricsServer", "render"]
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Decisions: TypeAlias = Callable[[], Mapping[tuple[str, str], int]]
+Rollouts: TypeAlias = Callable[[], Iterable[RolloutState]]
+_SHADOW_COUNTERS = ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements")
+
+
+def _labels(**labels: str) -> str:
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in labels.items()
+    )
+    return "{" + body + "}"
+
+
+def render(
+    windows: WindowProcessor,
+    rollouts: Iterable[RolloutState],
+    shadow: ShadowExecutor,
+    decisions: Mapping[tuple[str, str], int],
+) -> str:
+    """The whole exposition, one consistent-enough read of each source."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+
+    totals = windows.totals()
+    family("canaryserve_requests_total", "counter", "Inference calls by version and gRPC code.")
+    for (model, version), t in sorted(totals.items()):
+        for code, n in sorted(t.by_code.items()):
+            labels = _labels(model=model, version=version, code=code)
+            out.append(f"canaryserve_requests_total{labels} {n:g}")
+    family("canaryserve_errors_total", "counter", "Inference calls that did not return OK.")
+    for (model, version), t in sorted(totals.items()):
+        errors = sum(n for code, n in t.by_code.items() if code not in ("OK", "CANCELLED"))
+        out.append(f"canaryserve_errors_total{_labels(model=model, version=version)} {errors:g}")
+    family("canaryserve_request_duration_seconds", "histogram", "Inference latency.")
+    for (model, version), t in sorted(totals.items()):
+        running = 0.0
+        for bound, n in zip((*LATENCY_BOUNDS_MS, None), t.latency, strict=True):
+            running += n
+            le = "+Inf" if bound is None else f"{bound / 1000:g}"
+            labels = _labels(model=model, version=version, le=le)
+            out.append(f"canaryserve_request_duration_seconds_bucket{labels} {running:g}")
+        labels = _labels(model=model, version=version)
+        out.append(f"canaryserve_request_duration_seconds_sum{labels} {t.latency_sum_s:g}")
+        out.append(f"canaryserve_request_duration_seconds_count{labels} {running:g}")
+
+    states = list(rollouts)
+    family("canaryserve_version_stage", "gauge", "1 for each version's current rollout stage.")
+    for s in states:
+        out.append(
+            f"canaryserve_version_stage{_labels(model=s.model, version=s.stable, stage='stable')} 1"
+        )
+        if s.candidate:
+            stage = s.phase.value
+            labels = _labels(model=s.model, version=s.candidate, stage=stage)
+            out.append(f"canaryserve_version_stage{labels} 1")
+    family("canaryserve_canary_weight_ratio", "gauge", "Share of keyed traffic on the candidate.")
+    family("canaryserve_shadow_rate_ratio", "gauge", "Share of stable traffic shadowed.")
+    family("canaryserve_rollout_revision", "gauge", "Revision of the model's rollout state.")
+    for s in states:
+        m = _labels(model=s.model)
+        out.append(f"canaryserve_canary_weight_ratio{m} {s.canary_ppm / 1e6:g}")
+        out.append(f"canaryserve_shadow_rate_ratio{m} {s.shadow_ppm / 1e6:g}")
+        out.append(f"canaryserve_rollout_revision{m} {s.revision}")
+
+    reports = shadow.snapshot()
+    for counter in _SHADOW_COUNTERS:
+        name = f"canaryserve_shadow_{counter}_total"
+        family(name, "counter", f"Shadow jobs: {counter}.")
+        for r in reports:
+            labels = _labels(model=r["model"], candidate=r["candidate"])
+            out.append(f"{name}{labels} {r[counter]}")
+    family("canaryserve_shadow_queue_depth", "gauge", "Shadow jobs waiting.")
+    out.append(f"canaryserve_shadow_queue_depth {shadow.queue_depth()}")
+    family("canaryserve_promotion_decisions_total", "counter", "Promotion decisions by action.")
+    for (model, action), n in sorted(decisions.items()):
+        out.append(
+            f"canaryserve_promotion_decisions_total{_labels(model=model, action=action)} {n}"
+        )
+    return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    """Serves `render(...)` at /metrics on a daemon thread."""
+
+    def __init__(self, host: str, port: int, body: Callable[[], str]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "metrics are at /metrics")
+                    return
+                try:
+                    data = body().encode()
+                except Exception:  # a scrape must never take the server down
+                    log.exception("rendering metrics failed")
+                    self.send_error(500)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="canaryserve-metrics", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
