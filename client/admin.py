@@ -68,6 +68,8 @@ class AdminClient:
         expected_revision: int = 0,
         dry_run: bool = False,
         reason: str = "",
+        automatic: bool = False,
+        policy_json: str = "",
     ) -> pb.StartRolloutResponse:
         request = pb.StartRolloutRequest(
             model=model,
@@ -78,6 +80,8 @@ class AdminClient:
             expected_revision=expected_revision,
             dry_run=dry_run,
             reason=reason,
+            automatic=automatic,
+            policy_json=policy_json,
         )
         response: pb.StartRolloutResponse = self._call(self._stub.StartRollout, request)
         return response
@@ -125,6 +129,16 @@ class AdminClient:
         request = pb.GetShadowReportRequest(model=model)
         response: pb.GetShadowReportResponse = self._call(self._stub.GetShadowReport, request)
         return response
+
+    def explain(self, model: str) -> pb.ExplainRolloutResponse:
+        request = pb.ExplainRolloutRequest(model=model)
+        response: pb.ExplainRolloutResponse = self._call(self._stub.ExplainRollout, request)
+        return response
+
+    def approve(self, model: str, reason: str = "") -> pb.Rollout:
+        request = pb.ApproveStepRequest(model=model, reason=reason)
+        response: pb.ApproveStepResponse = self._call(self._stub.ApproveStep, request)
+        return response.rollout
 
     def watch(self, model: str = "") -> Iterator[pb.WatchRolloutsResponse]:
         """Every rollout change from now on, in commit order (cancel by closing the client)."""

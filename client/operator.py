@@ -84,7 +84,33 @@ def cmd_status(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             return 0
         rollouts = [admin.get(args.model)] if args.model else admin.rollouts()
-    _print(args, [_dict(r) for r in rollouts], "\n".join(_rollout_line(r) for r in rollouts))
+        explained = admin.explain(args.model) if args.model else None
+    lines = [_rollout_line(r) for r in rollouts]
+    data: Any = [_dict(r) for r in rollouts]
+    if explained is not None and explained.evaluated:
+        lines += _explain_lines(explained)
+        data = {"rollout": data[0], "decision": json.loads(explained.decision_json)}
+    _print(args, data, "\n".join(lines))
+    return 0
+
+
+def _explain_lines(e: pb.ExplainRolloutResponse) -> list[str]:
+    lines = [f"  last decision: {e.action} — {e.reason}"]
+    for c in e.checks:
+        lines.append(f"    [{c.status:<7}] {c.name:<20} {c.detail}")
+    return lines
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        e = admin.explain(args.model)
+    if args.json:
+        _print(args, json.loads(e.decision_json) if e.evaluated else None, "")
+    elif not e.evaluated:
+        print(f"{args.model}: no decision yet (not an automatic rollout, or not evaluated yet)")
+    else:
+        print(f"{args.model}:")
+        print("\n".join(_explain_lines(e)))
     return 0
 
 
@@ -111,13 +137,22 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     write = _write_options(args)
     try:
         with _admin(args) as admin:
+            if args.action == "explain":
+                return cmd_explain(args)
+            if args.action == "approve":
+                rollout = admin.approve(args.model, args.reason)
+                _print(args, _dict(rollout), f"approved the current step of {args.model}")
+                return 0
             if args.action == "start":
+                policy = Path(args.policy).read_text() if args.policy else ""
                 response = admin.start(
                     args.model,
                     args.version,
                     canary_ppm=percent_to_ppm(args.weight),
                     shadow_ppm=percent_to_ppm(args.shadow),
                     cohort_rules=[_cohort(c) for c in args.cohort],
+                    automatic=args.auto or bool(policy),
+                    policy_json=policy,
                     **write,
                 )
                 rollout = response.rollout
@@ -241,6 +276,10 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     for name in ("promote", "rollback", "pause", "resume"):
         actions.add_parser(name, help=f"{name} the model's candidate").add_argument("model")
     actions.add_parser("kill-switch", help="roll back every active rollout now")
+    actions.add_parser(
+        "explain", help="the latest promotion decision and its evidence"
+    ).add_argument("model")
+    actions.add_parser("approve", help="approve the current manual step").add_argument("model")
     for p in actions.choices.values():
         p.add_argument("--expect-revision", type=int, default=0, help="compare-and-set")
         p.add_argument("--dry-run", action="store_true", help="validate only; change nothing")

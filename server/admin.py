@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -14,6 +14,8 @@ from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.auth import Authenticator
 from server.dataplane import DataPlane
 from server.errors import CanaryServeError, InvalidInput
+from server.promotion import Policy, first_step
+from server.promotion_controller import PromotionController
 from server.rollout import (
     Command,
     Pause,
@@ -42,6 +44,7 @@ _PHASES = {
     "rolled_back": pb.PHASE_ROLLED_BACK,
 }
 _WATCH_POLL_S = 0.5
+PolicySource = Callable[[str], Mapping[str, Any] | None]
 
 
 def _ts(seconds: float | None) -> Timestamp | None:
@@ -71,7 +74,17 @@ def rollout_pb(state: RolloutState) -> pb.Rollout:
         ],
         last_candidate_version=state.last_candidate or "",
         updated_at=_ts(state.updated_at),
+        automatic=state.policy is not None,
+        policy_json=json.dumps(_plain(state.policy), sort_keys=True) if state.policy else "",
     )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def audit_pb(entry: AuditEntry) -> pb.AuditEntry:
@@ -115,11 +128,15 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         auth: Authenticator,
         dataplane: DataPlane,
         shadow: ShadowExecutor,
+        promotion: PromotionController,
+        configured_policy: PolicySource,
     ) -> None:
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
         self._shadow = shadow
+        self._promotion = promotion
+        self._configured_policy = configured_policy
 
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
@@ -156,11 +173,18 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.StartRolloutResponse:
         if not request.candidate_version:
             raise InvalidInput("'candidate_version' is required")
+        shadow_ppm, canary_ppm = request.shadow_rate_ppm, request.canary_weight_ppm
+        policy = None
+        if request.automatic or request.policy_json:
+            policy = self._policy(request)
+            if not shadow_ppm and not canary_ppm:
+                _, canary_ppm, shadow_ppm = first_step(policy)
         command = StartRollout(
             candidate=request.candidate_version,
-            shadow_ppm=request.shadow_rate_ppm,
-            canary_ppm=request.canary_weight_ppm,
+            shadow_ppm=shadow_ppm,
+            canary_ppm=canary_ppm,
             cohort_rules=tuple(_cohort(r) for r in request.cohort_rules),
+            policy=policy.as_dict() if policy is not None else None,
         )
         out = self._write(request, context, command)
         return pb.StartRolloutResponse(
@@ -270,6 +294,54 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         response.disagreement_rate_high = rate["high"]
         response.report_json = json.dumps(report, sort_keys=True)
         return response
+
+    def _policy(self, request: pb.StartRolloutRequest) -> Policy:
+        if request.policy_json:
+            try:
+                data = json.loads(request.policy_json)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"policy_json is not valid JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise InvalidInput("policy_json must be a JSON object (see docs/promotion.md)")
+            return Policy.from_dict(data)
+        configured = self._configured_policy(request.model)
+        return Policy.from_dict(configured) if configured is not None else Policy()
+
+    @translate_errors
+    def ExplainRollout(
+        self, request: pb.ExplainRolloutRequest, context: grpc.ServicerContext
+    ) -> pb.ExplainRolloutResponse:
+        self._actor(context)
+        decision = self._promotion.explain(_require_model(request.model))
+        if decision is None:
+            return pb.ExplainRolloutResponse(evaluated=False)
+        nan = float("nan")
+        return pb.ExplainRolloutResponse(
+            evaluated=True,
+            action=decision.action.value,
+            reason=decision.reason,
+            checks=[
+                pb.GateCheck(
+                    name=c.name,
+                    status=c.status.value,
+                    observed=nan if c.observed is None else c.observed,
+                    threshold=nan if c.threshold is None else c.threshold,
+                    detail=c.detail,
+                )
+                for c in decision.checks
+            ],
+            decision_json=json.dumps(decision.as_dict(), sort_keys=True),
+        )
+
+    @translate_errors
+    def ApproveStep(
+        self, request: pb.ApproveStepRequest, context: grpc.ServicerContext
+    ) -> pb.ApproveStepResponse:
+        actor = self._actor(context)
+        model = _require_model(request.model)
+        self._promotion.approve(model)
+        self._controller.append_audit(model, "approve_step", actor, request.reason)
+        return pb.ApproveStepResponse(rollout=rollout_pb(self._controller.get(model)))
 
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext

@@ -23,6 +23,7 @@ from server.config import Config, ModelConfig
 from server.dataplane import DataPlane
 from server.inference import InferenceServicer
 from server.metrics import MetricsServer, render
+from server.promotion_controller import PromotionController
 from server.registry import OnnxRunner, Registry, Runner, RunnerFactory
 from server.rollout_controller import RolloutController
 from server.router import RoutingTable
@@ -79,6 +80,13 @@ class App:
             publish=self._publish,
             grace_seconds=config.rollback_grace_seconds,
             allow_pinning=config.allow_pinning,
+        )
+        self.promotion = PromotionController(
+            self.rollouts,
+            self.telemetry.windows,
+            self.shadow,
+            tick_s=config.promotion_tick_seconds,
+            on_decision=self.telemetry.decision_event,
         )
         tokens = dict(config.admin_tokens) or {"generated": ensure_token_file(config.state_dir)}
         self.admin_auth = Authenticator(tokens, "admin")
@@ -145,7 +153,14 @@ class App:
             self.registry, self.dataplane, self._ready.is_set, self.telemetry
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        admin = AdminServicer(self.rollouts, self.admin_auth, self.dataplane, self.shadow)
+        admin = AdminServicer(
+            self.rollouts,
+            self.admin_auth,
+            self.dataplane,
+            self.shadow,
+            self.promotion,
+            lambda model: (self.config.models.get(model) or ModelConfig()).promotion,
+        )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -167,6 +182,7 @@ class App:
             self._metrics = MetricsServer(self.config.host, self.config.metrics_port, self.metrics)
             self._metrics.start()
             self.metrics_port = self._metrics.port
+        self.promotion.start()
         self._ready.set()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -179,7 +195,9 @@ class App:
 
     def metrics(self) -> str:
         """The Prometheus exposition of this server."""
-        return render(self.telemetry.windows, self.rollouts.list(), self.shadow, {})
+        return render(
+            self.telemetry.windows, self.rollouts.list(), self.shadow, self.promotion.counts
+        )
 
     def _listen(self, server: grpc.Server, address: str) -> int:
         config = self.config
@@ -205,6 +223,7 @@ class App:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()
             self._server = None
+        self.promotion.shutdown()
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics = None

@@ -42,6 +42,8 @@ class ModelConfig:
     """Shadow comparison: outputs whose differences count as disagreement (empty: all)."""
     shadow_top_k: int = 3
     """Shadow comparison: k of the top-k overlap reported for class-score outputs."""
+    promotion: Mapping[str, Any] | None = None
+    """Promotion policy of automatic rollouts (`[models.<name>.promotion]`, docs/promotion.md)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Config:
     stable_trace_ratio: float = 1.0
     """Share of stable-version inference spans recorded (candidate spans: all). Below 1, the
     windows scale counts by the inverse; lowers tracing cost on the hot path."""
+    promotion_tick_seconds: float = 1.0
+    """How often the promotion controller looks for rollouts whose interval has elapsed."""
     otlp_endpoint: str | None = None
     """OTLP/gRPC collector for traces (e.g. "localhost:4317"); needs the `otlp` extra."""
     tls_cert: Path | None = None

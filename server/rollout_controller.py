@@ -310,6 +310,28 @@ class RolloutController:
             self._subscriptions.append(sub)
         return sub
 
+    def append_audit(
+        self,
+        model: str,
+        operation: str,
+        actor: str,
+        reason: str,
+        extra: Mapping[str, JSONValue] | None = None,
+    ) -> AuditEntry:
+        """An audit-only row (e.g. a promotion decision that changed nothing)."""
+        entry = AuditEntry(
+            id=0,
+            at=self._clock(),
+            actor=actor,
+            model=model,
+            operation=operation,
+            before=None,
+            after=None,
+            reason=reason,
+            extra=_dumps(extra) if extra is not None else None,
+        )
+        return self._store.append_audit(entry)
+
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0
     ) -> builtins.list[AuditEntry]:

@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 
 from server import __version__
+from server.promotion import Decision as PromotionDecision
 from server.router import Route
 from server.shadow_stats import ShadowResult
 from server.windows import WindowProcessor
@@ -219,6 +220,28 @@ class Telemetry:
         if result.error:
             span.set_status(Status(StatusCode.ERROR, result.error))
         span.end(end_time=end)
+
+    def decision_event(self, decision: PromotionDecision) -> None:
+        """A span with the promotion decision as an event, for trace-based audit trails."""
+        ev = decision.evidence
+        span = self.tracer.start_span(
+            "promotion.decide",
+            context=Context(),
+            kind=SpanKind.INTERNAL,
+            attributes={ATTR_MODEL: ev.model, ATTR_SHADOW_VERSION: ev.candidate_version},
+        )
+        span.add_event(
+            "decision",
+            {
+                "canary.decision.action": decision.action.value,
+                "canary.decision.reason": decision.reason,
+                "canary.decision.step": ev.step_index,
+                "canary.decision.candidate_requests": ev.candidate.requests,
+                "canary.decision.stable_requests": ev.stable.requests,
+                "canary.decision.failed_checks": decision.failed_checks,
+            },
+        )
+        span.end()
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -43,7 +43,7 @@ class CohortRule(_message.Message):
     def __init__(self, metadata_key: _Optional[str] = ..., value: _Optional[str] = ..., target: _Optional[_Union[CohortTarget, str]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at")
+    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,8 @@ class Rollout(_message.Message):
     COHORT_RULES_FIELD_NUMBER: _ClassVar[int]
     LAST_CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
@@ -72,7 +74,9 @@ class Rollout(_message.Message):
     cohort_rules: _containers.RepeatedCompositeFieldContainer[CohortRule]
     last_candidate_version: str
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    automatic: bool
+    policy_json: str
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("id", "at", "actor", "model", "operation", "before_json", "after_json", "reason", "extra_json")
@@ -119,7 +123,7 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason")
+    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +132,8 @@ class StartRolloutRequest(_message.Message):
     EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     model: str
     candidate_version: str
     canary_weight_ppm: int
@@ -136,7 +142,9 @@ class StartRolloutRequest(_message.Message):
     expected_revision: int
     dry_run: bool
     reason: str
-    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    automatic: bool
+    policy_json: str
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout", "changed")
@@ -382,3 +390,51 @@ class GetShadowReportResponse(_message.Message):
     queue_depth: int
     report_json: str
     def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., sampled: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., disagreements: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., disagreement_rate_low: _Optional[float] = ..., disagreement_rate_high: _Optional[float] = ..., queue_depth: _Optional[int] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class ExplainRolloutRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class GateCheck(_message.Message):
+    __slots__ = ("name", "status", "observed", "threshold", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: str
+    observed: float
+    threshold: float
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ExplainRolloutResponse(_message.Message):
+    __slots__ = ("evaluated", "action", "reason", "checks", "decision_json")
+    EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_JSON_FIELD_NUMBER: _ClassVar[int]
+    evaluated: bool
+    action: str
+    reason: str
+    checks: _containers.RepeatedCompositeFieldContainer[GateCheck]
+    decision_json: str
+    def __init__(self, evaluated: _Optional[bool] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[GateCheck, _Mapping]]] = ..., decision_json: _Optional[str] = ...) -> None: ...
+
+class ApproveStepRequest(_message.Message):
+    __slots__ = ("model", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApproveStepResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...

@@ -105,6 +105,16 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.FromString,
                 _registered_method=True)
+        self.ExplainRollout = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/ExplainRollout',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutResponse.FromString,
+                _registered_method=True)
+        self.ApproveStep = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/ApproveStep',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -209,6 +219,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainRollout(self, request, context):
+        """The promotion controller's latest decision about a rollout, with its evidence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveStep(self, request, context):
+        """Approve the current manual step of an automatic rollout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +305,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetShadowReport,
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.SerializeToString,
+            ),
+            'ExplainRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainRollout,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutResponse.SerializeToString,
+            ),
+            'ApproveStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveStep,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -662,6 +696,60 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/GetShadowReport',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.GetShadowReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/ExplainRollout',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ExplainRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/ApproveStep',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,273 @@
+"""The promotion controller: evaluates each automatic rollout on an interval and acts.
+
+It reads the per-version windows and shadow aggregates, asks the pure `promotion.decide()`,
+and acts through the same RolloutController as the admin service — so every step, promotion
+and rollback is compare-and-set, durable and audited (actor "promotion", the decision as JSON
+evidence). Holds are audited when their reason changes. Operators take over at any time: a
+paused rollout is skipped, a manual step waits for `approve()`, and any admin write simply
+changes the revision the next evaluation starts from.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
+from server.promotion import (
+    SHADOW_STEP,
+    Action,
+    Decision,
+    Evidence,
+    Policy,
+    ShadowWindow,
+    VersionWindow,
+    decide,
+)
+from server.rollout import Command, Phase, Promote, Rollback, RolloutState, SetShadow, SetWeight
+from server.rollout_controller import RolloutController
+from server.shadow import ShadowExecutor
+from server.windows import WindowProcessor, WindowSummary
+
+__all__ = ["ACTOR", "DecisionListener", "PromotionController", "step_of"]
+
+log = logging.getLogger(__name__)
+
+ACTOR = "promotion"
+Clock: TypeAlias = Callable[[], float]
+DecisionListener: TypeAlias = Callable[[Decision], None]
+#: The stable baseline looks back this far: at high canary weights the stable sees little
+#: traffic within one step, and comparing against its recent past is what a person would do.
+STABLE_LOOKBACK_S = 600.0
+
+
+def step_of(state: RolloutState, policy: Policy) -> int:
+    """The policy step a rollout is at, derived from its durable state (survives restarts)."""
+    if state.phase is Phase.SHADOW:
+        return SHADOW_STEP
+    below = [i for i, ppm in enumerate(policy.steps) if ppm <= state.canary_ppm]
+    return below[-1] if below else 0
+
+
+@dataclass
+class _Track:
+    """What the controller remembers of one rollout between evaluations (memory only)."""
+
+    revision: int
+    failed_checks: int = 0
+    approved: bool = False
+    last: Decision | None = None
+    last_reason: str = ""
+
+
+def _window(w: WindowSummary) -> VersionWindow:
+    return VersionWindow(
+        requests=w.requests,
+        errors=w.errors,
+        p50_ms=w.p50_ms,
+        p95_ms=w.p95_ms,
+        p99_ms=w.p99_ms,
+        error_trace_ids=w.error_trace_ids,
+        window_s=w.window_s,
+    )
+
+
+class PromotionController:
+    """Steps automatic rollouts forward, promotes or rolls back, and explains why."""
+
+    def __init__(
+        self,
+        rollouts: RolloutController,
+        windows: WindowProcessor,
+        shadow: ShadowExecutor,
+        *,
+        clock: Clock = time.time,
+        tick_s: float = 1.0,
+        on_decision: DecisionListener | None = None,
+    ) -> None:
+        self._rollouts = rollouts
+        self._windows = windows
+        self._shadow = shadow
+        self._clock = clock
+        self._tick_s = tick_s
+        self._on_decision = on_decision
+        self._tracks: dict[str, _Track] = {}
+        self._next_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name="canaryserve-promotion", daemon=True
+        )
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            try:
+                self.evaluate_due()
+            except Exception:  # the controller must outlive any one bad evaluation
+                log.exception("promotion evaluation failed")
+
+    # -- operator hooks --
+
+    def approve(self, model: str) -> Decision | None:
+        """Approve the current manual step of `model`; returns the latest decision, if any."""
+        state = self._rollouts.get(model)
+        if state.policy is None or not state.active:
+            raise FailedPrecondition(f"model '{model}' has no automatic rollout to approve")
+        with self._lock:
+            track = self._track(state)
+            track.approved = True
+            self._next_at.pop(model, None)  # evaluate at the next tick
+            return track.last
+
+    def explain(self, model: str) -> Decision | None:
+        """The latest decision about `model`'s rollout (None before the first evaluation)."""
+        self._rollouts.get(model)  # NotFound for unknown models
+        with self._lock:
+            track = self._tracks.get(model)
+            return track.last if track is not None else None
+
+    # -- evaluation --
+
+    def evaluate_due(self) -> list[Decision]:
+        """Evaluate every automatic rollout whose interval has elapsed."""
+        now = self._clock()
+        decisions = []
+        for state in self._rollouts.list():
+            if not state.active or state.policy is None or state.paused:
+                continue
+            policy = Policy.from_dict(state.policy)
+            if now < self._next_at.get(state.model, 0.0):
+                continue
+            self._next_at[state.model] = now + policy.interval_s
+            decision = self.evaluate(state.model)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def evaluate(self, model: str) -> Decision | None:
+        """Evaluate `model` now and act on the decision; None if it has no automatic rollout."""
+        try:
+            state = self._rollouts.get(model)
+        except ModelNotFound:
+            return None
+        if not state.active or state.policy is None or state.paused:
+            return None
+        policy = Policy.from_dict(state.policy)
+        with self._lock:
+            track = self._track(state)
+            evidence = self._evidence(state, policy, track)
+            decision = decide(policy, evidence)
+            track.last = decision
+            track.failed_checks = decision.failed_checks
+        self._act(state, decision)
+        return decision
+
+    def _track(self, state: RolloutState) -> _Track:
+        track = self._tracks.get(state.model)
+        if track is None or track.revision != state.revision:
+            # A new step (or an operator's change): fresh approval, but failures carry over
+            # within one rollout so a flapping gate still reaches its threshold.
+            same_rollout = (
+                track is not None
+                and track.last is not None
+                and (track.last.evidence.candidate_version == state.candidate)
+            )
+            failed = track.failed_checks if track is not None and same_rollout else 0
+            track = _Track(revision=state.revision, failed_checks=failed)
+            self._tracks[state.model] = track
+        return track
+
+    def _evidence(self, state: RolloutState, policy: Policy, track: _Track) -> Evidence:
+        assert state.candidate is not None
+        now = self._clock()
+        step_start = state.updated_at
+        candidate = self._windows.summary(
+            state.model, state.candidate, window_s=now - step_start + 1.0, since=step_start
+        )
+        stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
+        stats = self._shadow.stats(state.model, state.candidate)
+        shadow = None
+        if stats is not None:
+            worst = tuple(w.request_id for w in stats.worst())
+            shadow = ShadowWindow(
+                completed=stats.completed,
+                disagreements=stats.disagreements,
+                errors=stats.errors,
+                worst_request_ids=worst,
+            )
+        return Evidence(
+            model=state.model,
+            stable_version=state.stable,
+            candidate_version=state.candidate,
+            step_index=step_of(state, policy),
+            seconds_in_step=max(0.0, now - step_start),
+            stable=_window(stable),
+            candidate=_window(candidate),
+            shadow=shadow,
+            failed_checks=track.failed_checks,
+            approved=track.approved,
+        )
+
+    def _act(self, state: RolloutState, decision: Decision) -> None:
+        self.counts[(state.model, decision.action.value)] += 1
+        if self._on_decision is not None:
+            self._on_decision(decision)
+        commands: list[Command] = []
+        if decision.action is Action.ADVANCE:
+            if decision.next_shadow_ppm is not None:
+                commands.append(SetShadow(decision.next_shadow_ppm))
+            if decision.next_canary_ppm is not None:
+                commands.append(SetWeight(decision.next_canary_ppm))
+        elif decision.action is Action.PROMOTE:
+            commands.append(Promote())
+        elif decision.action is Action.ROLLBACK:
+            commands.append(Rollback())
+        extra = decision.as_dict()
+        if not commands:  # a hold: audit it when its reason changes, not every interval
+            with self._lock:
+                track = self._tracks.get(state.model)
+                if track is None or track.last_reason == decision.reason:
+                    return
+                track.last_reason = decision.reason
+            self._rollouts.append_audit(state.model, "auto_hold", ACTOR, decision.reason, extra)
+            return
+        expected: int | None = state.revision
+        try:
+            # Shadow off before the weight goes up: the order keeps every state valid.
+            for command in commands:
+                outcome = self._rollouts.execute(
+                    state.model,
+                    command,
+                    actor=ACTOR,
+                    reason=decision.reason,
+                    expected_revision=expected,
+                    operation=f"auto_{decision.action.value}",
+                    extra=extra,
+                )
+                expected = outcome.after.revision
+        except CanaryServeError as exc:  # an operator got there first: re-read next time
+            log.info("promotion of %s skipped: %s", state.model, exc)
+            return
+        log.info("model %s: %s", state.model, decision.reason)
+
+    def decisions_json(self, model: str) -> str:
+        decision = self.explain(model)
+        return json.dumps(decision.as_dict() if decision else None, allow_nan=False)
