@@ -179,7 +179,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    metadata = dict(m.split("=", 1) for m in args.meta)
+    metadata = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ClientError("INVALID_ARGUMENT", f"--meta {item!r}: use KEY=VALUE")
+        metadata[key.lower()] = value
     with _admin(args) as admin:
         answer = admin.route(args.model, args.key, metadata)
     text = (
@@ -265,6 +270,14 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         default=[],
         metavar="KEY=VALUE[:TARGET]",
         help="metadata rule before hashing; target candidate (default) or stable",
+    )
+    start.add_argument(
+        "--auto",
+        action="store_true",
+        help="let the promotion controller step, promote or roll back by itself",
+    )
+    start.add_argument(
+        "--policy", metavar="FILE.json", help="promotion policy (docs/promotion.md); implies --auto"
     )
     for name, helptext in (
         ("weight", "set the canary percent"),

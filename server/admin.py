@@ -254,7 +254,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
         self._actor(context)
         chosen = self._dataplane.route(
-            _require_model(request.model), request.routing_key or None, dict(request.metadata), None
+            _require_model(request.model),
+            request.routing_key or None,
+            {k.lower(): v for k, v in request.metadata.items()},  # as gRPC delivers headers
+            None,
         )
         return pb.RouteResponse(
             version=chosen.version,
@@ -348,6 +351,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> Iterator[pb.WatchRolloutsResponse]:
         try:
             self._actor(context)
+            if request.model:
+                self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
             sub = self._controller.subscribe(request.model or None)
         except CanaryServeError as exc:
             context.abort(code_for(exc), str(exc))

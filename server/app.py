@@ -19,8 +19,9 @@ from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.admin import AdminServicer
 from server.auth import Authenticator, AuthInterceptor, ensure_token_file
 from server.comparison import ComparisonPolicy
-from server.config import Config, ModelConfig
+from server.config import Config, ConfigError, ModelConfig
 from server.dataplane import DataPlane
+from server.errors import ModelNotFound
 from server.inference import InferenceServicer
 from server.metrics import MetricsServer, render
 from server.promotion_controller import PromotionController
@@ -116,6 +117,24 @@ class App:
             top_k=settings.shadow_top_k,
         )
 
+    def _check_configured_stable(self) -> None:
+        """A configured stable version must exist and be ready the first time it is used."""
+        for name, settings in self.config.models.items():
+            if settings.stable is None or name not in self.registry.models():
+                continue
+            try:
+                self.rollouts.get(name)
+                continue  # saved state wins over the config
+            except ModelNotFound:
+                pass
+            ready = self.registry.ready_versions(name)
+            if settings.stable not in ready:
+                listed = ", ".join(sorted(ready, key=int)) or "none"
+                raise ConfigError(
+                    f'[models.{name}] stable = "{settings.stable}" is not a ready version '
+                    f"(ready: {listed})"
+                )
+
     def _adopt(self, model: str | None = None) -> None:
         """Give every model with ready versions a rollout state (new ones: stable = default)."""
         defaults: dict[str, str] = {}
@@ -175,6 +194,7 @@ class App:
         server.start()
         self._server = server
         self.registry.load_all()
+        self._check_configured_stable()
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
@@ -219,6 +239,7 @@ class App:
         """Refuse new calls, let calls in flight finish within `grace` seconds, then stop."""
         self._ready.clear()
         self.health.enter_graceful_shutdown()
+        self.rollouts.close_subscriptions()  # open watch streams must not hold the drain
         if self._server is not None:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()

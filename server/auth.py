@@ -30,12 +30,22 @@ def ensure_token_file(state_dir: Path) -> str:
     """The generated admin token, created (mode 0600) on first start."""
     path = state_dir / TOKEN_FILE
     if path.exists():
-        return path.read_text().strip()
+        token = path.read_text().strip()
+        if token:
+            if path.stat().st_mode & 0o077:
+                log.warning("%s is readable by others; chmod 600 it", path)
+            return token
+        log.warning("%s is empty (an interrupted first start?); generating a new token", path)
     state_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Write a private temporary file, then rename: a crash never leaves an empty token file.
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
     log.warning("no admin token configured: generated one in %s (mode 0600)", path)
     return token
 
@@ -44,6 +54,8 @@ class Authenticator:
     """Knows the named tokens of one audience (admin or inference)."""
 
     def __init__(self, tokens: Mapping[str, str], audience: str) -> None:
+        if any(not token.strip() for token in tokens.values()):
+            raise ValueError(f"{audience} tokens must not be empty")
         self._tokens = [(name, token.encode()) for name, token in tokens.items()]
         self.audience = audience
 
@@ -59,6 +71,8 @@ class Authenticator:
                 f"{self.audience} calls need metadata 'authorization: Bearer <token>'"
             )
         presented = header[len(_PREFIX) :].strip().encode()
+        if not presented:
+            raise Unauthenticated(f"the {self.audience} token is empty")
         match = None
         for name, token in self._tokens:  # check every token: timing reveals nothing
             if hmac.compare_digest(presented, token) and match is None:

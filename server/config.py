@@ -77,7 +77,8 @@ class Config:
     inference_token: str | None = None
     """When set, inference calls need `authorization: Bearer <this token>` too."""
     rollback_grace_seconds: float = 600.0
-    """After a promotion, how long the previous stable is kept as the instant-rollback target."""
+    """After a promotion, how long the previous stable is recorded as the rollback target
+    (every version on disk stays loaded, so going back is one rollout away)."""
     shadow_workers: int = 1
     """Threads running shadow candidates, separate from the request threads."""
     shadow_queue_size: int = 64
@@ -151,8 +152,36 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
         stable = body.get("stable")
         if stable is not None and not (isinstance(stable, str) and stable.isdigit()):
             raise ConfigError(f'[models.{name}] stable must be a version string like "1"')
-        out[name] = ModelConfig(stable=stable)
+        values: dict[str, Any] = {"stable": stable}
+        for key in ("shadow_atol", "shadow_rtol"):
+            if key in body:
+                values[key] = _coerce(f"[models.{name}] {key}", body[key], "float")
+        if "shadow_top_k" in body:
+            top_k = _coerce(f"[models.{name}] shadow_top_k", body["shadow_top_k"], "int")
+            if top_k < 1:
+                raise ConfigError(f"[models.{name}] shadow_top_k must be at least 1")
+            values["shadow_top_k"] = top_k
+        if "shadow_outputs" in body:
+            outputs = body["shadow_outputs"]
+            if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+                raise ConfigError(f"[models.{name}] shadow_outputs must be a list of output names")
+            values["shadow_outputs"] = tuple(outputs)
+        if "promotion" in body:
+            values["promotion"] = _promotion(name, body["promotion"])
+        out[name] = ModelConfig(**values)
     return MappingProxyType(out)
+
+
+def _promotion(model: str, table: Any) -> Mapping[str, Any]:
+    from server.promotion import Policy
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"[models.{model}.promotion] must be a table (docs/promotion.md)")
+    try:
+        Policy.from_dict(table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[models.{model}.promotion]: {exc}") from None
+    return MappingProxyType(dict(table))
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

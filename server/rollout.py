@@ -254,6 +254,15 @@ def apply(
         if not command.candidate:
             raise InvalidInput("candidate must name a version")
         if state.active:
+            same = (
+                state.candidate == command.candidate
+                and state.canary_ppm == command.canary_ppm
+                and state.shadow_ppm == command.shadow_ppm
+                and state.cohort_rules == tuple(command.cohort_rules)
+                and state.policy == (_freeze(command.policy, "policy") if command.policy else None)
+            )
+            if same:
+                return state  # a retried start (e.g. after a timeout) changes nothing
             raise _refuse(
                 state,
                 action,

@@ -310,6 +310,13 @@ class RolloutController:
             self._subscriptions.append(sub)
         return sub
 
+    def close_subscriptions(self) -> None:
+        """End every watch stream (at shutdown): subscribers see a clean end of stream."""
+        with self._lock:
+            subs, self._subscriptions = self._subscriptions, []
+        for sub in subs:
+            sub._close()
+
     def append_audit(
         self,
         model: str,
