@@ -49,8 +49,11 @@ CLASSIFIER_W = np.array(
 )
 CLASSIFIER_B = np.array([0.1, -0.2, 0.05], dtype=np.float32)
 V2_CLASS2_BOOST = 2.0
+#: Width of the bundled slow candidate's idle branch (about 10x classifier v2's run time).
+SLOW_WIDTH = 1024
 """Classifier version 2 adds this to the bias of class 2 (so class 2 always scores higher)."""
-PERTURBED_DELTA = 0.08
+#: Per base version: the W[3, 2] nudge that flips the argmax on about 1 % of N(0, 1) inputs.
+PERTURBED_DELTA = {1: 0.08, 2: 0.085}
 """Added to W[3, 2]: the argmax changes on ~0.96% of standard-normal inputs."""
 FAULTY_THRESHOLD = 1.6448536
 """The 95th percentile of N(0, 1): the faulty classifier fails on ~5% of standard-normal rows."""
@@ -155,11 +158,18 @@ def _shouter() -> onnx.ModelProto:
 
 def _bundled() -> dict[str, onnx.ModelProto]:
     """The committed repository: relative file path -> model."""
-    b2 = CLASSIFIER_B.copy()
-    b2[2] += V2_CLASS2_BOOST
+    w3 = CLASSIFIER_W.copy()
+    w3[3, 2] += PERTURBED_DELTA[2]
     return {
         f"classifier/1/{MODEL_FILE}": _classifier("classifier v1: softmax(x @ W + b)"),
-        f"classifier/2/{MODEL_FILE}": _classifier("classifier v2: v1 with bias[2] + 2.0", b=b2),
+        f"classifier/2/{MODEL_FILE}": _classifier(
+            "classifier v2: v1 with bias[2] + 2.0", b=_bias(2)
+        ),
+        # Demo candidates of v2 (the stable version, see classifier/config.toml):
+        f"classifier/3/{MODEL_FILE}": _classifier(
+            f"classifier v3: v2 with W[3,2] + {PERTURBED_DELTA[2]}", w=w3, b=_bias(2)
+        ),
+        f"classifier/4/{MODEL_FILE}": _classifier_slow(SLOW_WIDTH, base=2),
         f"counter/1/{MODEL_FILE}": _counter(),
         f"shouter/1/{MODEL_FILE}": _shouter(),
     }
@@ -194,19 +204,45 @@ def build_mlp(path: _Path, seed: int = 0) -> Path:
     return _save(_model("mlp", doc, nodes, inputs, outputs, initializers), path)
 
 
-def build_classifier_perturbed(path: _Path) -> Path:
-    """Classifier v1 with W[3, 2] + PERTURBED_DELTA: a different argmax on ~1% of N(0, 1) inputs."""
+def _bias(base: int) -> _FloatArray:
+    """The bias of classifier version `base` (1 or 2), which a candidate is derived from."""
+    b = CLASSIFIER_B.copy()
+    if base == 2:
+        b[2] += V2_CLASS2_BOOST
+    return b
+
+
+def build_classifier_perturbed(path: _Path, base: int = 1) -> Path:
+    """Classifier `base` with W[3, 2] nudged: a different argmax on ~1% of N(0, 1) inputs."""
+    delta = PERTURBED_DELTA[base]
     w = CLASSIFIER_W.copy()
-    w[3, 2] += PERTURBED_DELTA
-    return _save(
-        _classifier(f"classifier perturbed: v1 with W[3,2] + {PERTURBED_DELTA}", w=w), path
-    )
+    w[3, 2] += delta
+    doc = f"classifier perturbed: v{base} with W[3,2] + {delta}"
+    return _save(_classifier(doc, w=w, b=_bias(base)), path)
 
 
-def build_classifier_slow(path: _Path, width: int = 4096) -> Path:
-    """Classifier v1's outputs plus 0 * (a wide input-dependent MLP): same scores, much slower."""
-    rng = np.random.default_rng(4096)
+def build_classifier_slow(path: _Path, width: int = 4096, base: int = 1) -> Path:
+    """Classifier `base`'s outputs plus 0 * (a wide input-dependent MLP): same scores, slower."""
+    return _save(_classifier_slow(width, base), path)
+
+
+def _classifier_slow(width: int, base: int) -> onnx.ModelProto:
+    """The wide weights are made at load time by ConstantOfShape, so the file stays small."""
+    shape1 = np.array([4, width], dtype=np.int64)
+    shape2 = np.array([width, width], dtype=np.int64)
     nodes = [
+        helper.make_node(
+            "ConstantOfShape",
+            ["slow_s1"],
+            ["slow_W1"],
+            value=helper.make_tensor("v1", TensorProto.FLOAT, [1], [0.01]),
+        ),
+        helper.make_node(
+            "ConstantOfShape",
+            ["slow_s2"],
+            ["slow_W2"],
+            value=helper.make_tensor("v2", TensorProto.FLOAT, [1], [0.001]),
+        ),
         helper.make_node("MatMul", ["input", "slow_W1"], ["slow_h1"]),
         helper.make_node("Relu", ["slow_h1"], ["slow_r1"]),
         helper.make_node("MatMul", ["slow_r1", "slow_W2"], ["slow_h2"]),
@@ -215,16 +251,18 @@ def build_classifier_slow(path: _Path, width: int = 4096) -> Path:
         helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_out"]),
     ]
     initializers = [
-        _tensor("slow_W1", _random(rng, (4, width)), np.float32),
-        _tensor("slow_W2", _random(rng, (width, width)), np.float32),
+        _tensor("slow_s1", shape1, np.int64),
+        _tensor("slow_s2", shape2, np.int64),
         _tensor("slow_zero", 0.0, np.float32),
     ]
-    doc = f"classifier slow: v1 + 0 * sum(relu(relu(x @ W1) @ W2)), width {width}"
-    return _save(_classifier(doc, branch=_Branch(nodes, initializers, "slow_out")), path)
+    doc = f"classifier slow: v{base} + 0 * sum(relu(relu(x @ W1) @ W2)), width {width}"
+    return _classifier(doc, b=_bias(base), branch=_Branch(nodes, initializers, "slow_out"))
 
 
-def build_classifier_faulty(path: _Path, threshold: float = FAULTY_THRESHOLD) -> Path:
-    """Classifier v1, except that run() fails on a batch with any row where input[:, 0] > threshold.
+def build_classifier_faulty(
+    path: _Path, threshold: float = FAULTY_THRESHOLD, base: int = 1
+) -> Path:
+    """Classifier `base`, but run() fails on a batch with a row where input[:, 0] > threshold.
 
     Rows above the threshold gather index 1000 from a 1-element table of zeros, which onnxruntime
     rejects; otherwise the gathered 0 is added to the logits (so the branch is not pruned).
@@ -244,8 +282,9 @@ def build_classifier_faulty(path: _Path, threshold: float = FAULTY_THRESHOLD) ->
         _tensor("fault_table", [0.0], np.float32),
         _tensor("fault_axes", [1], np.int64),
     ]
-    doc = f"classifier faulty: v1, but run() fails when any input[:, 0] > {threshold}"
-    return _save(_classifier(doc, branch=_Branch(nodes, initializers, "fault_out")), path)
+    doc = f"classifier faulty: v{base}, but run() fails when any input[:, 0] > {threshold}"
+    branch = _Branch(nodes, initializers, "fault_out")
+    return _save(_classifier(doc, b=_bias(base), branch=branch), path)
 
 
 def _model_files(root: Path) -> set[str]:

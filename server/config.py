@@ -199,15 +199,43 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key == "models":
-            kwargs["models"] = _models(value)
             continue
         spec = _SCALARS.get(key)
         if spec is None:
             raise ConfigError(f"unknown config key '{key}'; known keys: {sorted(_SCALARS)}")
         kwargs[key] = _coerce(key, value, spec.type)
+    models_dir = kwargs.get("models_dir") or bundled_models_dir()
+    kwargs["models"] = _models(_merge(_repository_defaults(models_dir), values.get("models", {})))
     config = Config(**kwargs)
     _validate(config)
     return config
+
+
+#: A model directory may carry its own defaults: `<models_dir>/<model>/config.toml`, holding the
+#: keys of a `[models.<name>]` table. The server's config overrides them key by key.
+MODEL_DEFAULTS_FILE = "config.toml"
+
+
+def _repository_defaults(models_dir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(Path(models_dir).glob(f"*/{MODEL_DEFAULTS_FILE}")):
+        try:
+            out[path.parent.name] = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read model defaults {path}: {exc}") from exc
+    return out
+
+
+def _merge(defaults: dict[str, Any], configured: Any) -> Any:
+    if not isinstance(configured, dict):
+        return configured  # _models() reports the type error
+    merged = {name: dict(table) for name, table in defaults.items()}
+    for name, table in configured.items():
+        if isinstance(table, dict) and isinstance(merged.get(name), dict):
+            merged[name].update(table)
+        else:
+            merged[name] = table
+    return merged
 
 
 def _validate(config: Config) -> None:

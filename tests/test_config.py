@@ -121,7 +121,17 @@ def test_no_file_gives_the_documented_defaults() -> None:
         True,
         None,
     )
-    assert dict(config.admin_tokens) == {} and dict(config.models) == {}
+    assert dict(config.admin_tokens) == {}
+    # The bundled repository's own defaults keep v2 stable beside its demo candidates 3 and 4.
+    assert {name: m.stable for name, m in config.models.items()} == {"classifier": "2"}
+
+
+def test_repository_defaults_are_overridden_key_by_key(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    (repo / "m").mkdir(parents=True)
+    (repo / "m" / "config.toml").write_text('stable = "1"\nshadow_rtol = 0.5\n')
+    config = load_config(None, {"models_dir": repo, "models": {"m": {"stable": "2"}}})
+    assert (config.models["m"].stable, config.models["m"].shadow_rtol) == ("2", 0.5)
 
 
 def test_overrides_win_over_the_file_and_none_is_skipped(tmp_path: Path) -> None:
