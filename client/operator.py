@@ -241,7 +241,8 @@ def cmd_shadow(args: argparse.Namespace) -> int:
     for w in report.get("worst", [])[:5]:
         lines.append(
             f"  worst: request {w.get('request_id') or '-'} key {w.get('routing_key') or '-'} "
-            f"output {w.get('output')} ({w.get('reason')}, max abs err {w.get('max_abs_err')})"
+            f"output {w.get('output')} ({w.get('reason')}, max abs err "
+            f"{w.get('max_abs_err') or 0:.4g})"
         )
     for e in report.get("recent_errors", [])[:3]:
         lines.append(f"  error: {e}")
