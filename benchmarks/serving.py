@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -178,6 +179,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", type=_csv(str), default=list(MODELS), help="classifier,mlp")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side per point")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a canaryserve config override, VALUE in TOML syntax (e.g. stable_trace_ratio=0.1)",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
@@ -199,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if "metrics_port" in {f.name for f in dataclasses.fields(Config)}:
             settings["metrics_port"] = 0  # the /metrics endpoint on a free port, not 8002
+        settings.update(tomllib.loads("\n".join(args.set)))
         config = load_config(None, settings)
         app = App(config)
         baseline = BaselineServer(

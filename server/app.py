@@ -154,11 +154,14 @@ class App:
         """Listen, load and warm every model, then report ready. Returns the bound port."""
         limit = self.config.max_message_bytes
         server = grpc.server(
-            interceptors=[
-                AuthInterceptor(
-                    {ADMIN_SERVICE: self.admin_auth, INFERENCE_SERVICE: self.inference_auth}
-                )
-            ],
+            # Admin calls are authenticated by the admin servicer itself (it needs the token's
+            # name for the audit log); the interceptor exists only when inference needs a
+            # token, so unauthenticated inference pays nothing for it.
+            interceptors=(
+                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth})]
+                if self.inference_auth.enabled
+                else []
+            ),
             thread_pool=futures.ThreadPoolExecutor(
                 max_workers=self.config.workers, thread_name_prefix="grpc"
             ),

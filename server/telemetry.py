@@ -2,7 +2,7 @@
 
 One SERVER span per inference RPC (none for health checks or reflection), continuing the
 caller's W3C `traceparent`. The span is opened once the request is routed, with its start time
-set to the moment the call arrived, so the sampler can see the stage: candidate requests are
+set to the moment the call arrived, so sampling can depend on the stage: candidate requests are
 always recorded, stable ones at `stable_ratio` (the span carries its weight 1/ratio so counts
 can be scaled). Recorded spans feed the WindowProcessor (the promotion evidence) and any
 exporter. Shadow runs get their own spans, linked to the primary's.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 
@@ -21,14 +22,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import Attributes
 
 from server import __version__
 from server.promotion import Decision as PromotionDecision
-from server.router import Route
+from server.router import Route, Stage
 from server.shadow_stats import ShadowResult
 from server.windows import WindowProcessor
 
@@ -40,7 +40,6 @@ __all__ = [
     "ATTR_VERSION",
     "ATTR_WEIGHT",
     "InferenceSpan",
-    "StageAwareSampler",
     "Telemetry",
 ]
 
@@ -69,76 +68,62 @@ _STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-class StageAwareSampler(Sampler):
-    """Records every non-stable span; stable spans at `stable_ratio` (by trace id)."""
-
-    def __init__(self, stable_ratio: float) -> None:
-        self._ratio = stable_ratio
-        self._stable = TraceIdRatioBased(stable_ratio)
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: trace.TraceState | None = None,
-    ) -> SamplingResult:
-        if attributes and attributes.get(ATTR_STAGE) == "stable" and self._ratio < 1.0:
-            return self._stable.should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
-
-    def get_description(self) -> str:
-        return f"StageAwareSampler(stable={self._ratio})"
-
-
 def key_hash(key: str) -> str:
     """A short, stable digest of a routing key: correlates requests without revealing it."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class InferenceSpan:
-    """One inference RPC; the OTel span is created at `routed()` (or at `finish()`)."""
+    """One inference RPC. The OTel span is opened at `routed()`, when the stage is known.
 
-    __slots__ = ("_parent", "_route_attrs", "_span", "_start_ns", "_telemetry", "method")
+    Stage-aware sampling happens here, before the SDK is involved: a stable request that is not
+    sampled costs one random draw and creates no span at all (the SDK's start_span is the
+    dominant cost of tracing on the hot path). Candidate requests are always recorded.
+    """
 
-    def __init__(self, telemetry: Telemetry, parent: Context, method: str) -> None:
+    __slots__ = ("_metadata", "_skip", "_span", "_start_ns", "_telemetry", "method")
+
+    def __init__(self, telemetry: Telemetry, metadata: Mapping[str, str], method: str) -> None:
         self._telemetry = telemetry
-        self._parent = parent
+        self._metadata = metadata
         self._start_ns = time.time_ns()
         self._span: trace.Span | None = None
-        self._route_attrs: dict[str, str | float] | None = None
+        self._skip = False
         self.method = method
 
     def routed(self, model: str, route: Route, key: str | None) -> None:
+        telemetry = self._telemetry
+        stable = route.stage is Stage.STABLE
+        if stable and telemetry.stable_ratio < 1.0 and telemetry.draw() >= telemetry.stable_ratio:
+            self._skip = True
+            return
         attrs: dict[str, str | float] = {
             ATTR_MODEL: model,
             ATTR_VERSION: route.version,
             ATTR_STAGE: route.stage.value,
             ATTR_REASON: route.reason.value,
         }
-        if route.stage.value == "stable":
-            attrs[ATTR_WEIGHT] = self._telemetry.stable_weight
+        if stable:
+            attrs[ATTR_WEIGHT] = telemetry.stable_weight
         if key is not None:
             attrs[ATTR_KEY_HASH] = key_hash(key)
-        self._route_attrs = attrs
-        self._span = self._telemetry._open(self, attrs)
+        self._span = telemetry._open(self, attrs)
 
     @property
     def context(self) -> SpanContext | None:
         return self._span.get_span_context() if self._span is not None else None
 
+    def parent(self) -> Context:
+        """The caller's trace context from W3C `traceparent`, if it sent one."""
+        if "traceparent" in self._metadata:
+            return _PROPAGATOR.extract(self._metadata)
+        return Context()
+
     def finish(self, code: str, message: str = "", request_id: str = "") -> None:
-        span = self._span or self._telemetry._open(self, {})
-        if not span.is_recording():
-            span.end()
+        if self._skip:
             return
-        span.set_attribute(RPC_STATUS, _STATUS_NUMBER.get(code, 2))
-        span.set_attribute(ATTR_CODE, code)
+        span = self._span or self._telemetry._open(self, {})
+        span.set_attributes({RPC_STATUS: _STATUS_NUMBER.get(code, 2), ATTR_CODE: code})
         if request_id:
             span.set_attribute(ATTR_REQUEST_ID, request_id)
         if code != "OK":
@@ -157,13 +142,17 @@ class Telemetry:
         otlp_endpoint: str | None = None,
         windows: WindowProcessor | None = None,
     ) -> None:
+        self.stable_ratio = stable_ratio
         self.stable_weight = 1.0 / stable_ratio if stable_ratio > 0 else 0.0
+        self.draw = random.random
         self.windows = windows or WindowProcessor(
             attr_model=ATTR_MODEL, attr_version=ATTR_VERSION, attr_code=ATTR_CODE,
             attr_weight=ATTR_WEIGHT,
         )  # fmt: skip
         self.provider = TracerProvider(
-            sampler=StageAwareSampler(stable_ratio),
+            # Sampling is decided by InferenceSpan before a span exists; whatever is opened is
+            # recorded, whatever the caller's sampled flag says, so the windows never starve.
+            sampler=ALWAYS_ON,
             resource=Resource.create(
                 {"service.name": "canaryserve", "service.version": __version__}
             ),
@@ -178,13 +167,12 @@ class Telemetry:
 
     def inference(self, metadata: Mapping[str, str], method: str = "ModelInfer") -> InferenceSpan:
         """Begin timing an inference call; the caller's traceparent becomes the parent."""
-        parent = _PROPAGATOR.extract(metadata) if "traceparent" in metadata else Context()
-        return InferenceSpan(self, parent, method)
+        return InferenceSpan(self, metadata, method)
 
     def _open(self, call: InferenceSpan, attrs: Mapping[str, str | float]) -> trace.Span:
         return self.tracer.start_span(
             call.method,
-            context=call._parent,
+            context=call.parent(),
             kind=SpanKind.SERVER,
             attributes={
                 RPC_SYSTEM: "grpc",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -220,12 +220,18 @@ class Signature:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    _by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _output_names: list[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.inputs})
+        object.__setattr__(self, "_output_names", [s.name for s in self.outputs])
 
     def input(self, name: str) -> TensorSpec | None:
-        return next((s for s in self.inputs if s.name == name), None)
+        return self._by_name.get(name)
 
     def output_names(self) -> list[str]:
-        return [s.name for s in self.outputs]
+        return list(self._output_names)
 
 
 def _names(specs: Sequence[TensorSpec]) -> str:
@@ -258,9 +264,8 @@ def decode_inputs(
         problem = shape_matches(spec, tensor.shape)
         if problem:
             raise InvalidTensor(tensor.name, problem)
-        field = _typed_field(tensor.contents) if tensor.HasField("contents") else None
         if raw:
-            if field is not None:
+            if tensor.HasField("contents") and _typed_field(tensor.contents) is not None:
                 raise InvalidTensor(
                     tensor.name,
                     "has typed contents while raw_input_contents is used; "
@@ -268,10 +273,11 @@ def decode_inputs(
                 )
             feeds[tensor.name] = decode_raw(spec, tensor.shape, raw[i])
         else:
+            field = _typed_field(tensor.contents) if tensor.HasField("contents") else None
             values = getattr(tensor.contents, field) if field else ()
             feeds[tensor.name] = decode_typed(spec, tensor.shape, field, values)
-    missing = [s for s in signature.inputs if s.name not in feeds]
-    if missing:
+    if len(feeds) != len(signature.inputs):
+        missing = [s for s in signature.inputs if s.name not in feeds]
         raise InvalidInput(
             f"missing input(s) {_names(missing)}; the model needs {_names(signature.inputs)}"
         )

@@ -27,7 +27,7 @@ def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def test_metrics_expose_versions_rollouts_and_shadow(tmp_path: Path) -> None:
-    app = start_app(tmp_path, admin_tokens={"ops": "m"})
+    app = start_app(tmp_path, admin_tokens={"ops": "m"}, stable_trace_ratio=1.0)
     try:
         target = f"127.0.0.1:{app.port}"
         with InferenceClient(target) as c:

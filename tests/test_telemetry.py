@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from client.admin import AdminClient
@@ -20,8 +19,7 @@ from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
 from server.config import load_config
 from server.telemetry import key_hash
-from server.windows import WindowProcessor
-from tests.conftest import make_repository
+from tests.conftest import make_repository, start_app
 
 X = np.zeros((1, 4), np.float32)
 TOKEN = "telemetry-token"
@@ -39,6 +37,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[App, InMemorySpanExporter]]:
             "metrics_port": 0,
             "admin_tokens": {"ops": TOKEN},
             "models": {"classifier": {"stable": "1"}},
+            "stable_trace_ratio": 1.0,  # every call traced: these tests count spans
         },
     )
     app = App(config, span_exporters=[exporter])
@@ -125,17 +124,23 @@ def test_shadow_runs_get_spans_linked_to_the_primary(
     assert shadow.attributes["canary.shadow.disagree"] is False
 
 
-def test_stage_aware_sampling_records_every_candidate_span() -> None:
-    from server.telemetry import ATTR_STAGE, StageAwareSampler
-
-    sampler = StageAwareSampler(0.0001)
-    provider = TracerProvider(sampler=sampler)
-    windows = WindowProcessor(
-        attr_model="m", attr_version="v", attr_code="c", attr_weight="w", clock=lambda: 100.0
-    )
-    provider.add_span_processor(windows)
-    tracer = provider.get_tracer("t")
-    for stage in ["canary"] * 50 + ["stable"] * 50:
-        tracer.start_span("x", attributes={ATTR_STAGE: stage, "m": "model", "v": stage}).end()
-    assert windows.summary("model", "canary", 60).requests == 50
-    assert windows.summary("model", "stable", 60).requests < 5
+def test_stage_aware_sampling_records_every_candidate_request(tmp_path: Path) -> None:
+    """Stable requests are traced at stable_trace_ratio; candidate requests always."""
+    app = start_app(tmp_path, admin_tokens={"ops": TOKEN}, stable_trace_ratio=0.02)
+    try:
+        target = f"127.0.0.1:{app.port}"
+        with AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
+            admin.start("classifier", "1", canary_ppm=500_000)
+        with InferenceClient(target) as c:
+            versions = [
+                c.infer("classifier", {"input": X}, routing_key=f"k{i}").version for i in range(300)
+            ]
+        canary = app.telemetry.windows.summary("classifier", "1", window_s=60)
+        stable = app.telemetry.windows.summary("classifier", "2", window_s=60)
+        totals = app.telemetry.windows.totals()
+    finally:
+        app.stop(0)
+    assert canary.requests == versions.count("1") > 0
+    assert stable.requests < versions.count("2") / 4
+    # Scaled totals estimate the real stable count: each recorded span weighs 1/ratio.
+    assert totals[("classifier", "2")].requests == stable.requests * 50
