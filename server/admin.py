@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -44,6 +44,7 @@ _PHASES = {
     "rolled_back": pb.PHASE_ROLLED_BACK,
 }
 _WATCH_POLL_S = 0.5
+R = TypeVar("R")
 PolicySource = Callable[[str], Mapping[str, Any] | None]
 
 
@@ -151,6 +152,17 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             dry_run=request.dry_run,
         )
 
+    def _respond(
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        command: Command,
+        response: Callable[..., R],
+    ) -> R:
+        """Execute a write and answer with the rollout after it (changed: False on dry runs)."""
+        out = self._write(request, context, command)
+        return response(rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run)
+
     @translate_errors
     def GetRollout(
         self, request: pb.GetRolloutRequest, context: grpc.ServicerContext
@@ -195,51 +207,37 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def SetWeight(
         self, request: pb.SetWeightRequest, context: grpc.ServicerContext
     ) -> pb.SetWeightResponse:
-        out = self._write(request, context, SetWeight(request.canary_weight_ppm))
-        return pb.SetWeightResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        return self._respond(
+            request, context, SetWeight(request.canary_weight_ppm), pb.SetWeightResponse
         )
 
     @translate_errors
     def SetShadow(
         self, request: pb.SetShadowRequest, context: grpc.ServicerContext
     ) -> pb.SetShadowResponse:
-        out = self._write(request, context, SetShadow(request.shadow_rate_ppm))
-        return pb.SetShadowResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+        return self._respond(
+            request, context, SetShadow(request.shadow_rate_ppm), pb.SetShadowResponse
         )
 
     @translate_errors
     def Promote(
         self, request: pb.PromoteRequest, context: grpc.ServicerContext
     ) -> pb.PromoteResponse:
-        out = self._write(request, context, Promote())
-        return pb.PromoteResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
-        )
+        return self._respond(request, context, Promote(), pb.PromoteResponse)
 
     @translate_errors
     def Rollback(
         self, request: pb.RollbackRequest, context: grpc.ServicerContext
     ) -> pb.RollbackResponse:
-        out = self._write(request, context, Rollback())
-        return pb.RollbackResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
-        )
+        return self._respond(request, context, Rollback(), pb.RollbackResponse)
 
     @translate_errors
     def Pause(self, request: pb.PauseRequest, context: grpc.ServicerContext) -> pb.PauseResponse:
-        out = self._write(request, context, Pause())
-        return pb.PauseResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
-        )
+        return self._respond(request, context, Pause(), pb.PauseResponse)
 
     @translate_errors
     def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
-        out = self._write(request, context, Resume())
-        return pb.ResumeResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
-        )
+        return self._respond(request, context, Resume(), pb.ResumeResponse)
 
     @translate_errors
     def KillSwitch(

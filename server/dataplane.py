@@ -21,7 +21,8 @@ from server import tensors
 from server.errors import ModelFailed, ModelVersionNotFound
 from server.registry import Registry
 from server.router import PPM, Route, RoutingTable, Stage, route
-from server.shadow import ShadowExecutor, ShadowJob
+from server.shadow import ShadowExecutor
+from server.shadow_stats import ShadowJob
 from server.telemetry import InferenceSpan
 
 __all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane", "TableSource"]

@@ -22,33 +22,17 @@ import time
 from typing import Any, TypeAlias
 
 from server.comparison import ComparisonPolicy, compare
-
-__all__ = [
-    "Clock",
-    "PolicyFor",
-    "RateEstimate",
-    "ResultListener",
-    "ShadowExecutor",
-    "ShadowJob",
-    "ShadowOutcome",
-    "ShadowResult",
-    "ShadowStats",
-    "WorstDisagreement",
-    "wilson_interval",
-]
-
 from server.shadow_stats import (
     Clock,
     PolicyFor,
-    RateEstimate,
     ResultListener,
     ShadowJob,
     ShadowOutcome,
     ShadowResult,
     ShadowStats,
-    WorstDisagreement,
-    wilson_interval,
 )
+
+__all__ = ["ShadowExecutor"]
 
 _Item: TypeAlias = tuple[ShadowJob, ShadowStats] | None  # None: a worker's stop signal
 

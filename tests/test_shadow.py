@@ -12,8 +12,8 @@ import numpy.typing as npt
 import pytest
 
 from server.comparison import ComparisonPolicy
-from server.shadow import (
-    ShadowExecutor,
+from server.shadow import ShadowExecutor
+from server.shadow_stats import (
     ShadowJob,
     ShadowOutcome,
     ShadowResult,
