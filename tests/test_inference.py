@@ -263,3 +263,14 @@ def test_reflection_lists_services(target: str) -> None:
         )
         names = {s.name for r in replies for s in r.list_services_response.service}
     assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+
+
+def test_stream_infer_answers_each_request_and_reports_errors_inline(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    good = infer_request(input=X)
+    bad = pb.ModelInferRequest(model_name="nope")
+    replies = list(stub.ModelStreamInfer(iter([good, bad, good])))
+    assert [bool(r.error_message) for r in replies] == [False, True, False]
+    assert "nope" in replies[1].error_message
+    assert replies[0].infer_response.model_version == "2"
