@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench setup setup-dev
+.PHONY: serve test lint bench clients setup setup-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,3 +33,8 @@ lint:
 ## Benchmarks (not tests): side-by-side throughput and latency, printed as a table.
 bench: setup-dev
 	$(BIN)/python -m benchmarks.serving
+
+## Install the Node/Go client toolchains (Debian, root) and build the Go client.
+clients:
+	bash .ci/install-clients.sh
+	client/go/build.sh
