@@ -1,0 +1,453 @@
+"""What an active rollout and shadow mode cost the primary, measured on one server in one run.
+
+    python -m benchmarks.rollout_shadow [--duration 3] [--warmup 0.5] [--repeats 3]
+                                        [--quick] [--json out.json]
+
+It starts canaryserve (`App`, port 0, the bundled repository, classifier stable v2) in this
+process and drives it from a load generator in a spawned child process (own GIL, one channel
+per thread). Every request is batch 1 and carries its own routing key (`x-routing-key`) plus an
+`x-tier` header that the cohort rules read (and never match).
+
+A. Routing cost: closed loop at concurrency 1, 4, 16 with no rollout, a rollout sending 5 % to
+   candidate v3, and the same rollout with two cohort rules; ABBA order, best run of each side.
+B. Shadow cost: the saturation throughput S (closed loop, concurrency 16, shadow off), then
+   shadow off / 10 % / 100 % of v3 (and 100 % of the slow v4) at an open-loop 0.5·S (latency
+   counted from each request's scheduled send time) and closed loop at saturation. "Off" is a
+   rollout of v3 with canary 0 and shadow 0, so only the shadow rate differs. Counts come from
+   the server's shadow report; the queue depth is polled every 5 ms.
+Every configuration change is a rollback plus a new rollout, which also resets the report.
+The exit code is 0 whether or not the targets are met. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from client.admin import AdminClient
+from models.build import build_repository
+from protos.canaryserve.admin.v1 import admin_pb2 as apb
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
+from server.config import load_config
+
+__all__ = ["Load", "Row", "Spec", "main", "measure"]
+
+MODEL, CANDIDATE, SLOW, TOKEN = "classifier", "3", "4", "bench-token"
+CANARY_PPM = 50_000  # part A's canary weight: 5 %
+ROUTING_TARGET = 0.95  # A: rollout throughput >= 0.95x no rollout
+P99_TARGET = 1.10  # B: at half load, 100 % shadow p99 <= 1.10x shadow off
+SAT_TARGET = 0.90  # B: at saturation, 100 % shadow throughput >= 0.90x off (and drops > 0)
+TIER = (("x-tier", "standard"),)
+COHORTS = (
+    apb.CohortRule(metadata_key="x-tier", value="beta", target=apb.COHORT_TARGET_CANDIDATE),
+    apb.CohortRule(metadata_key="x-tier", value="internal", target=apb.COHORT_TARGET_STABLE),
+)
+#: A: name -> (candidate, canary ppm, cohort rules). B: name -> (candidate, shadow ppm).
+SIDES_A: dict[str, tuple[str | None, int, bool]] = {
+    "none": (None, 0, False), "rollout": (CANDIDATE, CANARY_PPM, False),
+    "cohort": (CANDIDATE, CANARY_PPM, True),
+}  # fmt: skip
+SHADOWS: dict[str, tuple[str, int]] = {
+    "off": (CANDIDATE, 0), "10% v3": (CANDIDATE, 100_000), "100% v3": (CANDIDATE, 1_000_000),
+    "100% v4 slow": (SLOW, 1_000_000),
+}  # fmt: skip
+INPUTS = 64  # distinct N(0, 1) inputs, cycled
+CONCURRENCY = (1, 4, 16)  # part A
+OPEN_THREADS = 8  # part B half load: sender threads (in flight at most)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One load run: closed loop when rate is 0, else `rate` arrivals/s spread over threads."""
+
+    target: str
+    concurrency: int
+    duration: float
+    warmup: float
+    rate: float = 0.0
+
+
+@dataclass
+class Load:
+    """What the child measured; latencies in ms, from the scheduled send time in open loop."""
+
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    service_p99_ms: float = 0.0  # from the actual send (equals p99 in closed loop)
+    lag_p99_ms: float = 0.0  # how late the generator sent (open loop; large: client-bound)
+    calls: int = 0  # warm-up included
+    client_cpu_s: float = 0.0
+    first_error: str = ""
+
+
+@dataclass
+class Row:
+    """One run as the parent saw it: the load, server CPU, other load and the shadow report."""
+
+    part: str
+    setting: str
+    spec: Spec
+    load: Load
+    server_us: float = 0.0  # this process's CPU per call (servers, shadow workers)
+    other: float = 0.0  # cores busy with other processes
+    shadow: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- load child
+
+
+def _requests() -> list[pb.ModelInferRequest]:
+    """INPUTS batch-1 requests with distinct N(0, 1) inputs (so v3 disagrees on about 1 %)."""
+    rng = np.random.default_rng(0)
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 4])
+    raw = [rng.standard_normal((1, 4), dtype=np.float32).tobytes() for _ in range(INPUTS)]
+    return [
+        pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[x]) for x in raw
+    ]
+
+
+def _worker(
+    spec: Spec,
+    seq: Iterator[int],
+    window: dict[str, int],
+    barrier: threading.Barrier,
+    out: list[tuple[list[int], list[int], list[int], int, int]],
+    errors: list[str],
+) -> None:
+    requests = _requests()
+    options = [("grpc.use_local_subchannel_pool", 1)]  # own TCP connection per thread
+    channel = grpc.insecure_channel(spec.target, options=options)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=10)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer  # type: ignore[no-untyped-call]
+    barrier.wait()
+    clock, sleep = time.perf_counter_ns, time.sleep
+    begin, end, start = window["begin"], window["end"], window["start"]
+    step = 1e9 / spec.rate if spec.rate else 0.0
+    latency, service, lag = samples = ([], [], [])  # type: tuple[list[int], list[int], list[int]]
+    calls = last = 0
+    while True:
+        i = next(seq)  # shared: distinct keys, and open loop's next free slot
+        now = clock()
+        due = start + int(i * step) if step else now
+        if due >= end:
+            break
+        if due > now:
+            sleep((due - now) / 1e9)
+            now = clock()
+        calls += 1
+        metadata = (("x-routing-key", f"user-{i}"), *TIER)
+        try:
+            infer(requests[i % INPUTS], timeout=30.0, metadata=metadata)
+        except grpc.RpcError as exc:
+            errors.append(f"{exc.code()}: {exc.details()}")
+            continue
+        if due >= begin:
+            last = done = clock()
+            latency.append(done - due)
+            service.append(done - now)
+            lag.append(now - due)
+    out.append((*samples, calls, last))
+    channel.close()
+
+
+def _measure(spec: Spec) -> Load:
+    cpu = time.process_time()
+    window: dict[str, int] = {}
+
+    def open_window() -> None:
+        window["start"] = time.perf_counter_ns()
+        window["begin"] = window["start"] + int(spec.warmup * 1e9)
+        window["end"] = window["begin"] + int(spec.duration * 1e9)
+
+    seq = itertools.count()
+    out: list[tuple[list[int], list[int], list[int], int, int]] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(spec.concurrency, action=open_window)
+    args = (spec, seq, window, barrier, out, errors)
+    threads = [threading.Thread(target=_worker, args=args) for _ in range(spec.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat, svc, lag = (
+        np.concatenate([np.asarray(o[k], np.int64) for o in out]) / 1e6 for k in range(3)
+    )
+    load = Load(
+        errors=len(errors), calls=sum(o[3] for o in out), first_error=errors[0] if errors else ""
+    )
+    load.client_cpu_s = time.process_time() - cpu
+    if lat.size:
+        seconds = spec.duration  # open loop: until the last answer, if the server fell behind
+        if spec.rate:
+            seconds = max(seconds, (max(o[4] for o in out) - window["begin"]) / 1e9)
+        load.requests, load.rps = int(lat.size), lat.size / seconds
+        load.p50_ms, load.p99_ms = (float(v) for v in np.percentile(lat, [50, 99]))
+        load.service_p99_ms = float(np.percentile(svc, 99))
+        load.lag_p99_ms = float(np.percentile(lag, 99))
+    return load
+
+
+def _child(conn: Connection) -> None:
+    """The load generator process: a Spec in, a Load out, until None."""
+    while (spec := conn.recv()) is not None:
+        try:
+            conn.send(_measure(spec))
+        except Exception as exc:  # report, keep serving the parent
+            conn.send(Load(errors=1, first_error=f"{type(exc).__name__}: {exc}"))
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    """The server, its admin client, the load child, and the rollout currently active."""
+
+    def __init__(self, app: App, conn: Connection, args: argparse.Namespace) -> None:
+        self.app, self.conn, self.args = app, conn, args
+        self.target = f"127.0.0.1:{app.port}"
+        self.admin = AdminClient(grpc.insecure_channel(self.target), TOKEN)
+        self.active = False
+
+    def configure(self, candidate: str | None, canary: int, shadow: int, cohorts: bool) -> None:
+        """Roll back what is active, then start the given rollout (None: stay without one)."""
+        if self.active:
+            self.admin.transition("rollback", MODEL, reason="benchmark reset")
+        self.active = candidate is not None
+        if candidate is not None:
+            rules = COHORTS if cohorts else ()
+            self.admin.start(
+                MODEL, candidate, canary_ppm=canary, shadow_ppm=shadow, cohort_rules=rules
+            )
+
+    def run(self, part: str, setting: str, concurrency: int, rate: float = 0.0) -> Row:
+        """One run; in part B also the shadow report and the deepest queue seen."""
+        spec = Spec(self.target, concurrency, self.args.duration, self.args.warmup, rate)
+        stop, depth, shadow = threading.Event(), [0], part.startswith("B")
+
+        def probe() -> None:
+            while not stop.wait(0.005):
+                depth[0] = max(depth[0], self.app.shadow.queue_depth())
+
+        poller = threading.Thread(target=probe, daemon=True)
+        poller.start()
+        print(f"  {part} {setting:<13} c={concurrency:<2}", end="", file=sys.stderr, flush=True)
+        busy, wall, cpu = _busy_seconds(), time.monotonic(), time.process_time()
+        self.conn.send(spec)
+        load: Load = self.conn.recv()
+        cpu, wall, after = time.process_time() - cpu, time.monotonic() - wall, _busy_seconds()
+        stop.set()
+        row = Row(part, setting, spec, load, cpu / load.calls * 1e6 if load.calls else 0.0)
+        if busy is not None and after is not None:
+            row.other = round(max(after - busy - cpu - load.client_cpu_s, 0.0) / wall, 2)
+        poller.join()
+        if shadow:
+            self.app.shadow.force_flush(5.0)  # every sampled job has ended in one count
+            r = self.admin.shadow_report(MODEL)
+            row.shadow = {
+                "sampled": r.sampled, "completed": r.completed, "dropped": r.dropped,
+                "timeouts": r.timeouts, "errors": r.errors, "max_depth": depth[0],
+            }  # fmt: skip
+        error = f" ({load.errors} errors, first: {load.first_error})" if load.errors else ""
+        print(f" {load.rps:6.0f} req/s p99 {load.p99_ms:6.2f} ms{error}", file=sys.stderr)
+        return row
+
+
+def _abba(names: list[str], repeats: int, offset: int) -> Iterator[str]:
+    """The names forwards, then backwards, and so on (AB BA)."""
+    for r in range(repeats):
+        yield from (names if (r + offset) % 2 == 0 else names[::-1])
+
+
+def measure(bench: Bench) -> tuple[dict[str, list[Row]], float]:
+    """Every run, keyed "A/<side>/<concurrency>" or "B/<shadow>/<half|sat>"; and S in req/s."""
+    runs: dict[str, list[Row]] = {}
+    repeats = bench.args.repeats
+    for index, conc in enumerate(CONCURRENCY):
+        for side in _abba(list(SIDES_A), repeats, index):
+            candidate, canary, cohorts = SIDES_A[side]
+            bench.configure(candidate, canary, 0, cohorts)
+            runs.setdefault(f"A/{side}/{conc}", []).append(bench.run("A", side, conc))
+    for setting in _abba([s for s in SHADOWS if "slow" not in s], repeats, 0):
+        bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
+        runs.setdefault(f"B/{setting}/sat", []).append(bench.run("B sat ", setting, 16))
+    s = max(r.load.rps for r in runs["B/off/sat"])
+    for setting in _abba(list(SHADOWS), repeats, 1):
+        bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
+        row = bench.run("B half", setting, OPEN_THREADS, rate=0.5 * s)
+        runs.setdefault(f"B/{setting}/half", []).append(row)
+    bench.configure(None, 0, 0, False)
+    return runs, s
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def render(runs: dict[str, list[Row]], s: float, args: argparse.Namespace) -> str:
+    """The two tables and a verdict per target. Best run: most req/s; open loop: lowest p99."""
+    best = {
+        k: min(v, key=lambda r: r.load.p99_ms)
+        if k.endswith("half")
+        else max(v, key=lambda r: r.load.rps)
+        for k, v in runs.items()
+    }
+    out = [
+        f"A. Routing cost: keyed requests, closed loop, best of {args.repeats} runs of "
+        f"{args.duration:g} s. rollout: v3 at 5 %; cohort: the same plus 2 cohort rules",
+        f"conc | {'no rollout':^20} | {'rollout 5 %':^28} | {'rollout + cohort rules':^28} "
+        "| server µs/req  | other | req/s of every run (none | rollout | cohort)",
+        f"     | {'req/s   p50   p99':>20} | {'req/s   p50   p99  ratio':>26}   | "
+        f"{'req/s   p50   p99  ratio':>26}   | none roll  coh | cores |",
+    ]
+    misses: list[str] = []
+    for conc in CONCURRENCY:
+        base, cells = best[f"A/none/{conc}"].load, []
+        for side in SIDES_A:
+            ld = best[f"A/{side}/{conc}"].load
+            cell = f"{ld.rps:6.0f} {ld.p50_ms:5.2f} {ld.p99_ms:5.2f}"
+            if side != "none":
+                ratio = _ratio(ld.rps, base.rps)
+                cell += f" {ratio:6.3f}" + (" <" if ratio < ROUTING_TARGET else "  ")
+                if side == "rollout" and ratio < ROUTING_TARGET:
+                    misses.append(f"c={conc} ({ratio:.3f})")
+            cells.append(f"{cell:>20}" if side == "none" else f"{cell:>28}")
+        cpu = " ".join(f"{best[f'A/{side}/{conc}'].server_us:4.0f}" for side in SIDES_A)
+        every = " | ".join(
+            ", ".join(f"{r.load.rps:.0f}" for r in runs[f"A/{side}/{conc}"]) for side in SIDES_A
+        )
+        other = max(r.other for side in SIDES_A for r in runs[f"A/{side}/{conc}"])
+        out.append(f"{conc:4d} | " + " | ".join(cells) + f" | {cpu} | {other:5.2f} | {every}")
+    verdict = "met" if not misses else "NOT met at " + ", ".join(misses)
+    out += [
+        f"target: rollout >= {ROUTING_TARGET}x no-rollout throughput: {verdict}",
+        "",
+        f"B. Shadow cost: S = {s:.0f} req/s (closed loop c=16, shadow off); half = open loop at "
+        f"{0.5 * s:.0f} req/s on {OPEN_THREADS} threads, latency from the scheduled send; "
+        "sat = closed loop c=16",
+        "load shadow       |  req/s  p50 ms  p99 ms p99/off rps/off lag p99 | server µs "
+        "| sampled completed dropped timeouts maxq | other | p99 of every run",
+    ]
+    for name in ("half", "sat"):
+        base = best[f"B/off/{name}"].load
+        for setting in [x for x in SHADOWS if f"B/{x}/{name}" in best]:
+            row = best[f"B/{setting}/{name}"]
+            ld, sh = row.load, row.shadow
+            out.append(
+                f"{name:<4} {setting:<12} | {ld.rps:6.0f} {ld.p50_ms:7.2f} {ld.p99_ms:7.2f} "
+                f"{_ratio(ld.p99_ms, base.p99_ms):7.3f} {_ratio(ld.rps, base.rps):7.3f} "
+                f"{ld.lag_p99_ms:7.2f} | {row.server_us:9.0f} | {sh['sampled']:7d} "
+                f"{sh['completed']:9d} {sh['dropped']:7d} {sh['timeouts']:8d} {sh['max_depth']:4d}"
+                f" | {row.other:5.2f} | "
+                + ", ".join(f"{r.load.p99_ms:.2f}" for r in runs[f"B/{setting}/{name}"])
+            )
+    for setting in ("100% v3", "100% v4 slow"):
+        ratio = _ratio(best[f"B/{setting}/half"].load.p99_ms, best["B/off/half"].load.p99_ms)
+        ok = "met" if ratio <= P99_TARGET else "NOT met"
+        out.append(f"target: half load, {setting}: p99 <= {P99_TARGET}x off: {ok} ({ratio:.3f})")
+    sat = best["B/100% v3/sat"]
+    ratio, dropped = _ratio(sat.load.rps, best["B/off/sat"].load.rps), sat.shadow["dropped"]
+    ok = "met" if dropped > 0 and ratio >= SAT_TARGET else "NOT met"
+    out.append(
+        f"target: saturation, 100% v3: sheds (dropped {dropped} > 0) and primary throughput "
+        f">= {SAT_TARGET}x off ({ratio:.3f}): {ok}"
+    )
+    other = max(r.other for rows in runs.values() for r in rows)
+    if other > 0.1:
+        out.append(f"warning: other processes kept up to {other:.2f} cores busy during a run")
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.rollout_shadow", description=__doc__
+    )
+    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per setting, alternated")
+    parser.add_argument("--quick", action="store_true", help="1 s runs, one each (smoke test)")
+    parser.add_argument("--json", type=Path, help="also write every run as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.repeats = 1.0, 0.3, 1
+    if args.repeats < 1 or args.duration <= 0:
+        parser.error("--repeats must be at least 1 and --duration positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    child = ctx.Process(target=_child, args=(child_conn,), daemon=True)
+    with tempfile.TemporaryDirectory(prefix="canaryserve-rollout-") as tmp:
+        build_repository(Path(tmp) / "models")
+        config = load_config(
+            None,
+            {
+                "models_dir": Path(tmp) / "models", "state_dir": Path(tmp) / "state",
+                "port": 0, "metrics_port": 0, "intra_op_threads": 1,
+                "admin_tokens": {"bench": TOKEN}, "models": {MODEL: {"stable": "2"}},
+            },
+        )  # fmt: skip
+        app = App(config)
+        app.start()
+        child.start()
+        bench = Bench(app, conn, args)
+        try:
+            runs, s = measure(bench)
+        finally:
+            conn.send(None)
+            child.join(10)
+            bench.admin.close()
+            app.stop(0)
+    server = (
+        f"classifier v2 stable, batch 1; server: workers {config.workers}, intra_op_threads 1, "
+        f"shadow_workers {config.shadow_workers}, shadow_queue_size {config.shadow_queue_size}, "
+        f"stable_trace_ratio {config.stable_trace_ratio}; {os.cpu_count()} cores"
+    )
+    print(server + "\n\n" + render(runs, s, args))
+    if args.json is not None:
+        document = {
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "server": server,
+            "saturation_rps": s,
+            "runs": {k: [asdict(r) for r in rows] for k, rows in runs.items()},
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
