@@ -218,10 +218,10 @@ def _rollout(tmp: Path, load: LoadGen | None, seed: int, candidate: str, build: 
     """A fresh server; warm-up traffic; an automatic rollout of `candidate` until it ends."""
     app = _serve(tmp, {candidate: build} if build else {})
     target = f"127.0.0.1:{app.port}"
-    if load is not None:
-        load.start(target, seed)
-        time.sleep(WARMUP_S)
     with _stopping(app), AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
+        if load is not None:
+            load.start(target, seed)
+            time.sleep(WARMUP_S)
         before, calls = _served(app), load.count() if load else 0
         admin.start(MODEL, candidate, automatic=True, policy_json=json.dumps(policy))
         first, top, deadline = app.rollouts.get(MODEL), 0, time.monotonic() + timeout
@@ -230,7 +230,7 @@ def _rollout(tmp: Path, load: LoadGen | None, seed: int, candidate: str, build: 
             time.sleep(0.02)
         after, calls = _served(app), (load.count() - calls) if load else 0
         tally = load.stop() if load else Tally()
-        explained, audit = admin.explain(MODEL), admin.audit(MODEL)
+        explained, audit = admin.explain(MODEL), admin.audit(MODEL, limit=1000)
     at = {e.operation: e.at.seconds + e.at.nanos / 1e9 for e in audit}
     end = next((at[op] for op in ("auto_rollback", "auto_promote") if op in at), None)
     return Rollout(
@@ -275,7 +275,8 @@ def _report(out: Outcome, r: Rollout | None = None) -> Outcome:
         print(f"   salt {r.salt}; {r.tally.rps:.0f} req/s; client errors {r.tally.errors}")
         print(f"   explain: {r.action}: {r.reason}")
     for key, value in out.details.items():
-        print(f"   {key}: {value}")
+        if not isinstance(value, list):  # the per-run list is printed as it runs
+            print(f"   {key}: {value}")
     print(f"   -> {'PASS' if out.passed else 'FAIL'}: {out.observed}")
     return out
 
@@ -345,14 +346,13 @@ def _same(tmp: Path, load: LoadGen, runs: int) -> Outcome:
         print(f"   run {run + 1:2d} seed {1000 + run} salt {r.salt}: {r.action} after "
               f"{r.seconds or 0:5.2f} s, {r.requests} requests ({r.candidate_requests} candidate)"
               + ("" if good else f"\n      {r.reason}"), flush=True)  # fmt: skip
-    promoted = sum(row["promoted"] for row in rows)
-    times = [row["seconds"] for row in rows if row["promoted"]] or [float("nan")]
-    median = float(np.median(times))
-    spread = f"{min(times):.2f} / {median:.2f} / {max(times):.2f}"
+    kept = [row for row in rows if row["promoted"]] or rows  # medians over promoted runs
+    promoted, times = sum(row["promoted"] for row in rows), [r["seconds"] or 0 for r in kept]
+    spread = f"{min(times):.2f} / {np.median(times):.2f} / {max(times):.2f}"
     out = Outcome("3 identical", f"promoted {runs} of {runs}", f"promoted {promoted} of {runs}",
-                  int(np.median([row["requests"] for row in rows])),
-                  int(np.median([row["candidate_requests"] for row in rows])), median,
-                  promoted == runs, policy,
+                  int(np.median([row["requests"] for row in kept])),
+                  int(np.median([row["candidate_requests"] for row in kept])),
+                  float(np.median(times)), promoted == runs, policy,
                   {"time to promotion min/median/max (s)": spread, "runs": rows})  # fmt: skip
     return _report(out)
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 from server.errors import InvalidInput
 from server.router import PPM
-from server.shadow_stats import wilson_interval
+from server.shadow_stats import clopper_pearson_lower, wilson_interval
 
 __all__ = [
     "SHADOW_STEP",
@@ -133,7 +133,12 @@ class Policy(_Doc):
     """How a candidate climbs: steps, sample minimums, gates and the rollback threshold."""
 
     shadow_ppm: int = 1_000_000  # shadow rate of the first step; 0 skips the shadow step
-    steps: tuple[int, ...] = (10_000, 50_000, 250_000, 500_000, 1_000_000)  # canary ppm
+    steps: tuple[int, ...] = (
+        10_000,
+        50_000,
+        250_000,
+        500_000,
+    )  # canary ppm; pass the last: promote
     min_requests: int = 200  # candidate requests (shadow comparisons) before a step may pass
     min_duration_s: float = 30.0
     interval_s: float = 5.0  # how often the controller evaluates
@@ -313,9 +318,10 @@ def _error_check(p: Policy, ev: Evidence, z: float, enough: bool) -> Check:
     status = Status.NO_DATA
     if s.requests == 0:  # stable's interval is (0, 1): nothing could fail and anything would pass
         detail += ": no stable requests to compare with"
-    elif lo > limit:
+    elif clopper_pearson_lower(bad, n, p.confidence) > limit:
         status, traces = Status.FAIL, () if shadow_step else ev.candidate.error_trace_ids[:3]
-        detail += ": lower bound above the limit"
+        exact = clopper_pearson_lower(bad, n, p.confidence)
+        detail += f": exact lower bound {_pct(exact)} above the limit"
         detail += f" (e.g. traces {', '.join(traces)})" if traces else ""
     elif hi <= limit and enough:
         status = Status.PASS
@@ -350,9 +356,11 @@ def _disagreement_check(p: Policy, sh: ShadowWindow | None, z: float, required: 
         f" {p.confidence * 100:g}% bounds {_pct(lo)} to {_pct(hi)}) vs max {_pct(limit)}"
     )
     status = Status.NO_DATA
-    if lo > limit:
-        status, worst = Status.FAIL, ", ".join(sh.worst_request_ids[:3])
-        detail += ": lower bound above the max" + (f" (e.g. requests {worst})" if worst else "")
+    exact = clopper_pearson_lower(sh.disagreements, sh.completed, p.confidence)
+    if exact > limit:
+        status, worst = Status.FAIL, ", ".join(i for i in sh.worst_request_ids[:3] if i)
+        detail += f": exact lower bound {_pct(exact)} above the max"
+        detail += f" (e.g. requests {worst})" if worst else ""
     elif hi <= limit:
         status = Status.PASS
     else:

@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 ACTOR = "promotion"
 Clock: TypeAlias = Callable[[], float]
 DecisionListener: TypeAlias = Callable[[Decision], None]
-#: The stable baseline looks back this far: at high canary weights the stable sees little
-#: traffic within one step, and comparing against its recent past is what a person would do.
+#: When the stable saw too few calls during the step (high canary weights), its baseline looks
+#: back this far instead.
 STABLE_LOOKBACK_S = 600.0
 
 
@@ -202,11 +202,17 @@ class PromotionController:
         candidate = self._windows.summary(
             state.model, state.candidate, window_s=now - step_start + 1.0, since=step_start
         )
-        stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
+        # Compare like with like: the stable over the same period, when it saw enough calls
+        # (latency drifts with load); otherwise its recent past.
+        stable = self._windows.summary(
+            state.model, state.stable, window_s=now - step_start + 1.0, since=step_start
+        )
+        if stable.requests < policy.min_latency_samples:
+            stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
         stats = self._shadow.stats(state.model, state.candidate)
         shadow = None
         if stats is not None:
-            worst = tuple(w.request_id for w in stats.worst())
+            worst = tuple(w.request_id for w in stats.worst() if w.request_id)
             shadow = ShadowWindow(
                 completed=stats.completed,
                 disagreements=stats.disagreements,
