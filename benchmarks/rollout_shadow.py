@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import numpy as np
@@ -69,6 +70,8 @@ SHADOWS: dict[str, tuple[str, int]] = {
 }  # fmt: skip
 INPUTS = 64  # distinct N(0, 1) inputs, cycled
 CONCURRENCY = (1, 4, 16)  # part A
+#: One sender thread's latencies, service times and lags (ns), calls made, last answer (ns).
+Samples: TypeAlias = tuple[list[int], list[int], list[int], int, int]
 OPEN_THREADS = 8  # part B half load: sender threads (in flight at most)
 
 
@@ -112,9 +115,6 @@ class Row:
     shadow: dict[str, int] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- load child
-
-
 def _requests() -> list[pb.ModelInferRequest]:
     """INPUTS batch-1 requests with distinct N(0, 1) inputs (so v3 disagrees on about 1 %)."""
     rng = np.random.default_rng(0)
@@ -130,7 +130,7 @@ def _worker(
     seq: Iterator[int],
     window: dict[str, int],
     barrier: threading.Barrier,
-    out: list[tuple[list[int], list[int], list[int], int, int]],
+    out: list[Samples],
     errors: list[str],
 ) -> None:
     requests = _requests()
@@ -182,7 +182,7 @@ def _measure(spec: Spec) -> Load:
         window["end"] = window["begin"] + int(spec.duration * 1e9)
 
     seq = itertools.count()
-    out: list[tuple[list[int], list[int], list[int], int, int]] = []
+    out: list[Samples] = []
     errors: list[str] = []
     barrier = threading.Barrier(spec.concurrency, action=open_window)
     args = (spec, seq, window, barrier, out, errors)
@@ -216,9 +216,6 @@ def _child(conn: Connection) -> None:
             conn.send(_measure(spec))
         except Exception as exc:  # report, keep serving the parent
             conn.send(Load(errors=1, first_error=f"{type(exc).__name__}: {exc}"))
-
-
-# --------------------------------------------------------------------------- the parent
 
 
 def _busy_seconds() -> float | None:
@@ -299,14 +296,14 @@ def measure(bench: Bench) -> tuple[dict[str, list[Row]], float]:
             candidate, canary, cohorts = SIDES_A[side]
             bench.configure(candidate, canary, 0, cohorts)
             runs.setdefault(f"A/{side}/{conc}", []).append(bench.run("A", side, conc))
-    for setting in _abba([s for s in SHADOWS if "slow" not in s], repeats, 0):
-        bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
-        runs.setdefault(f"B/{setting}/sat", []).append(bench.run("B sat ", setting, 16))
-    s = max(r.load.rps for r in runs["B/off/sat"])
-    for setting in _abba(list(SHADOWS), repeats, 1):
-        bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
-        row = bench.run("B half", setting, OPEN_THREADS, rate=0.5 * s)
-        runs.setdefault(f"B/{setting}/half", []).append(row)
+    s = 0.0  # S: the best shadow-off req/s at saturation, measured first
+    for name, settings in (("sat", [x for x in SHADOWS if "slow" not in x]), ("half", [*SHADOWS])):
+        for setting in _abba(settings, repeats, name == "half"):
+            bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
+            conc, rate = (OPEN_THREADS, 0.5 * s) if name == "half" else (16, 0.0)
+            row = bench.run(f"B {name:<4}", setting, conc, rate)
+            runs.setdefault(f"B/{setting}/{name}", []).append(row)
+        s = s or max(r.load.rps for r in runs["B/off/sat"])
     bench.configure(None, 0, 0, False)
     return runs, s
 
@@ -439,12 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(server + "\n\n" + render(runs, s, args))
     if args.json is not None:
-        document = {
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "server": server,
-            "saturation_rps": s,
-            "runs": {k: [asdict(r) for r in rows] for k, rows in runs.items()},
-        }
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        document = {"settings": settings, "server": server, "saturation_rps": s}
+        document["runs"] = {k: [asdict(r) for r in rows] for k, rows in runs.items()}
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
