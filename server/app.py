@@ -70,6 +70,7 @@ class App:
             timeout_s=config.shadow_timeout_seconds,
             policy_for=self._comparison_policy,
             on_result=self.telemetry.shadow_span,
+            max_busy=config.shadow_max_busy,
         )
         self._salts: dict[str, str] = {}
         self.dataplane = DataPlane(self.registry, lambda: self._table, self.shadow)

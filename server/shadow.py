@@ -34,6 +34,8 @@ from server.shadow_stats import (
 
 __all__ = ["ShadowExecutor"]
 
+#: Busy-time credit the shadow may run ahead of its budget (seconds).
+_BURST_S = 0.05
 _Item: TypeAlias = tuple[ShadowJob, ShadowStats] | None  # None: a worker's stop signal
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class ShadowExecutor:
         clock: Clock = time.perf_counter,
         on_result: ResultListener | None = None,
         worst_n: int = 10,
+        max_busy: float | None = None,
     ) -> None:
         if workers < 1 or queue_size < 1 or not timeout_s > 0:
             raise ValueError("need workers >= 1, queue_size >= 1 and timeout_s > 0")
@@ -61,6 +64,14 @@ class ShadowExecutor:
         self._on_result = on_result
         self._worst_n = worst_n
         self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
+        # A time budget: the workers may be busy `max_busy` seconds per second of wall time.
+        # Busy time is wall time, so when the request threads hold the GIL longer (high load)
+        # every job costs more budget and the shadow sheds sooner: it drops, the primary
+        # keeps its speed. A queue bound alone never fills while a worker keeps up by taking
+        # the GIL from the requests.
+        self._max_busy = max_busy
+        self._credit = _BURST_S
+        self._credit_at = clock()
         self._cond = threading.Condition()  # guards _pending, _closed and the stats maps
         self._pending = 0  # queued + running jobs, for force_flush
         self._closed = False
@@ -80,7 +91,7 @@ class ShadowExecutor:
                 stats = self._stats.get((job.model, job.candidate)) or self._new_stats(
                     job.model, job.candidate
                 )
-                if not self._closed:
+                if not self._closed and self._afford():
                     try:
                         self._queue.put_nowait((job, stats))
                     except queue.Full:
@@ -93,6 +104,15 @@ class ShadowExecutor:
         except Exception:  # the request path must never see a shadow failure
             log.exception("shadow submit failed")
         return False
+
+    def _afford(self) -> bool:
+        """Whether the busy-time budget has credit left (call with self._cond held)."""
+        if self._max_busy is None:
+            return True
+        now = self._clock()
+        self._credit = min(_BURST_S, self._credit + (now - self._credit_at) * self._max_busy)
+        self._credit_at = now
+        return self._credit > 0
 
     def stats(self, model: str, candidate: str | None = None) -> ShadowStats | None:
         """Stats of (model, candidate); without a candidate, of the model's latest candidate."""
@@ -166,6 +186,7 @@ class ShadowExecutor:
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
             job, stats = item
+            began = self._clock()
             try:
                 try:
                     result = self._run(job)
@@ -182,6 +203,9 @@ class ShadowExecutor:
                     "shadow result of model %s request %s failed", job.model, job.request_id
                 )
             finally:
+                if self._max_busy is not None:
+                    with self._cond:
+                        self._credit -= self._clock() - began
                 self._done(1)
 
     def _run(self, job: ShadowJob) -> ShadowResult:

@@ -184,8 +184,14 @@ class Telemetry:
         )
 
     def shadow_span(self, result: ShadowResult) -> None:
-        """A span for one shadow run, linked to its primary (the job's trace_context)."""
+        """A span for one shadow run, linked to its primary (the job's trace_context).
+
+        Every error and disagreement is traced; runs that agree at `stable_ratio`.
+        """
         job = result.job
+        interesting = result.error or (result.comparison is not None and result.comparison.disagree)
+        if not interesting and self.stable_ratio < 1.0 and self.draw() >= self.stable_ratio:
+            return  # agreeing runs are traced at the stable ratio; every disagreement and error
         links = [Link(job.trace_context)] if isinstance(job.trace_context, SpanContext) else []
         end = time.time_ns()
         duration = int(((result.latency_s or 0.0) + result.queued_s) * 1e9)

@@ -16,7 +16,13 @@ from server.config import load_config
 def test_bundled_repository_serves_v2_and_shadows_the_demo_candidate(tmp_path: Path) -> None:
     config = load_config(
         None,
-        {"port": 0, "metrics_port": 0, "state_dir": tmp_path, "admin_tokens": {"ops": "t"}},
+        {
+            "port": 0,
+            "metrics_port": 0,
+            "state_dir": tmp_path,
+            "admin_tokens": {"ops": "t"},
+            "shadow_max_busy": 100.0,
+        },
     )
     app = App(config)
     app.start()

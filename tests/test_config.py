@@ -31,6 +31,7 @@ rollback_grace_seconds = 30.5
 shadow_workers = 2
 shadow_queue_size = 8
 shadow_timeout_seconds = 0.5
+shadow_max_busy = 0.5
 metrics_port = 9124
 stable_trace_ratio = 0.25
 promotion_tick_seconds = 0.5
@@ -70,7 +71,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.inference_token == "inf"
     assert config.rollback_grace_seconds == 30.5
     assert (config.shadow_workers, config.shadow_queue_size) == (2, 8)
-    assert config.shadow_timeout_seconds == 0.5
+    assert (config.shadow_timeout_seconds, config.shadow_max_busy) == (0.5, 0.5)
     assert (config.metrics_port, config.stable_trace_ratio) == (9124, 0.25)
     assert config.otlp_endpoint == "collector:4317"
     assert config.promotion_tick_seconds == 0.5

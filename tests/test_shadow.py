@@ -266,3 +266,25 @@ def test_wilson_interval_known_values(successes: int, n: int, low: float, high: 
 def test_wilson_interval_rejects_impossible_counts() -> None:
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(3, 2)
+
+
+def test_busy_budget_sheds_instead_of_queueing() -> None:
+    """Past its busy-time budget the executor drops (and counts) jobs it could have queued."""
+    clock = FakeClock()
+    runner = FakeRunner(clock=clock)  # each run "takes" x = 1 second of the fake clock
+    executor = ShadowExecutor(queue_size=100, timeout_s=1e9, clock=clock, max_busy=0.1)
+    try:
+        first = executor.submit(job(runner, 0, x=1.0, at=clock.now))
+        assert executor.force_flush(WAIT)
+        # That run spent 1 s against a 0.05 s burst: the next ones wait for the budget to
+        # refill at 0.1 s per second, so they are shed.
+        later = [executor.submit(job(runner, i, x=1.0, at=clock.now)) for i in range(1, 4)]
+        clock.now += 20.0  # 20 s later the budget has refilled to its burst
+        again = executor.submit(job(runner, 9, x=0.0, at=clock.now))
+        assert executor.force_flush(WAIT)
+    finally:
+        executor.shutdown(WAIT)
+    stats = executor.stats("m")
+    assert stats is not None
+    assert first and later == [False, False, False] and again
+    assert (stats.dropped, stats.completed, stats.sampled) == (3, 2, 5)

@@ -26,6 +26,7 @@ def server(tmp_path: Path) -> Iterator[App]:
         tmp_path,
         admin_tokens={"ops": TOKEN},
         shadow_queue_size=4096,
+        shadow_max_busy=100.0,  # these tests count every shadow run: no budget shedding
         models={"classifier": {"stable": "1"}},
     )
     yield app
