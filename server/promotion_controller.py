@@ -11,7 +11,6 @@ changes the revision the next evaluation starts from.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
@@ -273,7 +272,3 @@ class PromotionController:
             log.info("promotion of %s skipped: %s", state.model, exc)
             return
         log.info("model %s: %s", state.model, decision.reason)
-
-    def decisions_json(self, model: str) -> str:
-        decision = self.explain(model)
-        return json.dumps(decision.as_dict() if decision else None, allow_nan=False)
