@@ -25,7 +25,7 @@ from server.errors import ModelNotFound
 from server.inference import InferenceServicer
 from server.metrics import MetricsServer, render
 from server.promotion_controller import PromotionController
-from server.registry import OnnxRunner, Registry, Runner, RunnerFactory
+from server.registry import OnnxRunner, Registry, Runner, RunnerFactory, VersionState
 from server.rollout_controller import RolloutController
 from server.router import RoutingTable
 from server.shadow import ShadowExecutor
@@ -61,6 +61,7 @@ class App:
         self._ready = threading.Event()
         self.telemetry = Telemetry(
             stable_ratio=config.stable_trace_ratio,
+            idle_ratio=config.idle_trace_ratio,
             otlp_endpoint=config.otlp_endpoint,
             exporters=span_exporters,
         )
@@ -219,8 +220,17 @@ class App:
 
     def metrics(self) -> str:
         """The Prometheus exposition of this server."""
+        exact = [
+            (mv.model, mv.version, mv.stats.success_count, mv.stats.fail_count)
+            for mv in self.registry.index()
+            if mv.state is VersionState.READY
+        ]
         return render(
-            self.telemetry.windows, self.rollouts.list(), self.shadow, self.promotion.counts
+            self.telemetry.windows,
+            self.rollouts.list(),
+            self.shadow,
+            self.promotion.counts,
+            exact,
         )
 
     def _listen(self, server: grpc.Server, address: str) -> int:

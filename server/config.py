@@ -93,9 +93,14 @@ class Config:
     """Port of the Prometheus text endpoint `/metrics` (on `host`); 0 picks a free port, -1
     turns it off."""
     stable_trace_ratio: float = 0.1
-    """Share of stable-version inference calls traced (candidate calls: all). Windows scale
-    counts by the inverse; a span costs tens of microseconds, so this keeps tracing off most of
-    the hot path while the stable baseline still gets thousands of samples per minute."""
+    """Share of stable-version inference calls traced while the model has a rollout (candidate
+    calls: all). Windows scale counts by the inverse; a span costs tens of microseconds, so
+    this keeps tracing off most of the hot path while the stable baseline still gets
+    thousands of samples per minute."""
+    idle_trace_ratio: float = 0.01
+    """Share of inference calls traced for a model with no rollout, when no promotion decision
+    reads the windows (the stable window only counts from a rollout's start). Exact request
+    counts stay in ModelStatistics and `canaryserve_inference_requests_total`."""
     promotion_tick_seconds: float = 1.0
     """How often the promotion controller looks for rollouts whose interval has elapsed."""
     otlp_endpoint: str | None = None
@@ -263,9 +268,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"'shadow_max_busy' must be > 0, got {config.shadow_max_busy}")
     if config.shadow_workers < 1 or config.shadow_queue_size < 1:
         raise ConfigError("'shadow_workers' and 'shadow_queue_size' must be at least 1")
-    if not 0 < config.stable_trace_ratio <= 1:
-        raise ConfigError(
-            f"'stable_trace_ratio' must be in (0, 1], got {config.stable_trace_ratio}"
-        )
+    for name in ("stable_trace_ratio", "idle_trace_ratio"):
+        ratio = getattr(config, name)
+        if not 0 < ratio <= 1:
+            raise ConfigError(f"'{name}' must be in (0, 1], got {ratio}")
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

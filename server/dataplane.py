@@ -3,7 +3,8 @@
 infer(request, key, metadata)
   ─▶ router.route(current snapshot) ─▶ registry.get(version)
   ─▶ tensors.decode_inputs ─▶ runner.run ─▶ tensors.encode_outputs
-  └─▶ per-version statistics
+  ├─▶ shadow.submit, when the route or a keyless draw samples the request
+  └─▶ per-version statistics (input, infer and output times, as Triton reports them)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from protos.inference import grpc_service_pb2 as pb
 from server import tensors
 from server.errors import ModelFailed, ModelVersionNotFound
 from server.registry import Registry
-from server.router import PPM, Route, RoutingTable, Stage, route
+from server.router import PPM, Reason, Route, RoutingTable, Stage, route
 from server.shadow import ShadowExecutor
 from server.shadow_stats import ShadowJob
 from server.telemetry import InferenceSpan
@@ -50,6 +51,7 @@ class DataPlane:
         self._table = table
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
+        self._templates: dict[tuple[str, str, Stage, Reason], pb.ModelInferResponse] = {}
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
@@ -64,43 +66,61 @@ class DataPlane:
         call: InferenceSpan | None = None,
     ) -> pb.ModelInferResponse:
         start = time.perf_counter_ns()
+        model = request.model_name
         pinned = request.model_version or None
         table = self._table()
         try:
-            chosen = route(table, request.model_name, key, metadata, pinned)
+            chosen = route(table, model, key, metadata, pinned)
         except ModelVersionNotFound:
             if pinned is not None:
-                self._registry.get(request.model_name, pinned)  # the precise reason, if any
+                self._registry.get(model, pinned)  # the precise reason, if any
             raise
         if call is not None:
-            call.routed(request.model_name, chosen, key)
-        version = self._registry.get(request.model_name, chosen.version)
+            call.routed(model, chosen, key)
+        version = self._registry.get(model, chosen.version)
+        runner = version.runner
+        assert runner is not None
+        signature = runner.signature
         ok = False
-        infer_ns = 0
+        decoded = ran = start
         try:
-            signature = version.signature
             feeds = tensors.decode_inputs(signature, request)
             names = tensors.requested_outputs(signature, request)
-            assert version.runner is not None
-            run_start = time.perf_counter_ns()
+            decoded = time.perf_counter_ns()
             try:
-                arrays = version.runner.run(names, feeds)
+                arrays = runner.run(names, feeds)
             except Exception as exc:
-                raise ModelFailed(request.model_name, chosen.version, exc) from exc
-            infer_ns = time.perf_counter_ns() - run_start
-            response = pb.ModelInferResponse(
-                model_name=request.model_name, model_version=chosen.version, id=request.id
-            )
-            tensors.encode_outputs(response, names, arrays)
-            response.parameters[PARAM_STAGE].string_param = chosen.stage.value
-            response.parameters[PARAM_REASON].string_param = chosen.reason.value
+                raise ModelFailed(model, chosen.version, exc) from exc
+            ran = time.perf_counter_ns()
+            response = pb.ModelInferResponse()
+            response.CopyFrom(self._template(model, chosen))
+            if request.id:
+                response.id = request.id
+            tensors.encode_outputs(response, names, arrays, signature)
             ok = True
-            if self._shadow is not None:
+            if chosen.shadow_version is not None or (
+                key is None and chosen.reason is not Reason.NO_ROLLOUT
+            ):
                 trace_context = call.context if call is not None else None
                 self._maybe_shadow(table, request, chosen, key, feeds, names, arrays, trace_context)
             return response
         finally:
-            version.stats.record(ok, time.perf_counter_ns() - start, infer_ns)
+            end = time.perf_counter_ns()
+            if ok:
+                version.stats.record_success(end - start, decoded - start, ran - decoded, end - ran)
+            else:
+                version.stats.record_failure(end - start)
+
+    def _template(self, model: str, chosen: Route) -> pb.ModelInferResponse:
+        """The fixed part of a response (name, version, route parameters), built once."""
+        key = (model, chosen.version, chosen.stage, chosen.reason)
+        template = self._templates.get(key)
+        if template is None:
+            template = pb.ModelInferResponse(model_name=model, model_version=chosen.version)
+            template.parameters[PARAM_STAGE].string_param = chosen.stage.value
+            template.parameters[PARAM_REASON].string_param = chosen.reason.value
+            self._templates[key] = template  # a few per model: one per version, stage, reason
+        return template
 
     def _maybe_shadow(
         self,

@@ -158,9 +158,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         execution_count=s.success_count,
                     )
                     inf = stats.inference_stats
-                    inf.success.count, inf.success.ns = s.success_count, s.success_ns
+                    n = s.success_count
+                    inf.success.count, inf.success.ns = n, s.success_ns
                     inf.fail.count, inf.fail.ns = s.fail_count, s.fail_ns
-                    inf.compute_infer.count, inf.compute_infer.ns = s.success_count, s.infer_ns
+                    inf.queue.count = n  # no scheduler queue: every request, zero time
+                    inf.compute_input.count, inf.compute_input.ns = n, s.input_ns
+                    inf.compute_infer.count, inf.compute_infer.ns = n, s.infer_ns
+                    inf.compute_output.count, inf.compute_output.ns = n, s.output_ns
         return response
 
     @translate_errors

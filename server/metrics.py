@@ -1,8 +1,10 @@
 """Prometheus text exposition of the server's state, on its own HTTP port (default 8002).
 
-Per model/version request, error and latency series come from the telemetry windows (counts
-scaled by sampling weight); rollout weights and stages from the current routing snapshot;
-shadow statistics from the shadow executor; promotion decisions from the controller.
+Exact per-version request counts come from the registry's statistics (every request). The
+request, error and latency series by gRPC code come from the telemetry windows (traced calls,
+counts scaled by sampling weight, so estimates). Rollout weights and stages come from the
+current routing snapshot, shadow statistics from the shadow executor, promotion decisions from
+the controller.
 """
 
 from __future__ import annotations
@@ -40,16 +42,34 @@ def render(
     rollouts: Iterable[RolloutState],
     shadow: ShadowExecutor,
     decisions: Mapping[tuple[str, str], int],
+    exact: Iterable[tuple[str, str, int, int]] = (),
 ) -> str:
-    """The whole exposition, one consistent-enough read of each source."""
+    """The whole exposition, one consistent-enough read of each source.
+
+    `exact` holds (model, version, successes, failures) of every loaded version.
+    """
     out: list[str] = []
 
     def family(name: str, kind: str, help_text: str) -> None:
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} {kind}")
 
+    family(
+        "canaryserve_inference_requests_total",
+        "counter",
+        "Every inference request that reached a version, by result (exact, not sampled).",
+    )
+    for model, version, successes, failures in exact:
+        for result, count in (("success", successes), ("failure", failures)):
+            labels = _labels(model=model, version=version, result=result)
+            out.append(f"canaryserve_inference_requests_total{labels} {count}")
+
     totals = windows.totals()
-    family("canaryserve_requests_total", "counter", "Inference calls by version and gRPC code.")
+    family(
+        "canaryserve_requests_total",
+        "counter",
+        "Traced inference calls by version and gRPC code, scaled by sampling weight.",
+    )
     for (model, version), t in sorted(totals.items()):
         for code, n in sorted(t.by_code.items()):
             labels = _labels(model=model, version=version, code=code)

@@ -95,26 +95,39 @@ class VersionState(enum.StrEnum):
 
 @dataclass
 class VersionStats:
-    """Cumulative counters of one version, for ModelStatistics."""
+    """Cumulative counters of one version, for ModelStatistics (Triton's meaning).
+
+    A successful request's time splits into compute_input (validating and decoding the
+    inputs), compute_infer (the session run) and compute_output (encoding the response);
+    there is no scheduler queue, so queue time is zero and its count is the request count.
+    """
 
     success_count: int = 0
     success_ns: int = 0
     fail_count: int = 0
     fail_ns: int = 0
+    input_ns: int = 0
     infer_ns: int = 0
+    output_ns: int = 0
     last_inference_ms: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, ok: bool, total_ns: int, infer_ns: int) -> None:
+    def record_success(self, total_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        now_ms = time.time_ns() // 1_000_000
         with self.lock:
-            if ok:
-                self.success_count += 1
-                self.success_ns += total_ns
-                self.infer_ns += infer_ns
-            else:
-                self.fail_count += 1
-                self.fail_ns += total_ns
-            self.last_inference_ms = time.time_ns() // 1_000_000
+            self.success_count += 1
+            self.success_ns += total_ns
+            self.input_ns += input_ns
+            self.infer_ns += infer_ns
+            self.output_ns += output_ns
+            self.last_inference_ms = now_ms
+
+    def record_failure(self, total_ns: int) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        with self.lock:
+            self.fail_count += 1
+            self.fail_ns += total_ns
+            self.last_inference_ms = now_ms
 
 
 @dataclass(frozen=True)

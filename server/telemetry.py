@@ -3,8 +3,9 @@
 One SERVER span per inference RPC (none for health checks or reflection), continuing the
 caller's W3C `traceparent`. The span is opened once the request is routed, with its start time
 set to the moment the call arrived, so sampling can depend on the stage: candidate requests are
-always recorded, stable ones at `stable_ratio` (the span carries its weight 1/ratio so counts
-can be scaled). Recorded spans feed the WindowProcessor (the promotion evidence) and any
+always recorded, stable ones at `stable_ratio` while the model has a rollout and at
+`idle_ratio` when it has none (the span carries its weight 1/ratio so counts can be scaled).
+Recorded spans feed the WindowProcessor (the promotion evidence) and any
 exporter. Shadow runs get their own spans, linked to the primary's.
 """
 
@@ -28,7 +29,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from server import __version__
 from server.promotion import Decision as PromotionDecision
-from server.router import Route, Stage
+from server.router import Reason, Route, Stage
 from server.shadow_stats import ShadowResult
 from server.windows import WindowProcessor
 
@@ -94,9 +95,12 @@ class InferenceSpan:
     def routed(self, model: str, route: Route, key: str | None) -> None:
         telemetry = self._telemetry
         stable = route.stage is Stage.STABLE
-        if stable and telemetry.stable_ratio < 1.0 and telemetry.draw() >= telemetry.stable_ratio:
-            self._skip = True
-            return
+        if stable:
+            no_rollout = route.reason is Reason.NO_ROLLOUT
+            ratio = telemetry.idle_ratio if no_rollout else telemetry.stable_ratio
+            if ratio < 1.0 and telemetry.draw() >= ratio:
+                self._skip = True
+                return
         attrs: dict[str, str | float] = {
             ATTR_MODEL: model,
             ATTR_VERSION: route.version,
@@ -104,7 +108,7 @@ class InferenceSpan:
             ATTR_REASON: route.reason.value,
         }
         if stable:
-            attrs[ATTR_WEIGHT] = telemetry.stable_weight
+            attrs[ATTR_WEIGHT] = 1.0 / ratio
         if key is not None:
             attrs[ATTR_KEY_HASH] = key_hash(key)
         self._span = telemetry._open(self, attrs)
@@ -138,12 +142,13 @@ class Telemetry:
         self,
         *,
         stable_ratio: float = 1.0,
+        idle_ratio: float = 1.0,
         exporters: Sequence[SpanExporter] = (),
         otlp_endpoint: str | None = None,
         windows: WindowProcessor | None = None,
     ) -> None:
         self.stable_ratio = stable_ratio
-        self.stable_weight = 1.0 / stable_ratio if stable_ratio > 0 else 0.0
+        self.idle_ratio = idle_ratio
         self.draw = random.random
         self.windows = windows or WindowProcessor(
             attr_model=ATTR_MODEL, attr_version=ATTR_VERSION, attr_code=ATTR_CODE,

@@ -34,6 +34,7 @@ shadow_timeout_seconds = 0.5
 shadow_max_busy = 0.5
 metrics_port = 9124
 stable_trace_ratio = 0.25
+idle_trace_ratio = 0.5
 promotion_tick_seconds = 0.5
 otlp_endpoint = "collector:4317"
 tls_cert = "/etc/cs/server.pem"
@@ -73,6 +74,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert (config.shadow_workers, config.shadow_queue_size) == (2, 8)
     assert (config.shadow_timeout_seconds, config.shadow_max_busy) == (0.5, 0.5)
     assert (config.metrics_port, config.stable_trace_ratio) == (9124, 0.25)
+    assert config.idle_trace_ratio == 0.5
     assert config.otlp_endpoint == "collector:4317"
     assert config.promotion_tick_seconds == 0.5
     assert config.tls_cert == Path("/etc/cs/server.pem")

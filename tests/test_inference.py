@@ -236,8 +236,15 @@ def test_metadata_config_and_statistics(
     ]
     client.infer("classifier", {"input": X}, version="1")
     stats = {s.version: s for s in client.statistics("classifier")}
-    assert stats["1"].inference_stats.success.count >= 1
-    assert stats["1"].inference_stats.success.ns > 0
+    inf = stats["1"].inference_stats
+    assert inf.success.count >= 1 and inf.success.ns > 0
+    # Triton's meaning, which perf_analyzer checks: one queue and compute entry per request.
+    phases = (inf.queue, inf.compute_input, inf.compute_infer, inf.compute_output)
+    assert [p.count for p in phases] == [inf.success.count] * 4
+    assert inf.queue.ns == 0  # no scheduler queue
+    assert all(p.ns > 0 for p in phases[1:])
+    assert sum(p.ns for p in phases[1:]) <= inf.success.ns
+    assert stats["1"].execution_count == stats["1"].inference_count == inf.success.count
 
 
 def test_health_and_readiness(client: InferenceClient, target: str) -> None:

@@ -27,7 +27,9 @@ def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def test_metrics_expose_versions_rollouts_and_shadow(tmp_path: Path) -> None:
-    app = start_app(tmp_path, admin_tokens={"ops": "m"}, stable_trace_ratio=1.0)
+    app = start_app(
+        tmp_path, admin_tokens={"ops": "m"}, stable_trace_ratio=1.0, idle_trace_ratio=1.0
+    )
     try:
         target = f"127.0.0.1:{app.port}"
         with InferenceClient(target) as c:
@@ -45,6 +47,17 @@ def test_metrics_expose_versions_rollouts_and_shadow(tmp_path: Path) -> None:
         if labels["model"] == "classifier"
     }
     assert requests == {("1", "OK"): 3.0, ("2", "OK"): 1.0}
+    exact = {
+        (labels["version"], labels["result"]): value
+        for labels, value in metrics["canaryserve_inference_requests_total"]
+        if labels["model"] == "classifier"
+    }
+    assert exact == {
+        ("1", "success"): 3,
+        ("1", "failure"): 0,
+        ("2", "success"): 1,
+        ("2", "failure"): 0,
+    }
     counts = {
         labels["version"]: value
         for labels, value in metrics["canaryserve_request_duration_seconds_count"]

@@ -38,6 +38,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[App, InMemorySpanExporter]]:
             "admin_tokens": {"ops": TOKEN},
             "models": {"classifier": {"stable": "1"}},
             "stable_trace_ratio": 1.0,  # every call traced: these tests count spans
+            "idle_trace_ratio": 1.0,
         },
     )
     app = App(config, span_exporters=[exporter])
@@ -144,3 +145,29 @@ def test_stage_aware_sampling_records_every_candidate_request(tmp_path: Path) ->
     assert stable.requests < versions.count("2") / 4
     # Scaled totals estimate the real stable count: each recorded span weighs 1/ratio.
     assert totals[("classifier", "2")].requests == stable.requests * 50
+
+
+def test_a_model_without_rollout_is_traced_at_the_idle_ratio(tmp_path: Path) -> None:
+    """No rollout: idle_trace_ratio, weighted; from a rollout's start: stable_trace_ratio."""
+    app = start_app(
+        tmp_path, admin_tokens={"ops": TOKEN}, idle_trace_ratio=0.02, stable_trace_ratio=1.0
+    )
+    try:
+        target = f"127.0.0.1:{app.port}"
+        with InferenceClient(target) as c:
+            for _ in range(200):
+                c.infer("classifier", {"input": X})
+            idle = app.telemetry.windows.summary("classifier", "2", window_s=60).requests
+            totals = app.telemetry.windows.totals()[("classifier", "2")].requests
+            with AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
+                admin.start("classifier", "1", shadow_ppm=0, canary_ppm=0)
+            for _ in range(50):
+                c.infer("classifier", {"input": X})
+        during = app.telemetry.windows.summary("classifier", "2", window_s=60).requests
+        statistics = app.registry.get("classifier", "2").stats.success_count
+    finally:
+        app.stop(0)
+    assert idle < 200 / 4
+    assert totals == idle * 50  # each idle span weighs 1/0.02
+    assert during == idle + 50  # the rollout's stable traffic: every call, at ratio 1.0
+    assert statistics == 250  # ModelStatistics counts every request, traced or not
