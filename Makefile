@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench clients setup setup-dev
+.PHONY: serve test lint bench perf-analyzer clients setup setup-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ lint:
 ## Benchmarks (not tests): side-by-side throughput and latency, printed as a table.
 bench: setup-dev
 	$(BIN)/python -m benchmarks.serving
+
+## Triton's perf_analyzer against canaryserve (fetches it into .bench/ on first use).
+perf-analyzer: setup-dev
+	$(BIN)/python -m benchmarks.perf_analyzer
 
 ## Install the Node/Go client toolchains (Debian, root) and build the Go client.
 clients:

@@ -233,13 +233,13 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     _by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
-    _output_names: list[str] = field(init=False, repr=False, compare=False)
+    _output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _raw_plans: dict[str, _RawPlan] = field(init=False, repr=False, compare=False)
     _output_types: dict[str, DType] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {s.name: s for s in self.inputs})
-        object.__setattr__(self, "_output_names", [s.name for s in self.outputs])
+        object.__setattr__(self, "_output_names", tuple(s.name for s in self.outputs))
         plans = {
             s.name: _RawPlan(
                 s.dtype.oip,
@@ -258,8 +258,8 @@ class Signature:
     def input(self, name: str) -> TensorSpec | None:
         return self._by_name.get(name)
 
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
 
 
 def _names(specs: Sequence[TensorSpec]) -> str:
@@ -357,12 +357,12 @@ def _typed_field(contents: pb.InferTensorContents) -> str | None:
     return used[0] if used else None
 
 
-def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> list[str]:
+def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> Sequence[str]:
     """Names of the outputs to compute: the requested subset, or all of them."""
     if not request.outputs:
         return signature.output_names()
     known = set(signature.output_names())
-    names: list[str] = []
+    names: list[str] = []  # requested order, duplicates once
     for out in request.outputs:
         if out.name not in known:
             raise InvalidInput(
