@@ -57,7 +57,6 @@ class App:
             return OnnxRunner(path, intra_op_threads=threads)
 
         self.registry = Registry(config.models_dir, runner_factory or onnx)
-        self._table = RoutingTable(allow_pinning=config.allow_pinning)
         self._ready = threading.Event()
         self.telemetry = Telemetry(
             stable_ratio=config.stable_trace_ratio,
@@ -74,7 +73,9 @@ class App:
             max_busy=config.shadow_max_busy,
         )
         self._salts: dict[str, str] = {}
-        self.dataplane = DataPlane(self.registry, lambda: self._table, self.shadow)
+        self.dataplane = DataPlane(
+            self.registry, RoutingTable(allow_pinning=config.allow_pinning), self.shadow
+        )
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(config.state_dir / STATE_DB)
         self.rollouts = RolloutController(
@@ -102,8 +103,7 @@ class App:
         self.metrics_port = 0
 
     def _publish(self, table: RoutingTable) -> None:
-        # One reference swap: request threads read whichever snapshot is current, lock-free.
-        self._table = table
+        self.dataplane.table = table
         for name, routing in table.models.items():
             rollout = routing.rollout
             if rollout is not None and self._salts.get(name) != rollout.salt:

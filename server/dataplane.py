@@ -26,9 +26,8 @@ from server.shadow import ShadowExecutor
 from server.shadow_stats import ShadowJob
 from server.telemetry import InferenceSpan
 
-__all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane", "TableSource"]
+__all__ = ["PARAM_REASON", "PARAM_STAGE", "DataPlane"]
 
-TableSource: TypeAlias = Callable[[], RoutingTable]
 Draw: TypeAlias = Callable[[], float]
 Arrays: TypeAlias = dict[str, npt.NDArray[np.generic]]
 
@@ -43,12 +42,14 @@ class DataPlane:
     def __init__(
         self,
         registry: Registry,
-        table: TableSource,
+        table: RoutingTable,
         shadow: ShadowExecutor | None = None,
         draw: Draw = random.random,
     ) -> None:
         self._registry = registry
-        self._table = table
+        #: The current routing snapshot. `publish` swaps this one reference; request threads
+        #: read whichever snapshot is current, lock-free.
+        self.table = table
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
         self._templates: dict[tuple[str, str, Stage, Reason], pb.ModelInferResponse] = {}
@@ -56,7 +57,7 @@ class DataPlane:
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
     ) -> Route:
-        return route(self._table(), model, key, metadata, pinned)
+        return route(self.table, model, key, metadata, pinned)
 
     def infer(
         self,
@@ -68,7 +69,7 @@ class DataPlane:
         start = time.perf_counter_ns()
         model = request.model_name
         pinned = request.model_version or None
-        table = self._table()
+        table = self.table
         try:
             chosen = route(table, model, key, metadata, pinned)
         except ModelVersionNotFound:
@@ -92,8 +93,9 @@ class DataPlane:
             except Exception as exc:
                 raise ModelFailed(model, chosen.version, exc) from exc
             ran = time.perf_counter_ns()
+            template = self._templates.get((model, chosen.version, chosen.stage, chosen.reason))
             response = pb.ModelInferResponse()
-            response.CopyFrom(self._template(model, chosen))
+            response.CopyFrom(template or self._template(model, chosen))
             if request.id:
                 response.id = request.id
             tensors.encode_outputs(response, names, arrays, signature)
@@ -112,14 +114,12 @@ class DataPlane:
                 version.stats.record_failure(end - start)
 
     def _template(self, model: str, chosen: Route) -> pb.ModelInferResponse:
-        """The fixed part of a response (name, version, route parameters), built once."""
-        key = (model, chosen.version, chosen.stage, chosen.reason)
-        template = self._templates.get(key)
-        if template is None:
-            template = pb.ModelInferResponse(model_name=model, model_version=chosen.version)
-            template.parameters[PARAM_STAGE].string_param = chosen.stage.value
-            template.parameters[PARAM_REASON].string_param = chosen.reason.value
-            self._templates[key] = template  # a few per model: one per version, stage, reason
+        """Build the fixed part of a response (name, version, route parameters), once per key."""
+        template = pb.ModelInferResponse(model_name=model, model_version=chosen.version)
+        template.parameters[PARAM_STAGE].string_param = chosen.stage.value
+        template.parameters[PARAM_REASON].string_param = chosen.reason.value
+        # A few per model (one per version, stage and reason); a racing duplicate is harmless.
+        self._templates[(model, chosen.version, chosen.stage, chosen.reason)] = template
         return template
 
     def _maybe_shadow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import cast
 
 import grpc
 
@@ -13,7 +14,7 @@ from server.dataplane import DataPlane
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.registry import ModelVersion, Registry, VersionState
 from server.status import code_for, translate_errors
-from server.telemetry import Telemetry
+from server.telemetry import InferenceSpan, Telemetry
 
 __all__ = [
     "EXTENSIONS",
@@ -211,8 +212,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _infer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext, method: str
     ) -> pb.ModelInferResponse:
-        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-        call = self._telemetry.inference(metadata, method)
+        # Only `-bin` keys carry bytes values, and nothing here reads one: every key this reads
+        # (routing key, cohort rules, traceparent) maps to text.
+        metadata = cast("dict[str, str]", dict(context.invocation_metadata()))
+        call = InferenceSpan(self._telemetry, metadata, method)
         try:
             key = routing_key(request, metadata)
             response = self._dataplane.infer(request, key, metadata, call)

@@ -65,14 +65,10 @@ class OnnxRunner:
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self._signature = Signature(
+        self.signature = Signature(
             inputs=tuple(_spec(a) for a in self._session.get_inputs()),
             outputs=tuple(_spec(a) for a in self._session.get_outputs()),
         )
-
-    @property
-    def signature(self) -> Signature:
-        return self._signature
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         result: list[npt.NDArray[np.generic]] = self._session.run(list(outputs), feeds)
@@ -200,10 +196,11 @@ class Registry:
 
     def get(self, model: str, version: str) -> ModelVersion:
         """The ready version, or the error that says why it cannot serve."""
-        versions = self.versions(model)
-        mv = versions.get(version)
+        versions = self._models.get(model)
+        mv = versions.get(version) if versions is not None else None
         if mv is None:
-            raise ModelVersionNotFound(model, version, known=sorted(versions, key=int))
+            known = sorted(self.versions(model), key=int)
+            raise ModelVersionNotFound(model, version, known=known)
         if mv.state is not VersionState.READY:
             raise VersionNotReady(model, version, mv.state.value, mv.reason)
         return mv

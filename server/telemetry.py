@@ -75,7 +75,8 @@ def key_hash(key: str) -> str:
 
 
 class InferenceSpan:
-    """One inference RPC. The OTel span is opened at `routed()`, when the stage is known.
+    """One inference RPC, timed from construction; the caller's `traceparent` (in `metadata`)
+    becomes the parent. The OTel span is opened at `routed()`, when the stage is known.
 
     Stage-aware sampling happens here, before the SDK is involved: a stable request that is not
     sampled costs one random draw and creates no span at all (the SDK's start_span is the
@@ -169,10 +170,6 @@ class Telemetry:
         for p in processors:
             self.provider.add_span_processor(p)
         self.tracer = self.provider.get_tracer("canaryserve", __version__)
-
-    def inference(self, metadata: Mapping[str, str], method: str = "ModelInfer") -> InferenceSpan:
-        """Begin timing an inference call; the caller's traceparent becomes the parent."""
-        return InferenceSpan(self, metadata, method)
 
     def _open(self, call: InferenceSpan, attrs: Mapping[str, str | float]) -> trace.Span:
         return self.tracer.start_span(

@@ -360,7 +360,7 @@ def _typed_field(contents: pb.InferTensorContents) -> str | None:
 def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> Sequence[str]:
     """Names of the outputs to compute: the requested subset, or all of them."""
     if not request.outputs:
-        return signature.output_names()
+        return signature._output_names
     known = set(signature.output_names())
     names: list[str] = []  # requested order, duplicates once
     for out in request.outputs:
