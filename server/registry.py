@@ -19,8 +19,9 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from server.dtypes import from_onnx_type
 from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
-from server.tensors import Signature, TensorSpec, from_onnx_type
+from server.signature import Signature, TensorSpec
 
 __all__ = [
     "MODEL_FILE",

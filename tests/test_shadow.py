@@ -20,7 +20,7 @@ from server.shadow_stats import (
     ShadowStats,
     wilson_interval,
 )
-from server.tensors import Signature
+from server.signature import Signature
 
 WAIT = 5.0  # upper bound for waits that normally take milliseconds
 

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import tensors
+from server import dtypes, tensors
+from server.dtypes import DTYPES, by_oip, decode_bytes, encode_bytes
 from server.errors import InvalidInput, InvalidTensor
-from server.tensors import DTYPES, TensorSpec, by_oip, decode_bytes, decode_raw, encode_bytes
+from server.signature import TensorSpec, shape_matches
+from server.tensors import decode_raw
 
 
 def test_table_has_no_duplicate_names() -> None:
@@ -24,9 +26,9 @@ def test_bytes_framing_round_trips(items: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("row", [d for d in DTYPES if d.oip != "BYTES"], ids=lambda d: d.oip)
-def test_raw_round_trip_every_fixed_size_dtype(row: tensors.DType) -> None:
+def test_raw_round_trip_every_fixed_size_dtype(row: dtypes.DType) -> None:
     array = np.arange(6).astype(row.numpy).reshape(2, 3)
-    encoded_row, raw = tensors.encode_raw(array)
+    encoded_row, raw = dtypes.encode_raw(array)
     assert encoded_row is row
     back = decode_raw(TensorSpec("t", row, (None, 3)), [2, 3], raw)
     np.testing.assert_array_equal(back, array)
@@ -40,10 +42,10 @@ def test_bytes_round_trip_to_strings() -> None:
 
 def test_shape_mismatch_messages() -> None:
     spec = TensorSpec("x", by_oip("FP32"), (None, 4))  # type: ignore[arg-type]
-    assert tensors.shape_matches(spec, [3, 4]) is None
-    assert "rank 2" in (tensors.shape_matches(spec, [4]) or "")
-    assert "dimension 1 must be 4" in (tensors.shape_matches(spec, [1, 5]) or "")
-    assert "non-negative" in (tensors.shape_matches(spec, [-2, 4]) or "")
+    assert shape_matches(spec, [3, 4]) is None
+    assert "rank 2" in (shape_matches(spec, [4]) or "")
+    assert "dimension 1 must be 4" in (shape_matches(spec, [1, 5]) or "")
+    assert "non-negative" in (shape_matches(spec, [-2, 4]) or "")
 
 
 def test_typed_contents_must_fit_the_dtype() -> None:

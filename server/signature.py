@@ -1,0 +1,92 @@
+"""What a model version takes and returns: tensor specs, the signature, shape checks.
+
+A Signature also holds what the request path precomputes from it: per-input plans for the
+fast raw decode and the declared dtype of each output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.dtypes import DType
+
+__all__ = ["Signature", "TensorSpec", "shape_matches"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of a model input or output; None in a shape: any size."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int | None, ...]
+
+    @property
+    def wire_shape(self) -> list[int]:
+        """The shape as the protocol writes it: -1 for any size."""
+        return [-1 if d is None else d for d in self.shape]
+
+
+def shape_matches(spec: TensorSpec, shape: Sequence[int]) -> str | None:
+    """None when `shape` fits the spec, else what is wrong, phrased for the caller."""
+    if len(shape) != len(spec.shape):
+        return f"expected rank {len(spec.shape)} shape {spec.wire_shape}, got shape {list(shape)}"
+    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
+        if got < 0:
+            return f"dimension {axis} is {got}; dimensions must be non-negative"
+        if want is not None and want != got:
+            return (
+                f"dimension {axis} must be {want} (model shape {spec.wire_shape}), "
+                f"got shape {list(shape)}"
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class _RawPlan:
+    """What the fast path needs to decode one fixed-size input sent raw."""
+
+    oip: str
+    numpy: np.dtype[np.generic]
+    itemsize: int
+    rank: int
+    fixed: tuple[tuple[int, int], ...]  # (axis, size) of every dimension the model fixes
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The inputs and outputs of one model version."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    _by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _raw_plans: dict[str, _RawPlan] = field(init=False, repr=False, compare=False)
+    _output_types: dict[str, DType] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.inputs})
+        object.__setattr__(self, "_output_names", tuple(s.name for s in self.outputs))
+        plans = {
+            s.name: _RawPlan(
+                s.dtype.oip,
+                s.dtype.numpy,
+                s.dtype.numpy.itemsize,
+                len(s.shape),
+                tuple((axis, d) for axis, d in enumerate(s.shape) if d is not None),
+            )
+            for s in self.inputs
+            if s.dtype.oip != "BYTES"
+        }
+        object.__setattr__(self, "_raw_plans", plans)
+        declared = {s.name: s.dtype for s in self.outputs if s.dtype.oip != "BYTES"}
+        object.__setattr__(self, "_output_types", declared)
+
+    def input(self, name: str) -> TensorSpec | None:
+        return self._by_name.get(name)
+
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
