@@ -14,8 +14,9 @@ from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.auth import Authenticator
 from server.dataplane import DataPlane
 from server.errors import CanaryServeError, InvalidInput
-from server.promotion import Policy, first_step
+from server.promotion import first_step
 from server.promotion_controller import PromotionController
+from server.promotion_records import Policy
 from server.rollout import (
     Command,
     Pause,

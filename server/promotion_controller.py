@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
-from server.promotion import (
+from server.promotion import decide
+from server.promotion_records import (
     SHADOW_STEP,
     Action,
     Decision,
@@ -27,7 +28,6 @@ from server.promotion import (
     Policy,
     ShadowWindow,
     VersionWindow,
-    decide,
 )
 from server.rollout import Command, Phase, Promote, Rollback, RolloutState, SetShadow, SetWeight
 from server.rollout_controller import RolloutController

@@ -28,7 +28,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from server import __version__
-from server.promotion import Decision as PromotionDecision
+from server.promotion_records import Decision as PromotionDecision
 from server.router import Reason, Route, Stage
 from server.shadow_stats import ShadowResult
 from server.windows import WindowProcessor

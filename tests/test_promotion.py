@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import InvalidInput
-from server.promotion import (
+from server.promotion import decide, first_step
+from server.promotion_records import (
     SHADOW_STEP,
     Action,
     Check,
@@ -23,8 +24,6 @@ from server.promotion import (
     ShadowWindow,
     Status,
     VersionWindow,
-    decide,
-    first_step,
 )
 from server.rollout import Phase, RolloutState
 
