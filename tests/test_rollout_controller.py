@@ -21,7 +21,8 @@ from server.rollout import (
     SetWeight,
     StartRollout,
 )
-from server.rollout_controller import RolloutController, WatchEvent
+from server.rollout_controller import RolloutController
+from server.rollout_watch import WatchEvent
 from server.router import RoutingTable
 from server.store import SqliteStore
 

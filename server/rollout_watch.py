@@ -1,0 +1,95 @@
+"""What the rollout controller hands out: the Outcome of a command, and watch subscriptions.
+
+A Subscription is a bounded queue of WatchEvents for one watcher; the controller offers every
+committed change to each subscription under its write lock, so offering never blocks.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass
+
+from server.errors import Overloaded
+from server.rollout import RolloutState
+from server.store import AuditEntry
+
+__all__ = ["Outcome", "Subscription", "WatchEvent"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one command: `after is before` exactly when nothing changed."""
+
+    before: RolloutState | None  # None only when adopt() created the state
+    after: RolloutState
+    changed: bool
+    audit: AuditEntry | None = None  # the committed audit row; None for no-ops and dry runs
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    sequence: int  # 1, 2, 3 ... in commit order for this controller's lifetime
+    outcome: Outcome
+    audit: AuditEntry
+
+
+class Subscription:
+    """A bounded queue of WatchEvents for one watcher.
+
+    A watcher that falls behind is not silently skipped ahead (it would miss a change and hold a
+    wrong picture): the subscription is marked lost and get() raises Overloaded, telling the
+    client to re-read the state and subscribe again.
+    """
+
+    def __init__(self, model: str | None, max_pending: int) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.model = model
+        self.max_pending = max_pending
+        self._events: collections.deque[WatchEvent] = collections.deque()
+        self._cond = threading.Condition()
+        self._lost = False
+        self._closed = False
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, event: WatchEvent) -> None:
+        # Called under the controller's write lock: must never block.
+        if self.model is not None and event.outcome.after.model != self.model:
+            return
+        with self._cond:
+            if self._lost or self._closed:
+                return
+            if len(self._events) >= self.max_pending:
+                self._lost = True
+                self._events.clear()
+                log.warning("watch subscription overflowed at %s pending events", self.max_pending)
+            else:
+                self._events.append(event)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None on timeout or once closed. Raises Overloaded once lost."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._events or self._lost or self._closed, timeout)
+            if self._lost:
+                raise Overloaded(
+                    f"watch fell more than {self.max_pending} changes behind; "
+                    "read the rollout state again and resubscribe"
+                )
+            return self._events.popleft() if self._events else None
