@@ -2,6 +2,7 @@
 
     python -m benchmarks.serving [--duration 3] [--warmup 0.5] [--concurrency 1,4,16]
                                  [--models classifier,mlp] [--repeats 3] [--json out.json]
+                                 [--set KEY=VALUE] [--self-check]
 
 One run builds a temporary model repository (the bundled small classifier, version 1, and the
 medium MLP 256→1024→1024→10 as model "mlp" version 1), starts canaryserve (`App`, port 0) and
@@ -186,6 +187,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="a canaryserve config override, VALUE in TOML syntax (e.g. stable_trace_ratio=0.1)",
     )
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="measure a second baseline in canaryserve's place: the benchmark's own noise",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
@@ -216,10 +222,22 @@ def main(argv: list[str] | None = None) -> int:
             max_message_bytes=config.max_message_bytes,
             intra_op_threads=config.intra_op_threads,
         )
+        # --self-check: a second baseline server in canaryserve's place (canaryserve is still
+        # started, so the process holds the same threads): the spread of the ratio this prints
+        # is the benchmark's own noise on this machine.
+        twin = None
+        if args.self_check:
+            twin = BaselineServer(
+                paths,
+                workers=config.workers,
+                max_message_bytes=config.max_message_bytes,
+                intra_op_threads=config.intra_op_threads,
+            )
         child: LoadChild | None = None
         try:
+            app_port = app.start()
             targets = {
-                "canaryserve": f"127.0.0.1:{app.start()}",
+                "canaryserve": f"127.0.0.1:{twin.start() if twin else app_port}",
                 "baseline": f"127.0.0.1:{baseline.start()}",
             }
             child = LoadChild()
@@ -228,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             if child is not None:
                 child.close()
             baseline.stop(0)
+            if twin is not None:
+                twin.stop(0)
             app.stop(0)
     machine = _machine()
     server = {
@@ -236,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         "intra_op_threads": config.intra_op_threads,
         "inter_op_threads": 1,
     }
+    if args.self_check:
+        print("SELF-CHECK: the canaryserve column is a second baseline server (A/A run)")
     print(render(points, machine, server, args))
     if args.json is not None:
         document = {

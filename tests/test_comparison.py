@@ -6,12 +6,16 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.comparison import (
     Comparison,
     ComparisonPolicy,
     Disagreement,
     OutputComparison,
+    _compare_arrays,
+    _compare_values,
     compare,
 )
 
@@ -156,3 +160,22 @@ def test_policy_is_validated() -> None:
         ComparisonPolicy(atol=-1.0)
     with pytest.raises(ValueError, match="class_scores"):
         ComparisonPolicy(class_scores="maybe")  # type: ignore[arg-type]
+
+
+_SHAPES = st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple)
+_KINDS = st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_])
+_MODES = st.sampled_from(["auto", "on", "off"])
+
+
+@given(shape=_SHAPES, dtype=_KINDS, mode=_MODES, seed=st.integers(0, 2**32 - 1))
+def test_the_fast_path_for_equal_outputs_matches_the_full_comparison(
+    shape: tuple[int, ...], dtype: type, mode: str, seed: int
+) -> None:
+    """Bit-equal finite outputs skip the arithmetic; the result must be the same record."""
+    values = np.random.default_rng(seed).normal(size=shape) * 10
+    p = values.astype(dtype)
+    policy = ComparisonPolicy(class_scores=mode)  # type: ignore[arg-type]
+    fast = _compare_arrays("y", p, p.copy(), policy)
+    full = _compare_values("y", p, p.copy(), policy)
+    assert fast == full
+    assert not fast.disagree
