@@ -179,7 +179,7 @@ def _compare_arrays(name: str, p: _Array, s: _Array, policy: ComparisonPolicy) -
 def _identical(name: str, p: _Array, policy: ComparisonPolicy) -> OutputComparison:
     """What `_compare_values` finds for equal, finite, real outputs, without computing it.
 
-    The common case of a shadow whose answers match bit for bit: no difference arrays, no
+    The common case of a shadow whose answers equal the primary's: no difference arrays, no
     sorting for top-k. Tests check that both paths agree.
     """
     rows = int(p.shape[0]) if p.ndim else 1

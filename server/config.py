@@ -98,9 +98,12 @@ class Config:
     this keeps tracing off most of the hot path while the stable baseline still gets
     thousands of samples per minute."""
     idle_trace_ratio: float = 0.01
-    """Share of inference calls traced for a model with no rollout, when no promotion decision
-    reads the windows (the stable window only counts from a rollout's start). Exact request
-    counts stay in ModelStatistics and `canaryserve_inference_requests_total`."""
+    """Share of inference calls traced for a model with no rollout (calls the router sends to
+    stable because there is none; pinned calls use stable_trace_ratio). Promotion reads the
+    windows only during a rollout, but when the stable version saw too few calls in the
+    current step its baseline looks back 10 minutes, which early in a rollout reaches into
+    this sparser period. Exact request counts stay in ModelStatistics and
+    `canaryserve_inference_requests_total`."""
     promotion_tick_seconds: float = 1.0
     """How often the promotion controller looks for rollouts whose interval has elapsed."""
     otlp_endpoint: str | None = None

@@ -83,7 +83,7 @@ class DataPlane:
         assert runner is not None
         signature = runner.signature
         ok = False
-        decoded = ran = start
+        decoded = ran = encoded = start
         try:
             feeds = tensors.decode_inputs(signature, request)
             names = tensors.requested_outputs(signature, request)
@@ -99,9 +99,13 @@ class DataPlane:
             if request.id:
                 response.id = request.id
             tensors.encode_outputs(response, names, arrays, signature)
+            encoded = time.perf_counter_ns()
             ok = True
-            if chosen.shadow_version is not None or (
-                key is None and chosen.reason is not Reason.NO_ROLLOUT
+            # Shadow candidates: the route names one, or a keyless call of a model that has a
+            # rollout (the router answers NO_ROLLOUT only when there is none) may draw one.
+            if self._shadow is not None and (
+                chosen.shadow_version is not None
+                or (key is None and chosen.reason is not Reason.NO_ROLLOUT)
             ):
                 trace_context = call.context if call is not None else None
                 self._maybe_shadow(table, request, chosen, key, feeds, names, arrays, trace_context)
@@ -109,7 +113,9 @@ class DataPlane:
         finally:
             end = time.perf_counter_ns()
             if ok:
-                version.stats.record_success(end - start, decoded - start, ran - decoded, end - ran)
+                version.stats.record_success(
+                    end - start, decoded - start, ran - decoded, encoded - ran
+                )
             else:
                 version.stats.record_failure(end - start)
 
@@ -133,6 +139,8 @@ class DataPlane:
         arrays: Sequence[npt.NDArray[np.generic]],
         trace_context: object,
     ) -> None:
+        if self._shadow is None:
+            return
         candidate = chosen.shadow_version
         if candidate is None and key is None and chosen.stage is Stage.STABLE:
             rollout = table.models[request.model_name].rollout
@@ -142,7 +150,7 @@ class DataPlane:
                 and self._draw() * PPM < rollout.shadow_ppm
             ):
                 candidate = rollout.candidate
-        if candidate is None or self._shadow is None:
+        if candidate is None:
             return
         runner = self._registry.ready_runner(request.model_name, candidate)
         if runner is None:

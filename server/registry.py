@@ -94,9 +94,10 @@ class VersionState(enum.StrEnum):
 class VersionStats:
     """Cumulative counters of one version, for ModelStatistics (Triton's meaning).
 
-    A successful request's time splits into compute_input (validating and decoding the
-    inputs), compute_infer (the session run) and compute_output (encoding the response);
-    there is no scheduler queue, so queue time is zero and its count is the request count.
+    A successful request's time holds compute_input (routing, the version lookup, validating
+    and decoding the inputs), compute_infer (the session run) and compute_output (encoding the
+    response); the rest of `success_ns` is handing a shadow job over, when there is one.
+    There is no scheduler queue, so queue time is zero and its count is the request count.
     """
 
     success_count: int = 0

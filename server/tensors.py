@@ -27,13 +27,6 @@ __all__ = [
 ]
 
 
-def _count(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _object_array(items: Sequence[bytes], shape: Sequence[int]) -> npt.NDArray[np.object_]:
     # onnxruntime takes string tensors as numpy object arrays of str.
     out = np.empty(len(items), dtype=object)
@@ -46,7 +39,7 @@ def _object_array(items: Sequence[bytes], shape: Sequence[int]) -> npt.NDArray[n
 
 def decode_raw(spec: TensorSpec, shape: Sequence[int], raw: bytes) -> npt.NDArray[np.generic]:
     """Raw contents of one input → numpy array (zero-copy for fixed-size dtypes)."""
-    count = _count(shape)
+    count = math.prod(shape)
     if spec.dtype.oip == "BYTES":
         return _object_array(decode_bytes(spec.name, raw, count), shape)
     expected = count * spec.dtype.numpy.itemsize
@@ -69,7 +62,7 @@ def decode_typed(
     if field != want:
         got = field or "no contents"
         raise InvalidTensor(spec.name, f"{spec.dtype.oip} goes in contents.{want}, got {got}")
-    count = _count(shape)
+    count = math.prod(shape)
     if len(values) != count:
         raise InvalidTensor(
             spec.name, f"shape {list(shape)} needs {count} values in {want}, got {len(values)}"
@@ -181,7 +174,7 @@ def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> Se
     """Names of the outputs to compute: the requested subset, or all of them."""
     if not request.outputs:
         return signature._output_names
-    known = set(signature.output_names())
+    known = set(signature._output_names)
     names: list[str] = []  # requested order, duplicates once
     for out in request.outputs:
         if out.name not in known:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server import comparison
 from server.comparison import (
     Comparison,
     ComparisonPolicy,
@@ -16,6 +17,7 @@ from server.comparison import (
     OutputComparison,
     _compare_arrays,
     _compare_values,
+    _identical,
     compare,
 )
 
@@ -171,7 +173,7 @@ _MODES = st.sampled_from(["auto", "on", "off"])
 def test_the_fast_path_for_equal_outputs_matches_the_full_comparison(
     shape: tuple[int, ...], dtype: type, mode: str, seed: int
 ) -> None:
-    """Bit-equal finite outputs skip the arithmetic; the result must be the same record."""
+    """Equal finite outputs skip the arithmetic; the result must be the same record."""
     values = np.random.default_rng(seed).normal(size=shape) * 10
     p = values.astype(dtype)
     policy = ComparisonPolicy(class_scores=mode)  # type: ignore[arg-type]
@@ -179,3 +181,18 @@ def test_the_fast_path_for_equal_outputs_matches_the_full_comparison(
     full = _compare_values("y", p, p.copy(), policy)
     assert fast == full
     assert not fast.disagree
+
+
+def test_equal_finite_outputs_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[str] = []
+
+    def spy(name: str, p: np.ndarray, policy: ComparisonPolicy) -> OutputComparison:
+        taken.append(name)
+        return _identical(name, p, policy)
+
+    monkeypatch.setattr(comparison, "_identical", spy)
+    scores = np.array([[0.2, 0.5, 0.3]], np.float32)
+    compare({"y": scores}, {"y": scores.copy()})  # equal: fast
+    compare({"y": scores}, {"y": scores + np.float32(1e-3)})  # different: full
+    compare({"y": np.array([np.nan])}, {"y": np.array([np.nan])})  # NaN: full
+    assert taken == ["y"]

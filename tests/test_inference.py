@@ -243,7 +243,6 @@ def test_metadata_config_and_statistics(
     assert [p.count for p in phases] == [inf.success.count] * 4
     assert inf.queue.ns == 0  # no scheduler queue
     assert all(p.ns > 0 for p in phases[1:])
-    assert sum(p.ns for p in phases[1:]) <= inf.success.ns
     assert stats["1"].execution_count == stats["1"].inference_count == inf.success.count
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protos.inference import grpc_service_pb2 as pb
 from server import dtypes, tensors
 from server.dtypes import DTYPES, by_oip, decode_bytes, encode_bytes
 from server.errors import InvalidInput, InvalidTensor
-from server.signature import TensorSpec, shape_matches
+from server.signature import Signature, TensorSpec, shape_matches
 from server.tensors import decode_raw
 
 
@@ -61,3 +64,99 @@ def test_invalid_utf8_bytes_are_rejected() -> None:
     spec = TensorSpec("text", by_oip("BYTES"), (None,))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="UTF-8"):
         decode_raw(spec, [1], encode_bytes([b"\xff\xfe"]))
+
+
+# The fast path of decode_inputs against the rule-by-rule path, on requests that are right or
+# wrong in one of the ways the fast path checks.
+_SIGNATURE = Signature(
+    inputs=(
+        TensorSpec("x", by_oip("FP32"), (None, 4)),  # type: ignore[arg-type]
+        TensorSpec("ids", by_oip("INT64"), (2,)),  # type: ignore[arg-type]
+        TensorSpec("m", by_oip("FP32"), (None, None)),  # type: ignore[arg-type]
+    ),
+    outputs=(),
+)
+_GOOD = {
+    "x": ("FP32", [3, 4], np.float32),
+    "ids": ("INT64", [2], np.int64),
+    "m": ("FP32", [2, 3], np.float32),
+}
+
+
+_FAULTS = (
+    "none",
+    "datatype",
+    "longer_rank",
+    "shorter_rank",
+    "negative",
+    "negated",
+    "fixed_dim",
+    "short_data",
+    "long_data",
+    "typed_contents",
+    "missing_raw",
+    "duplicate",
+    "duplicate_instead",
+    "unknown",
+    "missing",
+)
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> pb.ModelInferRequest:
+    """A well-formed request with at most one thing wrong, in one of its inputs."""
+    fault = draw(st.sampled_from(_FAULTS))
+    names = list(draw(st.permutations(list(_GOOD))))
+    victim = draw(st.sampled_from(names))
+    if fault == "duplicate":
+        names.append(victim)
+    elif fault == "duplicate_instead":  # as many inputs as the model has, one of them twice
+        names[(names.index(victim) + 1) % len(names)] = victim
+    elif fault == "unknown":
+        names[names.index(victim)] = "nope"
+    elif fault == "missing":
+        names.remove(victim)
+    request = pb.ModelInferRequest(model_name="m")
+    for name in names:
+        datatype, shape, numpy_type = _GOOD.get(name, ("FP32", [2], np.float32))
+        hit = name == victim
+        if hit and fault == "datatype":
+            datatype = draw(st.sampled_from(["INT32", "BYTES", "FP64"]))
+        if hit and fault == "longer_rank":
+            shape = [*shape, 1]
+        if hit and fault == "shorter_rank":
+            shape = shape[1:]
+        if hit and fault == "negative":
+            shape = [-1, *shape[1:]]
+        if hit and fault == "negated":  # as many elements as the good shape when the rank is even
+            shape = [-d for d in shape]
+        if hit and fault == "fixed_dim":
+            shape = [d + 1 for d in shape]
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
+        data = np.arange(abs(int(np.prod(shape))), dtype=numpy_type).tobytes()
+        if hit and fault == "short_data":
+            data = data[:-1]
+        if hit and fault == "long_data":
+            data += b"\0"
+        if hit and fault == "typed_contents":
+            tensor.contents.fp32_contents.append(1.0)
+        request.raw_input_contents.append(data)
+    if fault == "missing_raw":
+        del request.raw_input_contents[-1]
+    return request
+
+
+def _outcome(decode: Callable[..., object], request: pb.ModelInferRequest) -> object:
+    try:
+        feeds = decode(_SIGNATURE, request)
+    except InvalidInput as exc:
+        return (type(exc), str(exc))
+    assert isinstance(feeds, dict)
+    return {k: (v.dtype, v.shape, v.tobytes()) for k, v in feeds.items()}
+
+
+@given(_requests())
+def test_the_fast_decode_path_agrees_with_the_rule_by_rule_path(
+    request: pb.ModelInferRequest,
+) -> None:
+    assert _outcome(tensors.decode_inputs, request) == _outcome(tensors._decode_checked, request)
