@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+from server.intervals import clopper_pearson_lower, wilson_interval
 from server.promotion_records import (
     SHADOW_STEP,
     Action,
@@ -24,7 +25,6 @@ from server.promotion_records import (
     ShadowWindow,
     Status,
 )
-from server.shadow_stats import clopper_pearson_lower, wilson_interval
 
 __all__ = ["decide", "first_step"]
 

@@ -12,13 +12,13 @@ import numpy.typing as npt
 import pytest
 
 from server.comparison import ComparisonPolicy
+from server.intervals import wilson_interval
 from server.shadow import ShadowExecutor
 from server.shadow_stats import (
     ShadowJob,
     ShadowOutcome,
     ShadowResult,
     ShadowStats,
-    wilson_interval,
 )
 from server.signature import Signature
 
