@@ -1,7 +1,7 @@
 """What an active rollout and shadow mode cost the primary, measured on one server in one run.
 
     python -m benchmarks.rollout_shadow [--duration 3] [--warmup 0.5] [--repeats 3]
-                                        [--quick] [--json out.json]
+                                        [--quick] [--json out.json] [--set KEY=VALUE]
 
 It starts canaryserve (`App`, port 0, the bundled repository, classifier stable v2) in this
 process and drives it from a load generator in a spawned child process (own GIL, one channel
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
@@ -398,6 +399,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting, alternated")
     parser.add_argument("--quick", action="store_true", help="1 s runs, one each (smoke test)")
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a canaryserve config override, VALUE in TOML syntax (e.g. shadow_max_busy=0.1)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.repeats = 1.0, 0.3, 1
@@ -419,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 "models_dir": Path(tmp) / "models", "state_dir": Path(tmp) / "state",
                 "port": 0, "metrics_port": 0, "intra_op_threads": 1,
                 "admin_tokens": {"bench": TOKEN}, "models": {MODEL: {"stable": "2"}},
+                **tomllib.loads("\n".join(args.set)),
             },
         )  # fmt: skip
         app = App(config)
@@ -435,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     server = (
         f"classifier v2 stable, batch 1; server: workers {config.workers}, intra_op_threads 1, "
         f"shadow_workers {config.shadow_workers}, shadow_queue_size {config.shadow_queue_size}, "
-        f"stable_trace_ratio {config.stable_trace_ratio}; {os.cpu_count()} cores"
+        f"shadow_max_busy {config.shadow_max_busy}, stable_trace_ratio "
+        f"{config.stable_trace_ratio}; {os.cpu_count()} cores"
     )
     print(server + "\n\n" + render(runs, s, args))
     if args.json is not None:
