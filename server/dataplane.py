@@ -94,8 +94,10 @@ class DataPlane:
                 raise ModelFailed(model, chosen.version, exc) from exc
             ran = time.perf_counter_ns()
             template = self._templates.get((model, chosen.version, chosen.stage, chosen.reason))
+            if template is None:
+                template = self._template(model, chosen)
             response = pb.ModelInferResponse()
-            response.CopyFrom(template or self._template(model, chosen))
+            response.CopyFrom(template)
             if request.id:
                 response.id = request.id
             tensors.encode_outputs(response, names, arrays, signature)
