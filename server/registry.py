@@ -160,7 +160,7 @@ def _warm_up(runner: Runner) -> None:
             feeds[spec.name] = np.full(shape, "", dtype=object)
         else:
             feeds[spec.name] = np.zeros(shape, dtype=spec.dtype.numpy)
-    runner.run(runner.signature.output_names(), feeds)
+    runner.run(runner.signature.output_names, feeds)
 
 
 class Registry:

@@ -13,7 +13,7 @@ import numpy as np
 
 from server.dtypes import DType
 
-__all__ = ["Signature", "TensorSpec", "shape_matches"]
+__all__ = ["RawPlan", "Signature", "TensorSpec", "shape_matches"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def shape_matches(spec: TensorSpec, shape: Sequence[int]) -> str | None:
 
 
 @dataclass(frozen=True)
-class _RawPlan:
+class RawPlan:
     """What the fast path needs to decode one fixed-size input sent raw."""
 
     oip: str
@@ -58,20 +58,22 @@ class _RawPlan:
 
 @dataclass(frozen=True)
 class Signature:
-    """The inputs and outputs of one model version."""
+    """The inputs and outputs of one model version, with what the request path derives from
+    them once: output names, the raw-decode plan of each fixed-size input, and the declared
+    dtype of each fixed-size output."""
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    raw_plans: dict[str, RawPlan] = field(init=False, repr=False, compare=False)
+    output_types: dict[str, DType] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
-    _output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _raw_plans: dict[str, _RawPlan] = field(init=False, repr=False, compare=False)
-    _output_types: dict[str, DType] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {s.name: s for s in self.inputs})
-        object.__setattr__(self, "_output_names", tuple(s.name for s in self.outputs))
+        object.__setattr__(self, "output_names", tuple(s.name for s in self.outputs))
         plans = {
-            s.name: _RawPlan(
+            s.name: RawPlan(
                 s.dtype.oip,
                 s.dtype.numpy,
                 s.dtype.numpy.itemsize,
@@ -81,12 +83,9 @@ class Signature:
             for s in self.inputs
             if s.dtype.oip != "BYTES"
         }
-        object.__setattr__(self, "_raw_plans", plans)
+        object.__setattr__(self, "raw_plans", plans)
         declared = {s.name: s.dtype for s in self.outputs if s.dtype.oip != "BYTES"}
-        object.__setattr__(self, "_output_types", declared)
+        object.__setattr__(self, "output_types", declared)
 
     def input(self, name: str) -> TensorSpec | None:
         return self._by_name.get(name)
-
-    def output_names(self) -> tuple[str, ...]:
-        return self._output_names

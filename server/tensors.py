@@ -93,7 +93,7 @@ def decode_inputs(
     count = len(raw)
     if count == 0 or count != len(inputs) or count != len(signature.inputs):
         return _decode_checked(signature, request)
-    plans = signature._raw_plans
+    plans = signature.raw_plans
     feeds: dict[str, npt.NDArray[np.generic]] = {}
     for i in range(count):  # indexing: iterating upb containers costs several times more
         tensor, data = inputs[i], raw[i]
@@ -173,8 +173,8 @@ def _typed_field(contents: pb.InferTensorContents) -> str | None:
 def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> Sequence[str]:
     """Names of the outputs to compute: the requested subset, or all of them."""
     if not request.outputs:
-        return signature._output_names
-    known = set(signature._output_names)
+        return signature.output_names
+    known = set(signature.output_names)
     names: list[str] = []  # requested order, duplicates once
     for out in request.outputs:
         if out.name not in known:
@@ -198,7 +198,7 @@ def encode_outputs(
     With the `signature` of the version that produced them, an output whose dtype is the one
     the model declares skips the dtype table (`tobytes` is C-order whatever the layout).
     """
-    declared = signature._output_types if signature is not None else {}
+    declared = signature.output_types if signature is not None else {}
     outputs, contents = response.outputs, response.raw_output_contents
     if len(names) != len(arrays):
         raise ValueError(f"{len(names)} output names for {len(arrays)} arrays")
