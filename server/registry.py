@@ -71,9 +71,29 @@ class OnnxRunner:
             inputs=tuple(_spec(a) for a in self._session.get_inputs()),
             outputs=tuple(_spec(a) for a in self._session.get_outputs()),
         )
-        # The session's own run (it takes any sequence of output names): no wrapper frame on
-        # the request path.
-        self.run: RunFn = self._session.run
+        self.run: RunFn = _direct_run(self._session, ort.RunOptions)
+
+
+def _direct_run(session: object, run_options: Callable[[], object]) -> RunFn:
+    """The session's C++ `run`, called with one shared RunOptions.
+
+    `InferenceSession.run` is a Python wrapper whose per-call checks cover nothing canaryserve
+    sends: every required input is present (decoding rejects a request without one), feeds are
+    numpy arrays (not OrtValues of another session), and the CPU provider has neither WebGPU
+    graph capture nor a provider to fall back to. Skipping it saves about 1.7 µs a call. An
+    onnxruntime without the `_sess` binding gets the public, checked `run`.
+    """
+    binding = getattr(getattr(session, "_sess", None), "run", None)
+    if binding is None:
+        public: RunFn = session.run  # type: ignore[attr-defined]
+        return public
+    options = run_options()
+
+    def run(outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
+        arrays: list[npt.NDArray[np.generic]] = binding(outputs, feeds, options)
+        return arrays
+
+    return run
 
 
 def _spec(arg: object) -> TensorSpec:

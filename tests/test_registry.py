@@ -107,3 +107,45 @@ def test_load_and_unload_under_concurrent_inference(tmp_path: Path) -> None:
         app.stop(0)
     assert failures == []
     assert served[0] > 0
+
+
+@pytest.mark.parametrize("model", ["classifier", "counter", "shouter"])
+def test_runner_answers_like_the_public_session_run(model: str) -> None:
+    """OnnxRunner calls the session's C++ binding; its answers are the public run's, exactly."""
+    import onnxruntime as ort
+
+    from server.config import bundled_models_dir
+
+    path = bundled_models_dir() / model / "1" / "model.onnx"
+    runner = OnnxRunner(path, intra_op_threads=1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in runner.signature.inputs:
+        shape = tuple(3 if d is None else d for d in spec.shape)
+        if spec.dtype.oip == "BYTES":
+            feeds[spec.name] = np.array(["ab", "", "ünï"][: shape[0]], dtype=object).reshape(shape)
+        elif spec.dtype.numpy.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype.numpy)
+        else:
+            feeds[spec.name] = rng.integers(-50, 50, shape).astype(spec.dtype.numpy)
+    names = runner.signature.output_names
+    ours = runner.run(names, feeds)
+    theirs = session.run(list(names), feeds)
+    assert len(ours) == len(theirs) == len(names)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b)
+    assert runner.run is not session.run  # the direct binding, not the wrapper
+
+
+def test_runner_falls_back_to_the_public_run_without_the_binding() -> None:
+    """An onnxruntime without the private `_sess` binding gets the checked public `run`."""
+    from server.registry import _direct_run
+
+    class Session:
+        def run(self, outputs: object, feeds: object) -> list[np.ndarray]:
+            return [np.zeros(1)]
+
+    session = Session()
+    assert _direct_run(session, object) == session.run
