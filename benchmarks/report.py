@@ -117,6 +117,7 @@ def _header(machine: Mapping[str, Any], server: Mapping[str, int], args: Any) ->
         f"servers: grpc sync, {server['workers']} worker threads, "
         f"{server['max_message_bytes'] // 2**20} MiB message limits, both in the benchmark "
         "process; load generator: child process, closed loop, one channel per client thread",
+        f"cores: {machine.get('pinning', 'not pinned')}",
         f"per run: {args.warmup:g} s warm-up + {args.duration:g} s measured; baseline and "
         f"canaryserve {args.repeats} run(s) each, alternated, best kept; raw 1 run",
     ]

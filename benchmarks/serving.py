@@ -2,20 +2,24 @@
 
     python -m benchmarks.serving [--duration 3] [--warmup 0.5] [--concurrency 1,4,16]
                                  [--models classifier,mlp] [--repeats 3] [--json out.json]
-                                 [--set KEY=VALUE] [--self-check]
+                                 [--set KEY=VALUE] [--self-check] [--no-pin]
 
 One run builds a temporary model repository (the bundled small classifier, version 1, and the
 medium MLP 256→1024→1024→10 as model "mlp" version 1), starts canaryserve (`App`, port 0) and
 the baseline server (`benchmarks.baseline`) in this process, and drives them from a load
 generator in a child process (`python -m benchmarks.load`), so client threads never compete
-with the servers for one GIL. For every (model, concurrency) point it measures raw
-`session.run` once, then baseline and canaryserve `--repeats` times each in alternating order
-(ABBA), keeps each side's best run, and prints a table with the ratios. See docs/benchmarks.md.
+with the servers for one GIL. With two or more usable cores the load generator is pinned to
+the first and the servers to the rest (`--no-pin` lets the scheduler place both), so the
+client never takes the servers' core and throughput measures the servers' own work. For
+every (model, concurrency) point it measures raw `session.run` once, then baseline and
+canaryserve `--repeats` times each in alternating order (ABBA), keeps each side's best run,
+and prints a table with the ratios. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class LoadChild:
     """The load generator process: one JSON spec in, one JSON result out."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: set[int] | None = None) -> None:
         path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         self._proc = subprocess.Popen(
@@ -60,6 +64,8 @@ class LoadChild:
             stdout=subprocess.PIPE,
             text=True,
         )
+        if cpus is not None:  # before it starts a thread: its threads inherit the set
+            os.sched_setaffinity(self._proc.pid, cpus)
 
     def measure(self, spec: Spec) -> Result:
         stdin, stdout = self._pipes()
@@ -93,6 +99,28 @@ def build_repository(root: Path) -> dict[str, Path]:
     mlp.parent.mkdir(parents=True)
     build_mlp(mlp, seed=0)
     return {"classifier": classifier, "mlp": mlp}
+
+
+def split_cores(pin: bool) -> tuple[set[int], set[int]] | None:
+    """(load generator CPUs, server CPUs): the first usable core, and the rest; None when
+    not pinning (asked not to, fewer than two usable cores, or no sched_setaffinity)."""
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _pin_threads(cpus: set[int]) -> None:
+    """Move every thread of this process onto `cpus` (threads started later inherit it)."""
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tasks = [0]
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(task, cpus)
 
 
 def _busy_seconds() -> float | None:
@@ -165,6 +193,10 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _cpus(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
 def _csv(kind: type[Any]) -> Any:
     def parse(text: str) -> list[Any]:
         return [kind(x) for x in text.split(",") if x.strip()]
@@ -188,6 +220,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a canaryserve config override, VALUE in TOML syntax (e.g. stable_trace_ratio=0.1)",
     )
     parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the load generator and the servers to separate cores",
+    )
+    parser.add_argument(
         "--self-check",
         action="store_true",
         help="measure a second baseline in canaryserve's place: the benchmark's own noise",
@@ -203,6 +241,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    cores = split_cores(args.pin)
+    before = os.sched_getaffinity(0) if cores is not None else None
+    if cores is not None:
+        _pin_threads(cores[1])
+    try:
+        return _main(args, cores)
+    finally:
+        if before is not None:
+            _pin_threads(before)
+
+
+def _main(args: argparse.Namespace, cores: tuple[set[int], set[int]] | None) -> int:
     with tempfile.TemporaryDirectory(prefix="canaryserve-bench-") as tmp:
         paths = build_repository(Path(tmp) / "models")
         settings: dict[str, Any] = {
@@ -240,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 "canaryserve": f"127.0.0.1:{twin.start() if twin else app_port}",
                 "baseline": f"127.0.0.1:{baseline.start()}",
             }
-            child = LoadChild()
+            child = LoadChild(cores[0] if cores else None)
             points = measure(child, args, targets, paths)
         finally:
             if child is not None:
@@ -250,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 twin.stop(0)
             app.stop(0)
     machine = _machine()
+    machine["pinning"] = (
+        f"load generator on CPU {_cpus(cores[0])}, servers on CPU {_cpus(cores[1])}"
+        if cores
+        else "not pinned"
+    )
     server = {
         "workers": config.workers,
         "max_message_bytes": config.max_message_bytes,

@@ -43,3 +43,21 @@ def test_the_report_states_both_verdicts() -> None:
     text = render([worse], machine, server, args)
     assert "(best runs): NOT met at mlp c=16 (0.900)" in text
     assert "median of paired runs: NOT met at mlp c=16 (0.900)" in text
+
+
+def test_pinning_splits_the_usable_cores() -> None:
+    """The load generator gets one core, the servers the rest; no pinning when asked not to."""
+    import os
+
+    from benchmarks.serving import split_cores
+
+    assert split_cores(False) is None
+    cores = split_cores(True)
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if len(usable) < 2:
+        assert cores is None
+        return
+    assert cores is not None
+    client, servers = cores
+    assert len(client) == 1 and servers and not client & servers
+    assert client | servers == usable
