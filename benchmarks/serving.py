@@ -1,7 +1,7 @@
 """Side-by-side serving benchmark: raw `session.run`, a minimal gRPC server, and canaryserve.
 
     python -m benchmarks.serving [--duration 3] [--warmup 0.5] [--concurrency 1,4,16]
-                                 [--models classifier,mlp] [--repeats 3] [--json out.json]
+                                 [--models classifier,mlp] [--repeats 5] [--json out.json]
                                  [--set KEY=VALUE] [--self-check] [--no-pin]
 
 One run builds a temporary model repository (the bundled small classifier, version 1, and the
@@ -210,7 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
     parser.add_argument("--concurrency", type=_csv(int), default=[1, 4, 16], help="e.g. 1,4,16")
     parser.add_argument("--models", type=_csv(str), default=list(MODELS), help="classifier,mlp")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side per point")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per side per point")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument(
         "--set",

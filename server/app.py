@@ -74,7 +74,10 @@ class App:
         )
         self._salts: dict[str, str] = {}
         self.dataplane = DataPlane(
-            self.registry, RoutingTable(allow_pinning=config.allow_pinning), self.shadow
+            self.registry,
+            RoutingTable(allow_pinning=config.allow_pinning),
+            self.shadow,
+            telemetry=self.telemetry,
         )
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(config.state_dir / STATE_DB)
@@ -173,9 +176,7 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = InferenceServicer(
-            self.registry, self.dataplane, self._ready.is_set, self.telemetry
-        )
+        servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(
             self.rollouts,

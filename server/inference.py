@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import grpc
@@ -11,34 +11,14 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.dataplane import DataPlane
-from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
+from server.errors import CanaryServeError, FailedPrecondition
 from server.registry import ModelVersion, Registry, VersionState
-from server.status import code_for, translate_errors
-from server.telemetry import InferenceSpan, Telemetry
+from server.status import translate_errors
 
-__all__ = [
-    "EXTENSIONS",
-    "ROUTING_KEY_HEADER",
-    "ROUTING_KEY_PARAM",
-    "InferenceServicer",
-    "routing_key",
-]
+__all__ = ["EXTENSIONS", "InferenceServicer"]
 
-ROUTING_KEY_HEADER = "x-routing-key"
-ROUTING_KEY_PARAM = "routing_key"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "canary_routing"]
 PLATFORM = "onnxruntime_onnx"
-
-
-def routing_key(request: pb.ModelInferRequest, metadata: Mapping[str, str]) -> str | None:
-    """The routing key: metadata wins over the request parameter; empty means none."""
-    key = metadata.get(ROUTING_KEY_HEADER)
-    if key is None and ROUTING_KEY_PARAM in request.parameters:
-        param = request.parameters[ROUTING_KEY_PARAM]
-        if param.WhichOneof("parameter_choice") != "string_param":
-            raise InvalidInput(f"request parameter '{ROUTING_KEY_PARAM}' must be a string_param")
-        key = param.string_param
-    return key or None
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -49,12 +29,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         registry: Registry,
         dataplane: DataPlane,
         ready: Callable[[], bool],
-        telemetry: Telemetry,
     ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
-        self._telemetry = telemetry
 
     @translate_errors
     def ServerLive(
@@ -207,34 +185,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> pb.ModelInferResponse:
-        return self._infer(request, context, "ModelInfer")
-
-    def _infer(
-        self, request: pb.ModelInferRequest, context: grpc.ServicerContext, method: str
-    ) -> pb.ModelInferResponse:
-        # Only `-bin` keys carry bytes values, and nothing here reads one: every key this reads
-        # (routing key, cohort rules, traceparent) maps to text.
-        metadata = cast("dict[str, str]", dict(context.invocation_metadata()))
-        call = InferenceSpan(self._telemetry, metadata, method)
-        try:
-            key = routing_key(request, metadata)
-            response = self._dataplane.infer(request, key, metadata, call)
-        except CanaryServeError as exc:
-            call.finish(code_for(exc).name, str(exc), request.id)
-            raise
-        except Exception as exc:
-            call.finish("INTERNAL", type(exc).__name__, request.id)
-            raise
-        call.finish("OK", request_id=request.id)
-        return response
+        return self._dataplane.infer(request, _metadata(context))
 
     def ModelStreamInfer(
         self, requests: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ModelStreamInferResponse]:
+        metadata = _metadata(context)
         for request in requests:
             try:
-                response = self._infer(request, context, "ModelStreamInfer")
+                response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
             except CanaryServeError as exc:
                 yield pb.ModelStreamInferResponse(error_message=str(exc))
             else:
                 yield pb.ModelStreamInferResponse(infer_response=response)
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    # Only `-bin` keys carry bytes values, and nothing reads one: every key the data plane
+    # reads (routing key, cohort rules, traceparent) maps to text.
+    return cast("dict[str, str]", dict(context.invocation_metadata()))

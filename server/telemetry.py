@@ -28,9 +28,11 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from server import __version__
+from server.errors import CanaryServeError
 from server.promotion_records import Decision as PromotionDecision
 from server.router import Reason, Route, Stage
 from server.shadow_stats import ShadowResult
+from server.status import code_for
 from server.windows import WindowProcessor
 
 __all__ = [
@@ -40,7 +42,6 @@ __all__ = [
     "ATTR_STAGE",
     "ATTR_VERSION",
     "ATTR_WEIGHT",
-    "InferenceSpan",
     "Telemetry",
 ]
 
@@ -67,73 +68,15 @@ ATTR_SHADOW_REASON = "canary.shadow.reason"
 
 _STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
 _PROPAGATOR = TraceContextTextMapPropagator()
+# Enum members as module globals: `Stage.STABLE` goes through the enum metaclass (about 70 ns
+# on Python 3.11), a global read does not, and these are read on every call.
+_STABLE = Stage.STABLE
+_NO_ROLLOUT = Reason.NO_ROLLOUT
 
 
 def key_hash(key: str) -> str:
     """A short, stable digest of a routing key: correlates requests without revealing it."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-class InferenceSpan:
-    """One inference RPC, timed from construction; the caller's `traceparent` (in `metadata`)
-    becomes the parent. The OTel span is opened at `routed()`, when the stage is known.
-
-    Stage-aware sampling happens here, before the SDK is involved: a stable request that is not
-    sampled costs one random draw and creates no span at all (the SDK's start_span is the
-    dominant cost of tracing on the hot path). Candidate requests are always recorded.
-    """
-
-    __slots__ = ("_metadata", "_skip", "_span", "_start_ns", "_telemetry", "method")
-
-    def __init__(self, telemetry: Telemetry, metadata: Mapping[str, str], method: str) -> None:
-        self._telemetry = telemetry
-        self._metadata = metadata
-        self._start_ns = time.time_ns()
-        self._span: trace.Span | None = None
-        self._skip = False
-        self.method = method
-
-    def routed(self, model: str, route: Route, key: str | None) -> None:
-        telemetry = self._telemetry
-        stable = route.stage is Stage.STABLE
-        if stable:
-            no_rollout = route.reason is Reason.NO_ROLLOUT
-            ratio = telemetry.idle_ratio if no_rollout else telemetry.stable_ratio
-            if ratio < 1.0 and telemetry.draw() >= ratio:
-                self._skip = True
-                return
-        attrs: dict[str, str | float] = {
-            ATTR_MODEL: model,
-            ATTR_VERSION: route.version,
-            ATTR_STAGE: route.stage.value,
-            ATTR_REASON: route.reason.value,
-        }
-        if stable:
-            attrs[ATTR_WEIGHT] = 1.0 / ratio
-        if key is not None:
-            attrs[ATTR_KEY_HASH] = key_hash(key)
-        self._span = telemetry._open(self, attrs)
-
-    @property
-    def context(self) -> SpanContext | None:
-        return self._span.get_span_context() if self._span is not None else None
-
-    def parent(self) -> Context:
-        """The caller's trace context from W3C `traceparent`, if it sent one."""
-        if "traceparent" in self._metadata:
-            return _PROPAGATOR.extract(self._metadata)
-        return Context()
-
-    def finish(self, code: str, message: str = "", request_id: str = "") -> None:
-        if self._skip:
-            return
-        span = self._span or self._telemetry._open(self, {})
-        span.set_attributes({RPC_STATUS: _STATUS_NUMBER.get(code, 2), ATTR_CODE: code})
-        if request_id:
-            span.set_attribute(ATTR_REQUEST_ID, request_id)
-        if code != "OK":
-            span.set_status(Status(StatusCode.ERROR, f"{code}: {message}"[:500]))
-        span.end()
 
 
 class Telemetry:
@@ -156,7 +99,7 @@ class Telemetry:
             attr_weight=ATTR_WEIGHT,
         )  # fmt: skip
         self.provider = TracerProvider(
-            # Sampling is decided by InferenceSpan before a span exists; whatever is opened is
+            # Sampling is decided by open_inference before a span exists; whatever is opened is
             # recorded, whatever the caller's sampled flag says, so the windows never starve.
             sampler=ALWAYS_ON,
             resource=Resource.create(
@@ -171,18 +114,85 @@ class Telemetry:
             self.provider.add_span_processor(p)
         self.tracer = self.provider.get_tracer("canaryserve", __version__)
 
-    def _open(self, call: InferenceSpan, attrs: Mapping[str, str | float]) -> trace.Span:
+    def open_inference(
+        self,
+        method: str,
+        metadata: Mapping[str, str],
+        model: str,
+        route: Route,
+        key: str | None,
+        start_perf_ns: int,
+    ) -> trace.Span | None:
+        """The SERVER span of one routed inference call, or None when sampling skips it.
+
+        Stage-aware sampling happens here, before the SDK is involved: a stable call that is
+        not sampled costs one random draw and creates nothing (the SDK's start_span is the
+        dominant cost of tracing on the hot path). Candidate calls are always recorded.
+        """
+        stable = route.stage is _STABLE
+        if stable:
+            ratio = self.idle_ratio if route.reason is _NO_ROLLOUT else self.stable_ratio
+            if ratio < 1.0 and self.draw() >= ratio:
+                return None
+        attrs: dict[str, str | float] = {
+            ATTR_MODEL: model,
+            ATTR_VERSION: route.version,
+            ATTR_STAGE: route.stage.value,
+            ATTR_REASON: route.reason.value,
+        }
+        if stable:
+            attrs[ATTR_WEIGHT] = 1.0 / ratio
+        if key is not None:
+            attrs[ATTR_KEY_HASH] = key_hash(key)
+        return self._open(method, metadata, attrs, start_perf_ns)
+
+    def unrouted(
+        self,
+        method: str,
+        metadata: Mapping[str, str],
+        start_perf_ns: int,
+        error: BaseException,
+        request_id: str,
+    ) -> None:
+        """Trace a call that failed before it was routed (always: there is no stage to sample)."""
+        self.finish(self._open(method, metadata, {}, start_perf_ns), error, request_id)
+
+    def finish(self, span: trace.Span, error: BaseException | None, request_id: str) -> None:
+        """End an inference span with the call's outcome, as its gRPC status name and number."""
+        if error is None:
+            code, message = "OK", ""
+        elif isinstance(error, CanaryServeError):
+            code, message = code_for(error).name, str(error)
+        else:
+            code, message = "INTERNAL", type(error).__name__
+        span.set_attributes({RPC_STATUS: _STATUS_NUMBER.get(code, 2), ATTR_CODE: code})
+        if request_id:
+            span.set_attribute(ATTR_REQUEST_ID, request_id)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{code}: {message}"[:500]))
+        span.end()
+
+    def _open(
+        self,
+        method: str,
+        metadata: Mapping[str, str],
+        attrs: Mapping[str, str | float],
+        start_perf_ns: int,
+    ) -> trace.Span:
+        # The caller's W3C `traceparent`, if it sent one, becomes the parent. The span starts
+        # when the call arrived: the wall clock now, less the time spent since then.
+        parent = _PROPAGATOR.extract(metadata) if "traceparent" in metadata else Context()
         return self.tracer.start_span(
-            call.method,
-            context=call.parent(),
+            method,
+            context=parent,
             kind=SpanKind.SERVER,
             attributes={
                 RPC_SYSTEM: "grpc",
                 RPC_SERVICE: "inference.GRPCInferenceService",
-                RPC_METHOD: call.method,
+                RPC_METHOD: method,
                 **attrs,
             },
-            start_time=call._start_ns,
+            start_time=time.time_ns() - (time.perf_counter_ns() - start_perf_ns),
         )
 
     def shadow_span(self, result: ShadowResult) -> None:

@@ -73,6 +73,42 @@ def test_one_span_per_inference_and_none_for_health(
     assert not bad.status.is_ok
 
 
+def test_calls_that_fail_before_routing_and_stream_calls_are_traced(
+    traced: tuple[App, InMemorySpanExporter],
+) -> None:
+    """An unknown model or a malformed routing key fails before there is a stage to sample:
+    traced always, with its status. Stream calls get spans named after their method."""
+    app, exporter = traced
+    with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="classifier", id="r-1")
+        request.inputs.add(name="input", datatype="FP32", shape=[1, 4])
+        request.raw_input_contents.append(X.tobytes())
+        unknown = pb.ModelInferRequest()
+        unknown.CopyFrom(request)
+        unknown.model_name = "nope"
+        bad_key = pb.ModelInferRequest()
+        bad_key.CopyFrom(request)
+        bad_key.parameters["routing_key"].int64_param = 7
+        for wrong, code in [(unknown, grpc.StatusCode.NOT_FOUND), (bad_key, None)]:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ModelInfer(wrong)
+            assert err.value.code() == (code or grpc.StatusCode.INVALID_ARGUMENT)
+        answers = list(stub.ModelStreamInfer(iter([request, unknown])))
+    assert answers[0].infer_response.model_version == "1"
+    assert "nope" in answers[1].error_message
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["ModelInfer"] * 2 + ["ModelStreamInfer"] * 2
+    codes = [s.attributes["canary.status"] for s in spans if s.attributes is not None]
+    assert codes == ["NOT_FOUND", "INVALID_ARGUMENT", "OK", "NOT_FOUND"]
+    for span in spans:
+        assert span.attributes is not None and span.attributes["canary.request_id"] == "r-1"
+        assert span.start_time is not None and span.end_time is not None
+        assert 0 < span.end_time - span.start_time < 10**10  # starts when the call arrived
+    assert "canary.model" not in (spans[0].attributes or {})  # never routed
+    assert (spans[2].attributes or {})["canary.model"] == "classifier"
+
+
 def test_traceparent_continues_the_callers_trace(traced: tuple[App, InMemorySpanExporter]) -> None:
     app, exporter = traced
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
