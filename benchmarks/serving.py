@@ -53,7 +53,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class LoadChild:
     """The load generator process: one JSON spec in, one JSON result out."""
 
-    def __init__(self, cpus: set[int] | None = None) -> None:
+    def __init__(self, cores: tuple[set[int], set[int]] | None = None) -> None:
+        self._cores = cores
         path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         self._proc = subprocess.Popen(
@@ -64,10 +65,13 @@ class LoadChild:
             stdout=subprocess.PIPE,
             text=True,
         )
-        if cpus is not None:  # before it starts a thread: its threads inherit the set
-            os.sched_setaffinity(self._proc.pid, cpus)
 
     def measure(self, spec: Spec) -> Result:
+        if self._cores is not None:
+            # Every thread the child has now (its client threads are started per spec, by
+            # the main thread, so they inherit). Raw runs get every core: the servers are idle.
+            client, servers = self._cores
+            pin_process(self._proc.pid, client | servers if spec.kind == "raw" else client)
         stdin, stdout = self._pipes()
         stdin.write(json.dumps(asdict(spec)) + "\n")
         stdin.flush()
@@ -112,12 +116,13 @@ def split_cores(pin: bool) -> tuple[set[int], set[int]] | None:
     return {cpus[0]}, set(cpus[1:])
 
 
-def _pin_threads(cpus: set[int]) -> None:
-    """Move every thread of this process onto `cpus` (threads started later inherit it)."""
+def pin_process(pid: int | str, cpus: set[int]) -> None:
+    """Move every thread of process `pid` ("self": this one) onto `cpus`; threads it starts
+    later inherit the set of the thread that starts them."""
     try:
-        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+        tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
-        tasks = [0]
+        tasks = [0 if pid == "self" else int(pid)]
     for task in tasks:
         with contextlib.suppress(OSError):  # a thread that just ended
             os.sched_setaffinity(task, cpus)
@@ -242,17 +247,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cores = split_cores(args.pin)
+    machine = _machine()  # before pinning, which narrows the usable cores
+    machine["pinning"] = (
+        f"load generator on CPU {_cpus(cores[0])}, servers on CPU {_cpus(cores[1])} "
+        "(raw session.run on every core)"
+        if cores
+        else "not pinned"
+    )
     before = os.sched_getaffinity(0) if cores is not None else None
     if cores is not None:
-        _pin_threads(cores[1])
+        pin_process("self", cores[1])
     try:
-        return _main(args, cores)
+        return _main(args, cores, machine)
     finally:
         if before is not None:
-            _pin_threads(before)
+            pin_process("self", before)
 
 
-def _main(args: argparse.Namespace, cores: tuple[set[int], set[int]] | None) -> int:
+def _main(
+    args: argparse.Namespace,
+    cores: tuple[set[int], set[int]] | None,
+    machine: dict[str, Any],
+) -> int:
     with tempfile.TemporaryDirectory(prefix="canaryserve-bench-") as tmp:
         paths = build_repository(Path(tmp) / "models")
         settings: dict[str, Any] = {
@@ -290,7 +306,7 @@ def _main(args: argparse.Namespace, cores: tuple[set[int], set[int]] | None) -> 
                 "canaryserve": f"127.0.0.1:{twin.start() if twin else app_port}",
                 "baseline": f"127.0.0.1:{baseline.start()}",
             }
-            child = LoadChild(cores[0] if cores else None)
+            child = LoadChild(cores)
             points = measure(child, args, targets, paths)
         finally:
             if child is not None:
@@ -299,12 +315,6 @@ def _main(args: argparse.Namespace, cores: tuple[set[int], set[int]] | None) -> 
             if twin is not None:
                 twin.stop(0)
             app.stop(0)
-    machine = _machine()
-    machine["pinning"] = (
-        f"load generator on CPU {_cpus(cores[0])}, servers on CPU {_cpus(cores[1])}"
-        if cores
-        else "not pinned"
-    )
     server = {
         "workers": config.workers,
         "max_message_bytes": config.max_message_bytes,

@@ -121,6 +121,7 @@ class DataPlane:
         )
         ok = False
         version = None
+        failure: Exception | None = None
         decoded = ran = encoded = start
         try:
             version = self._registry.get(model, chosen.version)
@@ -154,10 +155,10 @@ class DataPlane:
                 trace_context = span.get_span_context() if span is not None else None
                 self._maybe_shadow(table, request, chosen, key, feeds, names, arrays, trace_context)
         except Exception as exc:
-            if span is not None:
-                telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
+            failure = exc
             raise
         finally:
+            # Statistics first, so a traced call's span export is not counted in its time.
             if version is not None:
                 end = time.perf_counter_ns()
                 if ok:
@@ -166,8 +167,8 @@ class DataPlane:
                     )
                 else:
                     version.stats.record_failure(end - start)
-        if span is not None:
-            telemetry.finish(span, None, request.id)  # type: ignore[union-attr]
+            if span is not None:
+                telemetry.finish(span, failure, request.id)  # type: ignore[union-attr]
         return response
 
     def _template(self, model: str, chosen: Route) -> pb.ModelInferResponse:

@@ -80,8 +80,11 @@ def _direct_run(session: object, run_options: Callable[[], object]) -> RunFn:
     `InferenceSession.run` is a Python wrapper whose per-call checks cover nothing canaryserve
     sends: every required input is present (decoding rejects a request without one), feeds are
     numpy arrays (not OrtValues of another session), and the CPU provider has neither WebGPU
-    graph capture nor a provider to fall back to. Skipping it saves about 1.7 µs a call. An
-    onnxruntime without the `_sess` binding gets the public, checked `run`.
+    graph capture nor a provider to fall back to. Skipping it saves about 1.7 µs a call. The
+    one caller that is not checked against the runner's own signature is a shadow run of a
+    candidate whose inputs differ from the stable's: onnxruntime then names the missing input
+    itself, and the shadow records the run as an error, as before. An onnxruntime without the
+    `_sess` binding gets the public, checked `run`.
     """
     binding = getattr(getattr(session, "_sess", None), "run", None)
     if binding is None:
