@@ -25,9 +25,10 @@ from server.errors import ModelNotFound
 from server.inference import InferenceServicer
 from server.metrics import MetricsServer, render
 from server.promotion_controller import PromotionController
-from server.registry import OnnxRunner, Registry, Runner, RunnerFactory, VersionState
+from server.registry import Registry, RunnerFactory, VersionState
 from server.rollout_controller import RolloutController
 from server.router import RoutingTable
+from server.runner import OnnxRunner, Runner
 from server.shadow import ShadowExecutor
 from server.store import SqliteStore
 from server.telemetry import Telemetry

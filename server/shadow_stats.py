@@ -22,7 +22,7 @@ from server.comparison import Comparison, ComparisonPolicy, OutputComparison
 from server.intervals import wilson_interval
 
 if TYPE_CHECKING:  # registry pulls in onnxruntime and the tensor bridge; shadow needs neither
-    from server.registry import Runner
+    from server.runner import Runner
 
 __all__ = [
     "Clock",
