@@ -24,6 +24,7 @@ from server import tensors
 from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
 from server.registry import Registry
 from server.router import PPM, Reason, Route, RoutingTable, Stage, route
+from server.runner import Arrays
 from server.shadow import ShadowExecutor
 from server.shadow_stats import ShadowJob
 from server.telemetry import Telemetry
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 Draw: TypeAlias = Callable[[], float]
-Arrays: TypeAlias = dict[str, npt.NDArray[np.generic]]
 
 #: Response parameters naming how the request was routed.
 PARAM_STAGE = "stage"
