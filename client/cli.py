@@ -122,7 +122,7 @@ def _parse_input(spec: str, datatypes: dict[str, str]) -> tuple[str, npt.NDArray
         out = np.empty(len(flat), dtype=object)
         out[:] = flat
         return name, out.reshape(array.shape)
-    from server.dtypes import by_oip
+    from server.serving.dtypes import by_oip
 
     row = by_oip(datatype)
     assert row is not None

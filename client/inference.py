@@ -15,7 +15,7 @@ from client.channel import open_channel
 from client.errors import ClientError, from_rpc_error
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
-from server.dtypes import by_oip, decode_bytes, encode_raw
+from server.serving.dtypes import by_oip, decode_bytes, encode_raw
 
 __all__ = ["ROUTING_KEY_HEADER", "InferResult", "InferenceClient"]
 

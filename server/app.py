@@ -16,22 +16,22 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
-from server.admin import AdminServicer
-from server.auth import Authenticator, AuthInterceptor, ensure_token_file
-from server.comparison import ComparisonPolicy
+from server.api.admin import AdminServicer
+from server.api.auth import Authenticator, AuthInterceptor, ensure_token_file
+from server.api.inference import InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
-from server.dataplane import DataPlane
 from server.errors import ModelNotFound
-from server.inference import InferenceServicer
-from server.metrics import MetricsServer, render
-from server.promotion_controller import PromotionController
-from server.registry import Registry, RunnerFactory, VersionState
-from server.rollout_controller import RolloutController
-from server.router import RoutingTable
-from server.runner import OnnxRunner, Runner
-from server.shadow import ShadowExecutor
-from server.store import SqliteStore
-from server.telemetry import Telemetry
+from server.promotion.controller import PromotionController
+from server.rollout.controller import RolloutController
+from server.rollout.router import RoutingTable
+from server.rollout.store import SqliteStore
+from server.serving.dataplane import DataPlane
+from server.serving.registry import Registry, RunnerFactory, VersionState
+from server.serving.runner import OnnxRunner, Runner
+from server.shadow.comparison import ComparisonPolicy
+from server.shadow.executor import ShadowExecutor
+from server.telemetry.metrics import MetricsServer, render
+from server.telemetry.tracing import Telemetry
 
 __all__ = ["App"]
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import comparison
-from server.comparison import (
+from server.shadow import comparison
+from server.shadow.comparison import (
     Comparison,
     ComparisonPolicy,
     Disagreement,

@@ -14,7 +14,7 @@ from client.inference import InferenceClient
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
-from server.dtypes import encode_bytes
+from server.serving.dtypes import encode_bytes
 
 X = np.array([[0.5, -1.0, 2.0, 0.1], [1.5, 0.3, -0.7, 2.2]], dtype=np.float32)
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import InvalidInput
-from server.promotion import decide, first_step
-from server.promotion_records import (
+from server.promotion.gates import decide, first_step
+from server.promotion.records import (
     SHADOW_STEP,
     Action,
     Check,
@@ -25,7 +25,7 @@ from server.promotion_records import (
     Status,
     VersionWindow,
 )
-from server.rollout import Phase, RolloutState
+from server.rollout.state import Phase, RolloutState
 
 POLICY = Policy()
 # 0 errors in 5,000: one-sided 95% upper bound 0.054%, so the error limit is 1.054%.

@@ -12,8 +12,8 @@ import pytest
 from client.errors import ClientError
 from client.inference import InferenceClient
 from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
-from server.registry import Registry, VersionState
-from server.runner import OnnxRunner
+from server.serving.registry import Registry, VersionState
+from server.serving.runner import OnnxRunner
 from tests.conftest import make_repository, start_app
 
 X = np.zeros((1, 4), dtype=np.float32)
@@ -142,7 +142,7 @@ def test_runner_answers_like_the_public_session_run(model: str) -> None:
 
 def test_runner_falls_back_to_the_public_run_without_the_binding() -> None:
     """An onnxruntime without the private `_sess` binding gets the checked public `run`."""
-    from server.runner import _direct_run
+    from server.serving.runner import _direct_run
 
     class Session:
         def run(self, outputs: object, feeds: object) -> list[np.ndarray]:

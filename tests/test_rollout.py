@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.errors import InvalidInput, InvalidTransition
-from server.rollout import (
+from server.rollout.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
+from server.rollout.state import (
     Command,
     Pause,
     Phase,
@@ -26,7 +27,6 @@ from server.rollout import (
     build_table,
     initial_state,
 )
-from server.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
 
 NOW = 1_000.0
 GRACE = 300.0

@@ -11,7 +11,10 @@ from types import MappingProxyType
 import pytest
 
 from server.errors import InvalidTransition, ModelNotFound, Overloaded, RevisionMismatch
-from server.rollout import (
+from server.rollout.changes import WatchEvent
+from server.rollout.controller import RolloutController
+from server.rollout.router import RoutingTable
+from server.rollout.state import (
     JSONValue,
     Pause,
     Phase,
@@ -21,10 +24,7 @@ from server.rollout import (
     SetWeight,
     StartRollout,
 )
-from server.rollout_controller import RolloutController
-from server.rollout_watch import WatchEvent
-from server.router import RoutingTable
-from server.store import SqliteStore
+from server.rollout.store import SqliteStore
 
 
 class FakeClock:

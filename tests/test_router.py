@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.errors import FailedPrecondition, InvalidInput, ModelNotFound, ModelVersionNotFound
-from server.router import (
+from server.rollout.router import (
     DOMAIN_CANARY,
     DOMAIN_SHADOW,
     PPM,
@@ -302,7 +302,7 @@ def test_no_dependence_on_python_hash_seed() -> None:
     here = [bucket("rollout-1", k, DOMAIN_CANARY) for k in ks]
     code = (
         "import json, sys\n"
-        "import server.router as r\n"
+        "import server.rollout.router as r\n"
         "ks = json.loads(sys.argv[1])\n"
         "assert not any(m == 'grpc' or m.startswith(('grpc.', 'protos')) for m in sys.modules)\n"
         "print(json.dumps([r.bucket('rollout-1', k, r.DOMAIN_CANARY) for k in ks]))\n"
@@ -323,7 +323,7 @@ def test_no_dependence_on_python_hash_seed() -> None:
 
 def test_router_module_is_pure() -> None:
     """Only stdlib without I/O, clock or randomness, plus server.errors."""
-    tree = ast.parse((ROOT / "server" / "router.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "server" / "rollout" / "router.py").read_text(encoding="utf-8"))
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -11,16 +11,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from server.comparison import ComparisonPolicy
 from server.intervals import wilson_interval
-from server.shadow import ShadowExecutor
-from server.shadow_stats import (
+from server.serving.signature import Signature
+from server.shadow.comparison import ComparisonPolicy
+from server.shadow.executor import ShadowExecutor
+from server.shadow.stats import (
     ShadowJob,
     ShadowOutcome,
     ShadowResult,
     ShadowStats,
 )
-from server.signature import Signature
 
 WAIT = 5.0  # upper bound for waits that normally take milliseconds
 

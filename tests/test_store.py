@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import InvalidInput, RevisionMismatch
-from server.rollout import Phase, RolloutState, initial_state
-from server.store import SCHEMA_VERSION, AuditEntry, MemoryStore, SqliteStore, StateStore
+from server.rollout.state import Phase, RolloutState, initial_state
+from server.rollout.store import SCHEMA_VERSION, AuditEntry, MemoryStore, SqliteStore, StateStore
 
 
 def entry(model: str, operation: str = "op", at: float = 1.0) -> AuditEntry:

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protos.inference import grpc_service_pb2 as pb
-from server import dtypes, tensors
-from server.dtypes import DTYPES, by_oip, decode_bytes, encode_bytes
 from server.errors import InvalidInput, InvalidTensor
-from server.signature import Signature, TensorSpec, shape_matches
-from server.tensors import decode_raw
+from server.serving import dtypes, tensors
+from server.serving.dtypes import DTYPES, by_oip, decode_bytes, encode_bytes
+from server.serving.signature import Signature, TensorSpec, shape_matches
+from server.serving.tensors import decode_raw
 
 
 def test_table_has_no_duplicate_names() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from server.errors import InvalidInput
-from server.router import PPM
+from server.rollout.router import PPM
 
 __all__ = [
     "SHADOW_STEP",

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 
 from server.errors import Overloaded
-from server.rollout import RolloutState
-from server.store import AuditEntry
+from server.rollout.state import RolloutState
+from server.rollout.store import AuditEntry
 
 __all__ = ["Outcome", "Subscription", "WatchEvent"]
 

@@ -10,14 +10,16 @@ import grpc
 
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
-from server.admin_messages import audit_pb, cohort_rule, rollout_pb
-from server.auth import Authenticator
-from server.dataplane import DataPlane
+from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
+from server.api.auth import Authenticator
+from server.api.status import code_for, translate_errors
 from server.errors import CanaryServeError, InvalidInput
-from server.promotion import first_step
-from server.promotion_controller import PromotionController
-from server.promotion_records import Policy
-from server.rollout import (
+from server.promotion.controller import PromotionController
+from server.promotion.gates import first_step
+from server.promotion.records import Policy
+from server.rollout.changes import Outcome
+from server.rollout.controller import RolloutController
+from server.rollout.state import (
     Command,
     Pause,
     Promote,
@@ -27,10 +29,8 @@ from server.rollout import (
     SetWeight,
     StartRollout,
 )
-from server.rollout_controller import RolloutController
-from server.rollout_watch import Outcome
-from server.shadow import ShadowExecutor
-from server.status import code_for, translate_errors
+from server.serving.dataplane import DataPlane
+from server.shadow.executor import ShadowExecutor
 
 __all__ = ["AdminServicer"]
 

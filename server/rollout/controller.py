@@ -18,7 +18,9 @@ from types import MappingProxyType
 from typing import TypeAlias
 
 from server.errors import ModelNotFound, RevisionMismatch
-from server.rollout import (
+from server.rollout.changes import Outcome, Subscription, WatchEvent
+from server.rollout.router import RoutingTable
+from server.rollout.state import (
     Command,
     JSONValue,
     Rollback,
@@ -28,9 +30,7 @@ from server.rollout import (
     build_table,
     initial_state,
 )
-from server.rollout_watch import Outcome, Subscription, WatchEvent
-from server.router import RoutingTable
-from server.store import AuditEntry, StateStore
+from server.rollout.store import AuditEntry, StateStore
 
 __all__ = [
     "Clock",

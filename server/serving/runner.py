@@ -9,8 +9,8 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from server.dtypes import from_onnx_type
-from server.signature import Signature, TensorSpec
+from server.serving.dtypes import from_onnx_type
+from server.serving.signature import Signature, TensorSpec
 
 __all__ = ["Arrays", "OnnxRunner", "RunFn", "Runner"]
 

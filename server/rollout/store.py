@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.errors import InvalidInput, RevisionMismatch
-from server.rollout import RolloutState
+from server.rollout.state import RolloutState
 
 __all__ = [
     "MAX_AUDIT_LIMIT",

@@ -4,7 +4,7 @@ No clock, no threads, no I/O, no grpc. The periodic controller gathers an `Evide
 per-version windows, calls `decide()`, carries out the returned `Action` through the rollout stage
 machine and stores `Decision.as_dict()` in the audit log. Rates are judged with ONE-SIDED Wilson
 score bounds at `Policy.confidence` (z = 1.645 at 0.95): each bound alone holds with that
-probability. The records it reads and returns are in `server.promotion_records`;
+probability. The records it reads and returns are in `server.promotion.records`;
 docs/promotion.md explains the gates in plain words.
 """
 
@@ -14,7 +14,7 @@ import math
 from statistics import NormalDist
 
 from server.intervals import clopper_pearson_lower, wilson_interval
-from server.promotion_records import (
+from server.promotion.records import (
     SHADOW_STEP,
     Action,
     Check,

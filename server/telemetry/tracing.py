@@ -28,12 +28,12 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from server import __version__
+from server.api.status import code_for
 from server.errors import CanaryServeError
-from server.promotion_records import Decision as PromotionDecision
-from server.router import Reason, Route, Stage
-from server.shadow_stats import ShadowResult
-from server.status import code_for
-from server.windows import WindowProcessor
+from server.promotion.records import Decision as PromotionDecision
+from server.rollout.router import Reason, Route, Stage
+from server.shadow.stats import ShadowResult
+from server.telemetry.windows import WindowProcessor
 
 __all__ = [
     "ATTR_KEY_HASH",

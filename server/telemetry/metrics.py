@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeAlias
 
-from server.rollout import RolloutState
-from server.shadow import ShadowExecutor
-from server.windows import LATENCY_BOUNDS_MS, WindowProcessor
+from server.rollout.state import RolloutState
+from server.shadow.executor import ShadowExecutor
+from server.telemetry.windows import LATENCY_BOUNDS_MS, WindowProcessor
 
 __all__ = ["CONTENT_TYPE", "MetricsServer", "render"]
 

@@ -2,7 +2,7 @@
 
 `ShadowExecutor.submit` never blocks and never raises: a full (or closed) queue drops the job
 and counts the drop. The executor's own daemon workers run the candidate, compare its outputs
-with the primary's (server.comparison) and record the result in that candidate's ShadowStats.
+with the primary's (server.shadow.comparison) and record the result in that candidate's ShadowStats.
 
 Every sampled job ends in exactly one of these counts:
   dropped     the queue was full or closed, or the job was still queued at shutdown
@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any, TypeAlias
 
-from server.comparison import ComparisonPolicy, compare
-from server.shadow_stats import (
+from server.shadow.comparison import ComparisonPolicy, compare
+from server.shadow.stats import (
     Clock,
     PolicyFor,
     ResultListener,

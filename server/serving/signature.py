@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.dtypes import DType
+from server.serving.dtypes import DType
 
 __all__ = ["RawPlan", "Signature", "TensorSpec", "shape_matches"]
 

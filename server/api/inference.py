@@ -10,10 +10,10 @@ import grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
-from server.dataplane import DataPlane
+from server.api.status import translate_errors
 from server.errors import CanaryServeError, FailedPrecondition
-from server.registry import ModelVersion, Registry, VersionState
-from server.status import translate_errors
+from server.serving.dataplane import DataPlane
+from server.serving.registry import ModelVersion, Registry, VersionState
 
 __all__ = ["EXTENSIONS", "InferenceServicer"]
 

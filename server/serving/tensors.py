@@ -2,7 +2,7 @@
 
 `decode_inputs` turns a ModelInferRequest into validated numpy arrays for one model version's
 signature; `encode_outputs` writes numpy arrays into a ModelInferResponse. The dtype table is
-in `server.dtypes`, the signature in `server.signature`.
+in `server.serving.dtypes`, the signature in `server.serving.signature`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
-from server.dtypes import decode_bytes, encode_raw
 from server.errors import InvalidInput, InvalidTensor
-from server.signature import Signature, TensorSpec, shape_matches
+from server.serving.dtypes import decode_bytes, encode_raw
+from server.serving.signature import Signature, TensorSpec, shape_matches
 
 __all__ = [
     "decode_inputs",

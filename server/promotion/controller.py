@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
-from server.promotion import decide
-from server.promotion_records import (
+from server.promotion.gates import decide
+from server.promotion.records import (
     SHADOW_STEP,
     Action,
     Decision,
@@ -29,10 +29,18 @@ from server.promotion_records import (
     ShadowWindow,
     VersionWindow,
 )
-from server.rollout import Command, Phase, Promote, Rollback, RolloutState, SetShadow, SetWeight
-from server.rollout_controller import RolloutController
-from server.shadow import ShadowExecutor
-from server.windows import WindowProcessor, WindowSummary
+from server.rollout.controller import RolloutController
+from server.rollout.state import (
+    Command,
+    Phase,
+    Promote,
+    Rollback,
+    RolloutState,
+    SetShadow,
+    SetWeight,
+)
+from server.shadow.executor import ShadowExecutor
+from server.telemetry.windows import WindowProcessor, WindowSummary
 
 __all__ = ["ACTOR", "DecisionListener", "PromotionController", "step_of"]
 

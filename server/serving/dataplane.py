@@ -20,14 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
-from server import tensors
 from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
-from server.registry import Registry
-from server.router import PPM, Reason, Route, RoutingTable, Stage, route
-from server.runner import Arrays
-from server.shadow import ShadowExecutor
-from server.shadow_stats import ShadowJob
-from server.telemetry import Telemetry
+from server.rollout.router import PPM, Reason, Route, RoutingTable, Stage, route
+from server.serving import tensors
+from server.serving.registry import Registry
+from server.serving.runner import Arrays
+from server.shadow.executor import ShadowExecutor
+from server.shadow.stats import ShadowJob
+from server.telemetry.tracing import Telemetry
 
 __all__ = [
     "PARAM_REASON",

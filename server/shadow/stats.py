@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from server.comparison import Comparison, ComparisonPolicy, OutputComparison
 from server.intervals import wilson_interval
+from server.shadow.comparison import Comparison, ComparisonPolicy, OutputComparison
 
 if TYPE_CHECKING:  # registry pulls in onnxruntime and the tensor bridge; shadow needs neither
-    from server.runner import Runner
+    from server.serving.runner import Runner
 
 __all__ = [
     "Clock",

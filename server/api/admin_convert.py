@@ -10,9 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from server.errors import InvalidInput
-from server.rollout import RolloutState
-from server.router import CohortRule, Stage
-from server.store import AuditEntry
+from server.rollout.router import CohortRule, Stage
+from server.rollout.state import RolloutState
+from server.rollout.store import AuditEntry
 
 __all__ = ["audit_pb", "cohort_rule", "rollout_pb"]
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
 from server.errors import InvalidInput, InvalidTransition
-from server.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
+from server.rollout.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
 
 __all__ = [
     "Command",

@@ -19,8 +19,8 @@ from typing import TypeAlias
 import numpy as np
 
 from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
-from server.runner import Arrays, Runner
-from server.signature import Signature
+from server.serving.runner import Arrays, Runner
+from server.serving.signature import Signature
 
 __all__ = [
     "MODEL_FILE",
