@@ -26,7 +26,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore
 from server.serving.dataplane import DataPlane
-from server.serving.registry import Registry, RunnerFactory, VersionState
+from server.serving.registry import LoadState, Registry, RunnerFactory
 from server.serving.runner import OnnxRunner, Runner
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
@@ -94,7 +94,9 @@ class App:
             self.telemetry.windows,
             self.shadow,
             tick_s=config.promotion_tick_seconds,
-            on_decision=self.telemetry.decision_event,
+            on_decision=lambda d: self.telemetry.decision_event(
+                d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
+            ),
         )
         tokens = dict(config.admin_tokens) or {"generated": ensure_token_file(config.state_dir)}
         self.admin_auth = Authenticator(tokens, "admin")
@@ -225,11 +227,11 @@ class App:
         exact = [
             (mv.model, mv.version, mv.stats.success_count, mv.stats.fail_count)
             for mv in self.registry.index()
-            if mv.state is VersionState.READY
+            if mv.state is LoadState.READY
         ]
         return render(
             self.telemetry.windows,
-            self.rollouts.list(),
+            self.rollouts.states(),
             self.shadow,
             self.promotion.counts,
             exact,

@@ -186,7 +186,7 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
 
 
 def _promotion(model: str, table: Any) -> Mapping[str, Any]:
-    from server.promotion.records import Policy
+    from server.promotion.policy import Policy
 
     if not isinstance(table, dict):
         raise ConfigError(f"[models.{model}.promotion] must be a table (docs/promotion.md)")

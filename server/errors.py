@@ -14,11 +14,15 @@ CanaryServeError
 ├── Unauthenticated
 ├── Overloaded              a bounded resource is full
 └── ModelFailed             the model itself raised while running a valid request
+
+`STATUS_NAMES` is the one table from these errors to gRPC status names; it lives here, free of
+grpc, so that both the edge (server.api.status) and telemetry can read it.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "STATUS_NAMES",
     "AlreadyExists",
     "CanaryServeError",
     "FailedPrecondition",
@@ -33,6 +37,7 @@ __all__ = [
     "RevisionMismatch",
     "Unauthenticated",
     "VersionNotReady",
+    "status_name",
 ]
 
 
@@ -128,3 +133,27 @@ class ModelFailed(CanaryServeError):
         self.model = model
         self.version = version
         super().__init__(f"model '{model}' version '{version}' failed to run: {cause}")
+
+
+#: Error class -> gRPC status name; the first match wins. Anything else is INTERNAL.
+STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
+    (InvalidInput, "INVALID_ARGUMENT"),
+    (NotFound, "NOT_FOUND"),
+    (VersionNotReady, "UNAVAILABLE"),
+    (FailedPrecondition, "FAILED_PRECONDITION"),
+    (RevisionMismatch, "ABORTED"),
+    (AlreadyExists, "ALREADY_EXISTS"),
+    (Unauthenticated, "UNAUTHENTICATED"),
+    (Overloaded, "RESOURCE_EXHAUSTED"),
+    # The model's own failure: the server is fine, the version is not.
+    (ModelFailed, "INTERNAL"),
+)
+
+
+def status_name(exc: BaseException) -> str:
+    """The gRPC status name a caller sees for `exc` (INTERNAL for anything unexpected)."""
+    if isinstance(exc, CanaryServeError):
+        for kind, name in STATUS_NAMES:
+            if isinstance(exc, kind):
+                return name
+    return "INTERNAL"

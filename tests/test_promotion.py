@@ -12,19 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import InvalidInput
-from server.promotion.gates import decide, first_step
-from server.promotion.records import (
-    SHADOW_STEP,
+from server.promotion.decision import (
     Action,
     Check,
+    CheckStatus,
     Decision,
     Evidence,
-    InvalidPromotionInput,
-    Policy,
     ShadowWindow,
-    Status,
     VersionWindow,
 )
+from server.promotion.documents import InvalidPromotionInput
+from server.promotion.gates import decide, first_step
+from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.state import Phase, RolloutState
 
 POLICY = Policy()
@@ -58,20 +57,22 @@ def names(decision: Decision) -> list[str]:
 @pytest.mark.parametrize(
     ("candidate", "stable", "status"),
     [
-        (cand(300, 0), STABLE, Status.PASS),  # upper 0.89% <= 1.054%
-        (cand(150, 8), STABLE, Status.FAIL),  # 5.3% of 150: lower 3.0% > 1.054%, early
-        (cand(400, 10), STABLE, Status.FAIL),  # 2.5%: exact lower 1.36% > 1.054%
-        (cand(400, 8), STABLE, Status.NO_DATA),  # 2%: exact lower 0.99%: not yet significant
-        (cand(400, 6), STABLE, Status.NO_DATA),  # 1.5%: lower 0.78%, upper 2.9%: undecided
-        (cand(150, 0), STABLE, Status.NO_DATA),  # clean so far, but under min_requests
-        (cand(0, 0), STABLE, Status.NO_DATA),  # silence
-        (cand(300, 0), VersionWindow(0, 0), Status.NO_DATA),  # no baseline
-        (cand(150, 150), VersionWindow(0, 0), Status.NO_DATA),  # no baseline: cannot judge
+        (cand(300, 0), STABLE, CheckStatus.PASS),  # upper 0.89% <= 1.054%
+        (cand(150, 8), STABLE, CheckStatus.FAIL),  # 5.3% of 150: lower 3.0% > 1.054%, early
+        (cand(400, 10), STABLE, CheckStatus.FAIL),  # 2.5%: exact lower 1.36% > 1.054%
+        (cand(400, 8), STABLE, CheckStatus.NO_DATA),  # 2%: exact lower 0.99%: not yet significant
+        (cand(400, 6), STABLE, CheckStatus.NO_DATA),  # 1.5%: lower 0.78%, upper 2.9%: undecided
+        (cand(150, 0), STABLE, CheckStatus.NO_DATA),  # clean so far, but under min_requests
+        (cand(0, 0), STABLE, CheckStatus.NO_DATA),  # silence
+        (cand(300, 0), VersionWindow(0, 0), CheckStatus.NO_DATA),  # no baseline
+        (cand(150, 150), VersionWindow(0, 0), CheckStatus.NO_DATA),  # no baseline: cannot judge
         # A noisy stable raises the bar: 2% vs stable 2% passes with enough data.
-        (cand(5000, 100), VersionWindow(5000, 100, p99_ms=10.0), Status.PASS),
+        (cand(5000, 100), VersionWindow(5000, 100, p99_ms=10.0), CheckStatus.PASS),
     ],
 )
-def test_error_rate_gate(candidate: VersionWindow, stable: VersionWindow, status: Status) -> None:
+def test_error_rate_gate(
+    candidate: VersionWindow, stable: VersionWindow, status: CheckStatus
+) -> None:
     c = check(decide(POLICY, evidence(candidate=candidate, stable=stable)), "error_rate")
     assert c.status is status
     assert c.threshold is not None and c.threshold > POLICY.max_error_rate_increase
@@ -84,11 +85,11 @@ def test_error_rate_gate_passes_exactly_at_min_requests() -> None:
     policy = Policy(max_error_rate_increase=0.02)  # 0 of 199 and 0 of 200 are both within it
     below = decide(policy, evidence(candidate=cand(199, 0)))
     at = decide(policy, evidence(candidate=cand(200, 0)))
-    assert check(below, "error_rate").status is Status.NO_DATA
-    assert check(below, "min_requests").status is Status.NO_DATA
+    assert check(below, "error_rate").status is CheckStatus.NO_DATA
+    assert check(below, "min_requests").status is CheckStatus.NO_DATA
     assert "199 of 200 candidate requests" in below.reason
-    assert check(at, "error_rate").status is Status.PASS
-    assert check(at, "min_requests").status is Status.PASS
+    assert check(at, "error_rate").status is CheckStatus.PASS
+    assert check(at, "min_requests").status is CheckStatus.PASS
     assert at.action is Action.ADVANCE
 
 
@@ -102,21 +103,21 @@ def test_failing_candidate_names_trace_ids() -> None:
 @pytest.mark.parametrize(
     ("cand_n", "stable_n", "p99", "stable_p99", "status"),
     [
-        (400, 5000, 13.0, 10.0, Status.PASS),  # exactly at the 1.3 ratio passes
-        (400, 5000, 13.25, 10.0, Status.PASS),  # within the 0.25 ms slack above it
-        (400, 5000, 13.3, 10.0, Status.FAIL),
-        (400, 5000, 0.5, 0.3, Status.PASS),  # 1.67x, but 0.1 ms: noise at this scale
-        (400, 5000, 5.0, 10.0, Status.PASS),
-        (100, 100, 20.0, 10.0, Status.FAIL),  # exactly min_latency_samples on both sides
-        (99, 5000, 20.0, 10.0, Status.NO_DATA),  # one short on the candidate side
-        (400, 99, 20.0, 10.0, Status.NO_DATA),  # one short on the stable side
-        (400, 5000, None, 10.0, Status.NO_DATA),
-        (400, 5000, 20.0, None, Status.NO_DATA),
-        (400, 5000, 20.0, 0.0, Status.NO_DATA),  # no ratio to a 0 ms stable
+        (400, 5000, 13.0, 10.0, CheckStatus.PASS),  # exactly at the 1.3 ratio passes
+        (400, 5000, 13.25, 10.0, CheckStatus.PASS),  # within the 0.25 ms slack above it
+        (400, 5000, 13.3, 10.0, CheckStatus.FAIL),
+        (400, 5000, 0.5, 0.3, CheckStatus.PASS),  # 1.67x, but 0.1 ms: noise at this scale
+        (400, 5000, 5.0, 10.0, CheckStatus.PASS),
+        (100, 100, 20.0, 10.0, CheckStatus.FAIL),  # exactly min_latency_samples on both sides
+        (99, 5000, 20.0, 10.0, CheckStatus.NO_DATA),  # one short on the candidate side
+        (400, 99, 20.0, 10.0, CheckStatus.NO_DATA),  # one short on the stable side
+        (400, 5000, None, 10.0, CheckStatus.NO_DATA),
+        (400, 5000, 20.0, None, CheckStatus.NO_DATA),
+        (400, 5000, 20.0, 0.0, CheckStatus.NO_DATA),  # no ratio to a 0 ms stable
     ],
 )
 def test_latency_gate(
-    cand_n: int, stable_n: int, p99: float | None, stable_p99: float | None, status: Status
+    cand_n: int, stable_n: int, p99: float | None, stable_p99: float | None, status: CheckStatus
 ) -> None:
     stable = VersionWindow(stable_n, 0, p99_ms=stable_p99)
     c = check(
@@ -124,31 +125,31 @@ def test_latency_gate(
     )
     assert c.status is status
     assert c.threshold == 1.3
-    if status is not Status.NO_DATA:
+    if status is not CheckStatus.NO_DATA:
         assert c.observed == pytest.approx(p99 / stable_p99)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
     ("shadow", "status"),
     [
-        (ShadowWindow(2000, 20, 0), Status.FAIL),  # 1%: lower bound 0.69% > 0.5%
-        (ShadowWindow(2000, 0, 0), Status.PASS),  # upper bound 0.14%
-        (ShadowWindow(2000, 2, 0), Status.PASS),  # upper bound 0.30%
-        (ShadowWindow(2000, 5, 0), Status.NO_DATA),  # 0.12% .. 0.51%: undecided
-        (ShadowWindow(400, 3, 0), Status.NO_DATA),
-        (ShadowWindow(0, 0, 0), Status.NO_DATA),
-        (None, Status.NO_DATA),
+        (ShadowWindow(2000, 20, 0), CheckStatus.FAIL),  # 1%: lower bound 0.69% > 0.5%
+        (ShadowWindow(2000, 0, 0), CheckStatus.PASS),  # upper bound 0.14%
+        (ShadowWindow(2000, 2, 0), CheckStatus.PASS),  # upper bound 0.30%
+        (ShadowWindow(2000, 5, 0), CheckStatus.NO_DATA),  # 0.12% .. 0.51%: undecided
+        (ShadowWindow(400, 3, 0), CheckStatus.NO_DATA),
+        (ShadowWindow(0, 0, 0), CheckStatus.NO_DATA),
+        (None, CheckStatus.NO_DATA),
     ],
 )
 def test_shadow_disagreement_gate_on_the_shadow_step(
-    shadow: ShadowWindow | None, status: Status
+    shadow: ShadowWindow | None, status: CheckStatus
 ) -> None:
     d = decide(POLICY, evidence(step_index=SHADOW_STEP, candidate=cand(0, 0, None), shadow=shadow))
     c = check(d, "shadow_disagreement")
     assert c.status is status and c.required and c.threshold == 0.005
-    if status is Status.FAIL:
+    if status is CheckStatus.FAIL:
         assert d.action is Action.HOLD and "20 of 2000 shadow comparisons disagree" in d.reason
-    elif status is Status.PASS:
+    elif status is CheckStatus.PASS:
         assert d.action is Action.ADVANCE
     else:
         assert d.action is Action.HOLD and d.failed_checks == 0
@@ -160,7 +161,7 @@ def test_shadow_step_advances_to_step_zero_and_stops_shadowing() -> None:
     assert d.action is Action.ADVANCE
     assert (d.next_step_index, d.next_canary_ppm, d.next_shadow_ppm) == (0, 10_000, 0)
     latency = check(d, "latency_p99")
-    assert latency.status is Status.NO_DATA and not latency.required  # did not hold the step
+    assert latency.status is CheckStatus.NO_DATA and not latency.required  # did not hold the step
     assert "2000 completed shadow comparisons" in check(d, "min_requests").detail
 
 
@@ -171,7 +172,7 @@ def test_shadow_step_counts_shadow_errors_and_comparisons() -> None:
     assert "150 of 200 completed shadow comparisons" in d.reason
     crashing = ShadowWindow(300, 0, 60)  # 60 of 360 shadow runs raised
     d = decide(POLICY, evidence(step_index=SHADOW_STEP, candidate=cand(0, 0), shadow=crashing))
-    assert check(d, "error_rate").status is Status.FAIL
+    assert check(d, "error_rate").status is CheckStatus.FAIL
     assert "shadow error rate 16.7% (60 of 360" in d.reason
 
 
@@ -185,17 +186,18 @@ def test_shadow_gate_on_a_canary_step_is_advisory_unless_it_fails() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "status"), [(30.0, Status.PASS), (29.999, Status.NO_DATA), (0.0, Status.NO_DATA)]
+    ("seconds", "status"),
+    [(30.0, CheckStatus.PASS), (29.999, CheckStatus.NO_DATA), (0.0, CheckStatus.NO_DATA)],
 )
-def test_min_duration(seconds: float, status: Status) -> None:
+def test_min_duration(seconds: float, status: CheckStatus) -> None:
     d = decide(POLICY, evidence(seconds_in_step=seconds))
     assert check(d, "min_duration").status is status
-    assert d.action is (Action.ADVANCE if status is Status.PASS else Action.HOLD)
+    assert d.action is (Action.ADVANCE if status is CheckStatus.PASS else Action.HOLD)
 
 
 def test_min_requests_boundary() -> None:
     policy = Policy(min_requests=300)
-    for n, status in ((299, Status.NO_DATA), (300, Status.PASS)):
+    for n, status in ((299, CheckStatus.NO_DATA), (300, CheckStatus.PASS)):
         c = check(decide(policy, evidence(candidate=cand(n, 0))), "min_requests")
         assert (c.status, c.observed, c.threshold) == (status, n, 300)
 
@@ -210,7 +212,7 @@ def test_zero_traffic_holds_forever() -> None:
         for seconds in (0.0, 31.0, 86_400.0 * 365):
             d = decide(POLICY, dataclasses.replace(ev, seconds_in_step=seconds))
             assert d.action is Action.HOLD and d.failed_checks == 1
-            assert all(c.status is not Status.FAIL for c in d.checks)
+            assert all(c.status is not CheckStatus.FAIL for c in d.checks)
             assert d.next_canary_ppm is None and d.next_shadow_ppm is None
 
 
@@ -404,7 +406,7 @@ def test_never_moves_on_without_data_and_never_rolls_back_without_a_failure(
 ) -> None:
     policy, ev = case
     d = decide(policy, ev)
-    failed = any(c.status is Status.FAIL for c in d.checks)
+    failed = any(c.status is CheckStatus.FAIL for c in d.checks)
     if d.action in (Action.ADVANCE, Action.PROMOTE):
         assert ev.seconds_in_step >= policy.min_duration_s
         if ev.step_index != SHADOW_STEP:

@@ -12,7 +12,7 @@ import pytest
 from client.errors import ClientError
 from client.inference import InferenceClient
 from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
-from server.serving.registry import Registry, VersionState
+from server.serving.registry import LoadState, Registry
 from server.serving.runner import OnnxRunner
 from tests.conftest import make_repository, start_app
 
@@ -61,7 +61,7 @@ def test_unloaded_model_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(VersionNotReady, match="UNAVAILABLE: unloaded"):
         registry.get("counter", "1")
     registry.load("counter")
-    assert registry.get("counter", "1").state is VersionState.READY
+    assert registry.get("counter", "1").state is LoadState.READY
 
 
 def test_reload_keeps_unchanged_sessions(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.errors import InvalidInput, InvalidTransition
-from server.rollout.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
+from server.rollout.router import (
+    PPM,
+    CandidateRouting,
+    CohortRule,
+    ModelRouting,
+    RoutingTable,
+    Stage,
+)
 from server.rollout.state import (
     Command,
     Pause,
@@ -341,7 +348,7 @@ def test_build_table() -> None:
     assert table.models["a"] == ModelRouting(stable="1", rollout=None, ready=frozenset({"1"}))
     assert table.models["b"] == ModelRouting(
         stable="1",
-        rollout=Rollout(
+        rollout=CandidateRouting(
             candidate="2", salt="s1", canary_ppm=50_000, shadow_ppm=10_000, cohort_rules=rules
         ),
         ready=frozenset({"1", "2"}),

@@ -25,15 +25,7 @@ from server.rollout.state import (
     StartRollout,
 )
 from server.rollout.store import SqliteStore
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        self.now += 1.0  # every reading is distinct, so updated_at orders the changes
-        return self.now
+from server.testing import FakeClock
 
 
 class Env:
@@ -41,7 +33,7 @@ class Env:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.clock = FakeClock()
+        self.clock = FakeClock(now=1_000.0, step=1.0)
         self.ready: dict[str, frozenset[str]] = {
             "m": frozenset({"1", "2", "3"}),
             "n": frozenset({"1", "2"}),
@@ -202,7 +194,7 @@ def test_reopen_gives_identical_states(env: Env, ctl: RolloutController) -> None
     ctl.execute("n", StartRollout("2"), actor="a", reason="r")
     ctl.execute("n", Rollback(), actor="a", reason="r")
     reopened = env.controller()
-    assert reopened.list() == ctl.list()
+    assert reopened.states() == ctl.states()
     reopened.adopt({"m": "3", "n": "1", "o": "1"})
     assert reopened.table().models == ctl.table().models
 
@@ -287,7 +279,7 @@ def test_watch_sees_every_change_in_order(ctl: RolloutController) -> None:
         ("m", "rollback"),
     ]
     assert [e.audit.id for e in events] == sorted(e.audit.id for e in events)
-    assert events[-1].outcome.after == ctl.get("m")
+    assert events[-1].result.after == ctl.get("m")
     n_event = only_n.get(timeout=0)
     assert n_event is not None and n_event.sequence == first + 2
     assert only_n.get(timeout=0) is None

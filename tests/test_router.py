@@ -28,11 +28,11 @@ from server.rollout.router import (
     DOMAIN_CANARY,
     DOMAIN_SHADOW,
     PPM,
+    CandidateRouting,
     CohortRule,
     ModelRouting,
-    Reason,
-    Rollout,
     Route,
+    RouteReason,
     RoutingTable,
     Stage,
     _bucket_of,
@@ -73,7 +73,7 @@ def table(
     rollout: bool = True,
     salt: str = "rollout-1",
 ) -> RoutingTable:
-    ro = Rollout("v2", salt, canary_ppm=canary, shadow_ppm=shadow, cohort_rules=rules)
+    ro = CandidateRouting("v2", salt, canary_ppm=canary, shadow_ppm=shadow, cohort_rules=rules)
     models = {
         "resnet": ModelRouting(
             stable="v1", rollout=ro if rollout else None, ready=frozenset({"v1", "v2", "v0"})
@@ -281,7 +281,7 @@ def test_separators_make_the_input_unambiguous() -> None:
 
 def test_salt_with_nul_is_rejected() -> None:
     with pytest.raises(ValueError, match="NUL"):
-        Rollout("v2", "a\x00b")
+        CandidateRouting("v2", "a\x00b")
 
 
 def test_key_that_is_not_valid_text_is_invalid_input() -> None:
@@ -402,15 +402,17 @@ def test_unknown_model() -> None:
 def test_no_rollout() -> None:
     md = {"tier": "beta"}
     r = route(table(rollout=False), "resnet", "user-1", md, None)
-    assert r == Route("v1", Stage.STABLE, Reason.NO_ROLLOUT)
-    assert route(table(), "bert", None, NO_MD, "") == Route("7", Stage.STABLE, Reason.NO_ROLLOUT)
+    assert r == Route("v1", Stage.STABLE, RouteReason.NO_ROLLOUT)
+    assert route(table(), "bert", None, NO_MD, "") == Route(
+        "7", Stage.STABLE, RouteReason.NO_ROLLOUT
+    )
 
 
 def test_hashed_route_matches_the_spec_functions() -> None:
     t = table(canary=200_000, shadow=300_000)
     for key in keys(2_000, seed=6):
         r = route(t, "resnet", key, NO_MD, None)
-        assert type(r) is Route and r.reason is Reason.HASH
+        assert type(r) is Route and r.reason is RouteReason.HASH
         assert r.position == position("rollout-1", key, DOMAIN_CANARY)
         if bucket("rollout-1", key, DOMAIN_CANARY) < 200_000:
             assert (r.version, r.stage, r.shadow_version) == ("v2", Stage.CANARY, None)
@@ -423,7 +425,7 @@ def test_hashed_route_matches_the_spec_functions() -> None:
 @pytest.mark.parametrize("key", [None, ""])
 def test_keyless_gets_stable_and_no_router_shadow(key: str | None) -> None:
     r = route(table(canary=PPM, shadow=PPM), "resnet", key, NO_MD, None)
-    assert r == Route("v1", Stage.STABLE, Reason.NO_KEY, position=None, shadow_version=None)
+    assert r == Route("v1", Stage.STABLE, RouteReason.NO_KEY, position=None, shadow_version=None)
 
 
 RULES = (
@@ -449,7 +451,7 @@ def test_cohort_rules_precedence(metadata: dict[str, str], expected: str) -> Non
     for canary in (0, PPM):  # cohort rules beat the hash either way
         for key in ("user-1", None):  # ... and the missing key
             r = route(table(canary=canary, rules=RULES), "resnet", key, metadata, None)
-            assert r.version == expected and r.reason is Reason.COHORT
+            assert r.version == expected and r.reason is RouteReason.COHORT
             assert r.stage is (Stage.CANARY if expected == "v2" else Stage.STABLE)
             assert r.position is None
 
@@ -459,7 +461,7 @@ def test_cohort_rules_precedence(metadata: dict[str, str], expected: str) -> Non
 )
 def test_cohort_rules_need_an_exact_match(metadata: dict[str, str]) -> None:
     r = route(table(canary=0, rules=RULES), "resnet", "user-1", metadata, None)
-    assert r.reason is Reason.HASH and r.version == "v1"
+    assert r.reason is RouteReason.HASH and r.version == "v1"
 
 
 def test_cohort_to_stable_is_still_shadow_sampled() -> None:
@@ -468,7 +470,7 @@ def test_cohort_to_stable_is_still_shadow_sampled() -> None:
     sampled = 0
     for key in keys(1_000, seed=7):
         r = route(t, "resnet", key, md, None)
-        assert (r.version, r.reason) == ("v1", Reason.COHORT)
+        assert (r.version, r.reason) == ("v1", RouteReason.COHORT)
         in_sample = bucket("rollout-1", key, DOMAIN_SHADOW) < 500_000
         assert r.shadow_version == ("v2" if in_sample else None)
         sampled += in_sample
@@ -492,16 +494,16 @@ def test_cohort_rule_target_is_validated_and_normalized() -> None:
 @pytest.mark.parametrize(
     ("allow", "pinned", "expected"),
     [
-        (True, "v1", Route("v1", Stage.STABLE, Reason.PINNED)),
-        (True, "v2", Route("v2", Stage.CANARY, Reason.PINNED)),
-        (True, "v0", Route("v0", Stage.LOADED, Reason.PINNED)),
+        (True, "v1", Route("v1", Stage.STABLE, RouteReason.PINNED)),
+        (True, "v2", Route("v2", Stage.CANARY, RouteReason.PINNED)),
+        (True, "v0", Route("v0", Stage.LOADED, RouteReason.PINNED)),
         (True, "v9", ModelVersionNotFound),
         (False, "v1", FailedPrecondition),
         (False, "v9", FailedPrecondition),
-        (True, "", Reason.HASH),  # empty pin = no pin
-        (False, "", Reason.HASH),
-        (True, None, Reason.HASH),
-        (False, None, Reason.HASH),
+        (True, "", RouteReason.HASH),  # empty pin = no pin
+        (False, "", RouteReason.HASH),
+        (True, None, RouteReason.HASH),
+        (False, None, RouteReason.HASH),
     ],
 )
 def test_pinning_matrix(allow: bool, pinned: str | None, expected: object) -> None:
@@ -525,12 +527,12 @@ def test_pinning_matrix(allow: bool, pinned: str | None, expected: object) -> No
 
 def test_pin_to_a_shadow_only_candidate_reports_shadow() -> None:
     r = route(table(canary=0, shadow=PPM), "resnet", "user-1", NO_MD, "v2")
-    assert r == Route("v2", Stage.SHADOW, Reason.PINNED)
+    assert r == Route("v2", Stage.SHADOW, RouteReason.PINNED)
 
 
 def test_pin_without_rollout() -> None:
     assert route(table(rollout=False), "resnet", "k", NO_MD, "v2") == Route(
-        "v2", Stage.LOADED, Reason.PINNED
+        "v2", Stage.LOADED, RouteReason.PINNED
     )
 
 
@@ -575,21 +577,21 @@ def test_stage_of() -> None:
 @pytest.mark.parametrize("bad", [-1, PPM + 1, True, 0.5, "10"])
 def test_rollout_rejects_bad_rates(bad: object) -> None:
     with pytest.raises(ValueError, match="canary_ppm"):
-        Rollout("v2", "s", canary_ppm=bad)  # type: ignore[arg-type]
+        CandidateRouting("v2", "s", canary_ppm=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shadow_ppm"):
-        Rollout("v2", "s", shadow_ppm=bad)  # type: ignore[arg-type]
+        CandidateRouting("v2", "s", shadow_ppm=bad)  # type: ignore[arg-type]
 
 
 def test_candidate_must_differ_from_stable() -> None:
     with pytest.raises(ValueError, match="is the stable version"):
-        ModelRouting("v1", Rollout("v1", "s", canary_ppm=1))
+        ModelRouting("v1", CandidateRouting("v1", "s", canary_ppm=1))
 
 
 def test_types_stay_immutable_and_comparable() -> None:
     a, b = table(canary=5, rules=RULES), table(canary=5, rules=RULES)
     assert a.models["resnet"] == b.models["resnet"]
     assert hash(a.models["resnet"].rollout) == hash(b.models["resnet"].rollout)
-    assert Rollout("v2", "s", cohort_rules=list(RULES)).cohort_rules == RULES  # type: ignore[arg-type]
+    assert CandidateRouting("v2", "s", cohort_rules=list(RULES)).cohort_rules == RULES  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         a.models["resnet"].stable = "v9"  # type: ignore[misc]
     assert RoutingTable().models == {}

@@ -4,64 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import cast
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from server.intervals import wilson_interval
-from server.serving.signature import Signature
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
-from server.shadow.stats import (
-    ShadowJob,
-    ShadowOutcome,
-    ShadowResult,
-    ShadowStats,
-)
+from server.shadow.job import ShadowJob, ShadowOutcome, ShadowResult
+from server.shadow.stats import ShadowStats
+from server.testing import FakeClock, FakeRunner
 
 WAIT = 5.0  # upper bound for waits that normally take milliseconds
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeRunner:
-    """A Runner that echoes input `x` as output `y`; it can wait on `gate`, raise `error`, or
-    advance `clock` by `x[0]` seconds (a run that takes that long)."""
-
-    def __init__(
-        self,
-        gate: threading.Event | None = None,
-        error: Exception | None = None,
-        clock: FakeClock | None = None,
-    ) -> None:
-        self.gate, self.error, self.clock = gate, error, clock
-        self.started = threading.Event()
-
-    @property
-    def signature(self) -> Signature:
-        return Signature(inputs=(), outputs=())
-
-    def run(
-        self, outputs: Sequence[str], feeds: dict[str, npt.NDArray[np.generic]]
-    ) -> list[npt.NDArray[np.generic]]:
-        self.started.set()
-        if self.gate is not None:
-            self.gate.wait(WAIT)
-        if self.error is not None:
-            raise self.error
-        x = feeds["x"]
-        if self.clock is not None:
-            self.clock.now += float(x.flat[0])
-        return [x for _ in outputs]
 
 
 def job(runner: FakeRunner, i: int, x: object = 0.0, at: float | None = None) -> ShadowJob:
@@ -180,11 +136,11 @@ def test_worst_disagreements_keep_the_n_worst_with_request_ids() -> None:
     rate = stats.disagreement_rate()
     assert (rate.count, rate.n) == (15, 16)  # only job 0 (error 0 <= atol) agrees
     snapshot = stats.snapshot()
-    json.dumps(snapshot, allow_nan=False)  # JSON-able: the shape mismatch's inf became None
-    assert snapshot["worst"][0]["severity"] is None
-    assert snapshot["outputs"]["y"]["count"] == 16
-    assert snapshot["outputs"]["y"]["shape_mismatch"] == 1
-    assert snapshot["outputs"]["y"]["max_abs_err"] == 14.0
+    json.dumps(snapshot.as_dict(), allow_nan=False)  # JSON-able: the shape mismatch's inf: None
+    assert snapshot.worst[0].severity is None
+    assert snapshot.outputs["y"].count == 16
+    assert snapshot.outputs["y"].shape_mismatch == 1
+    assert snapshot.outputs["y"].max_abs_err == 14.0
     assert executor.shutdown(WAIT)
 
 
@@ -195,10 +151,10 @@ def test_latency_percentiles_are_nearest_rank() -> None:
     for i in range(1, 101):  # run i takes i ms
         assert executor.submit(job(runner, i, x=i / 1000, at=clock.now))
     assert executor.force_flush(WAIT)
-    latency = stats_of(executor).snapshot()["latency_ms"]
-    assert latency["samples"] == 100
-    assert latency["p50"] == pytest.approx(50.0)
-    assert latency["p99"] == pytest.approx(99.0)
+    latency = stats_of(executor).snapshot().latency
+    assert latency.samples == 100
+    assert latency.p50 == pytest.approx(50.0)
+    assert latency.p99 == pytest.approx(99.0)
     assert executor.shutdown(WAIT)
 
 

@@ -60,7 +60,7 @@ def test_shadow_never_changes_responses_and_reports_disagreement(server: App) ->
     with _admin(server) as admin:
         admin.start("classifier", "3", shadow_ppm=1_000_000, reason="shadow test")
         answers = _traffic(server, 1500)
-        assert server.shadow.executor.force_flush(timeout=20)
+        assert server.shadow.force_flush(timeout=20)
         report = admin.shadow_report("classifier")
     with InferenceClient(f"127.0.0.1:{server.port}") as c:
         for x, scores, version in answers[:50]:
@@ -83,7 +83,7 @@ def test_failing_candidate_leaves_every_primary_successful(server: App) -> None:
     with _admin(server) as admin:
         admin.start("classifier", "3", shadow_ppm=1_000_000)
         answers = _traffic(server, 400, seed=3)
-        assert server.shadow.executor.force_flush(timeout=20)
+        assert server.shadow.force_flush(timeout=20)
         report = admin.shadow_report("classifier")
     assert len(answers) == 400  # no call failed
     assert report.errors > 0
@@ -102,7 +102,7 @@ def test_shadow_rate_samples_keys_deterministically(server: App) -> None:
             x = np.zeros((1, 4), np.float32)
             for k in keys:
                 c.infer("classifier", {"input": x}, routing_key=k)
-        assert server.shadow.executor.force_flush(timeout=20)
+        assert server.shadow.force_flush(timeout=20)
         assert admin.shadow_report("classifier").sampled == len(sampled)
 
 
@@ -115,7 +115,7 @@ def test_canary_requests_are_not_shadowed_against_themselves(server: App) -> Non
             versions = [
                 c.infer("classifier", {"input": x}, routing_key=f"u{i}").version for i in range(300)
             ]
-        assert server.shadow.executor.force_flush(timeout=20)
+        assert server.shadow.force_flush(timeout=20)
         report = admin.shadow_report("classifier")
     assert report.sampled == versions.count("1")
     assert 0 < versions.count("3") < 300

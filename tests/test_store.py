@@ -11,7 +11,8 @@ import pytest
 
 from server.errors import InvalidInput, RevisionMismatch
 from server.rollout.state import Phase, RolloutState, initial_state
-from server.rollout.store import SCHEMA_VERSION, AuditEntry, MemoryStore, SqliteStore, StateStore
+from server.rollout.store import SCHEMA_VERSION, AuditEntry, SqliteStore, StateStore
+from server.testing import MemoryStore
 
 
 def entry(model: str, operation: str = "op", at: float = 1.0) -> AuditEntry:

@@ -16,8 +16,8 @@ from server.api.status import code_for, translate_errors
 from server.errors import CanaryServeError, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
-from server.promotion.records import Policy
-from server.rollout.changes import Outcome
+from server.promotion.policy import Policy
+from server.rollout.changes import CommandResult
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
     Command,
@@ -67,7 +67,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
 
-    def _write(self, request: Any, context: grpc.ServicerContext, command: Command) -> Outcome:
+    def _write(
+        self, request: Any, context: grpc.ServicerContext, command: Command
+    ) -> CommandResult:
         return self._controller.execute(
             _require_model(request.model),
             command,
@@ -102,7 +104,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.ListRolloutsRequest, context: grpc.ServicerContext
     ) -> pb.ListRolloutsResponse:
         self._actor(context)
-        return pb.ListRolloutsResponse(rollouts=[rollout_pb(s) for s in self._controller.list()])
+        return pb.ListRolloutsResponse(rollouts=[rollout_pb(s) for s in self._controller.states()])
 
     @translate_errors
     def StartRollout(
@@ -211,14 +213,14 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         if stats is None:
             return response
         report = stats.snapshot()
-        rate = report["disagreement_rate"]
+        rate = report.disagreement_rate
         response.candidate_version = stats.candidate
         for name in ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements"):
-            setattr(response, name, report[name])
-        response.disagreement_rate = rate["rate"] or 0.0
-        response.disagreement_rate_low = rate["low"]
-        response.disagreement_rate_high = rate["high"]
-        response.report_json = json.dumps(report, sort_keys=True)
+            setattr(response, name, getattr(report, name))
+        response.disagreement_rate = rate.rate or 0.0
+        response.disagreement_rate_low = rate.low
+        response.disagreement_rate_high = rate.high
+        response.report_json = json.dumps(report.as_dict(), sort_keys=True)
         return response
 
     def _policy(self, request: pb.StartRolloutRequest) -> Policy:
@@ -291,7 +293,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                     continue
                 yield pb.WatchRolloutsResponse(
                     sequence=event.sequence,
-                    rollout=rollout_pb(event.outcome.after),
+                    rollout=rollout_pb(event.result.after),
                     audit=audit_pb(event.audit),
                 )
         finally:

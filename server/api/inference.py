@@ -13,7 +13,7 @@ from server import __version__
 from server.api.status import translate_errors
 from server.errors import CanaryServeError, FailedPrecondition
 from server.serving.dataplane import DataPlane
-from server.serving.registry import ModelVersion, Registry, VersionState
+from server.serving.registry import LoadState, ModelVersion, Registry
 
 __all__ = ["EXTENSIONS", "InferenceServicer"]
 
@@ -53,7 +53,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         versions = self._registry.versions(request.name)
         if request.version:
             mv = versions.get(request.version)
-            return pb.ModelReadyResponse(ready=mv is not None and mv.state is VersionState.READY)
+            return pb.ModelReadyResponse(ready=mv is not None and mv.state is LoadState.READY)
         return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(request.name)))
 
     @translate_errors
@@ -155,7 +155,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             models=[
                 entry(name=mv.model, version=mv.version, state=mv.state.value, reason=mv.reason)
                 for mv in self._registry.index()
-                if not request.ready or mv.state is VersionState.READY
+                if not request.ready or mv.state is LoadState.READY
             ]
         )
 
@@ -164,9 +164,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
         loaded = self._registry.load(request.model_name)
-        failed = [mv for mv in loaded if mv.state is not VersionState.READY]
+        failed = [mv for mv in loaded if mv.state is not LoadState.READY]
         if failed:
-            ready = [mv.version for mv in loaded if mv.state is VersionState.READY]
+            ready = [mv.version for mv in loaded if mv.state is LoadState.READY]
             detail = "; ".join(f"version {mv.version}: {mv.reason}" for mv in failed)
             raise FailedPrecondition(
                 f"model '{request.model_name}': {detail} (ready and serving: "

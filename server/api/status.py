@@ -1,4 +1,4 @@
-"""The one table at the edge that maps server errors to gRPC status codes.
+"""The gRPC edge of the error table: server errors become status codes, surprises INTERNAL.
 
 Expected errors keep their message; anything else becomes INTERNAL with a generic message and
 a request id, and its traceback goes to the server log only.
@@ -16,29 +16,14 @@ import grpc
 
 from server import errors
 
-__all__ = ["CODES", "code_for", "translate_errors"]
+__all__ = ["code_for", "translate_errors"]
 
 log = logging.getLogger(__name__)
 
-CODES: tuple[tuple[type[errors.CanaryServeError], grpc.StatusCode], ...] = (
-    (errors.InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.VersionNotReady, grpc.StatusCode.UNAVAILABLE),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.RevisionMismatch, grpc.StatusCode.ABORTED),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    # The model's own failure: the server is fine, the version is not.
-    (errors.ModelFailed, grpc.StatusCode.INTERNAL),
-)
 
-
-def code_for(exc: errors.CanaryServeError) -> grpc.StatusCode:
-    for kind, code in CODES:
-        if isinstance(exc, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
+def code_for(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC code of `exc`, from the one table in server.errors."""
+    return grpc.StatusCode[errors.status_name(exc)]
 
 
 S = TypeVar("S")

@@ -18,17 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
+from server.promotion.decision import Action, Decision, Evidence, ShadowWindow, VersionWindow
 from server.promotion.gates import decide
-from server.promotion.records import (
-    SHADOW_STEP,
-    Action,
-    Decision,
-    Evidence,
-    Policy,
-    ShadowWindow,
-    VersionWindow,
-)
+from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
     Command,
@@ -47,7 +41,6 @@ __all__ = ["ACTOR", "DecisionListener", "PromotionController", "step_of"]
 log = logging.getLogger(__name__)
 
 ACTOR = "promotion"
-Clock: TypeAlias = Callable[[], float]
 DecisionListener: TypeAlias = Callable[[Decision], None]
 #: When the stable saw too few calls during the step (high canary weights), its baseline looks
 #: back this far instead.
@@ -157,7 +150,7 @@ class PromotionController:
         """Evaluate every automatic rollout whose interval has elapsed."""
         now = self._clock()
         decisions = []
-        for state in self._rollouts.list():
+        for state in self._rollouts.states():
             if not state.active or state.policy is None or state.paused:
                 continue
             policy = Policy.from_dict(state.policy)

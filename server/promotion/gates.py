@@ -4,8 +4,8 @@ No clock, no threads, no I/O, no grpc. The periodic controller gathers an `Evide
 per-version windows, calls `decide()`, carries out the returned `Action` through the rollout stage
 machine and stores `Decision.as_dict()` in the audit log. Rates are judged with ONE-SIDED Wilson
 score bounds at `Policy.confidence` (z = 1.645 at 0.95): each bound alone holds with that
-probability. The records it reads and returns are in `server.promotion.records`;
-docs/promotion.md explains the gates in plain words.
+probability. The records it reads and returns are in `server.promotion.policy` and
+`server.promotion.decision`; docs/promotion.md explains the gates in plain words.
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ import math
 from statistics import NormalDist
 
 from server.intervals import clopper_pearson_lower, wilson_interval
-from server.promotion.records import (
-    SHADOW_STEP,
-    Action,
-    Check,
-    Decision,
-    Evidence,
-    InvalidPromotionInput,
-    Policy,
-    ShadowWindow,
-    Status,
-)
+from server.promotion.decision import Action, Check, CheckStatus, Decision, Evidence, ShadowWindow
+from server.promotion.documents import InvalidPromotionInput
+from server.promotion.policy import SHADOW_STEP, Policy
 
 __all__ = ["decide", "first_step"]
 
@@ -61,16 +53,16 @@ def _error_check(p: Policy, ev: Evidence, z: float, enough: bool) -> Check:
         f" {_pct(lo)} to {_pct(hi)}) vs stable {_pct(s_rate)} ({s.errors} of {s.requests};"
         f" upper {_pct(s_hi)}) + allowed {_pct(p.max_error_rate_increase)} = {_pct(limit)}"
     )
-    status = Status.NO_DATA
+    status = CheckStatus.NO_DATA
     if s.requests == 0:  # stable's interval is (0, 1): nothing could fail and anything would pass
         detail += ": no stable requests to compare with"
     elif clopper_pearson_lower(bad, n, p.confidence) > limit:
-        status, traces = Status.FAIL, () if shadow_step else ev.candidate.error_trace_ids[:3]
+        status, traces = CheckStatus.FAIL, () if shadow_step else ev.candidate.error_trace_ids[:3]
         exact = clopper_pearson_lower(bad, n, p.confidence)
         detail += f": exact lower bound {_pct(exact)} above the limit"
         detail += f" (e.g. traces {', '.join(traces)})" if traces else ""
     elif hi <= limit and enough:
-        status = Status.PASS
+        status = CheckStatus.PASS
     else:
         detail += ": not enough requests yet" if not enough else ": upper bound above the limit"
     return Check("error_rate", status, rate, limit, detail)
@@ -82,10 +74,10 @@ def _latency_check(p: Policy, ev: Evidence, required: bool) -> Check:
     if c.p99_ms is not None and s.p99_ms is not None and min(c.requests, s.requests) >= need:
         detail = "stable p99 is 0 ms: no ratio to judge"
     if c.p99_ms is None or s.p99_ms is None or min(c.requests, s.requests) < need or not s.p99_ms:
-        return Check("latency_p99", Status.NO_DATA, None, limit, detail, required)
+        return Check("latency_p99", CheckStatus.NO_DATA, None, limit, detail, required)
     ratio = c.p99_ms / s.p99_ms
     slack = p.latency_slack_ms
-    status = Status.FAIL if c.p99_ms > s.p99_ms * limit + slack else Status.PASS
+    status = CheckStatus.FAIL if c.p99_ms > s.p99_ms * limit + slack else CheckStatus.PASS
     detail = (
         f"candidate p99 {c.p99_ms:.2f} ms / stable p99 {s.p99_ms:.2f} ms = {ratio:.2f}"
         f" (max {limit:g}, and more than {slack:g} ms above stable x {limit:g} to fail)"
@@ -98,21 +90,21 @@ def _disagreement_check(p: Policy, sh: ShadowWindow | None, z: float, required: 
     limit = p.max_disagreement_rate
     if sh is None or sh.completed == 0:
         detail = "no completed shadow comparisons yet"
-        return Check("shadow_disagreement", Status.NO_DATA, None, limit, detail, required)
+        return Check("shadow_disagreement", CheckStatus.NO_DATA, None, limit, detail, required)
     lo, hi = wilson_interval(sh.disagreements, sh.completed, z)
     rate = sh.disagreements / sh.completed
     detail = (
         f"{sh.disagreements} of {sh.completed} shadow comparisons disagree ({_pct(rate)};"
         f" {p.confidence * 100:g}% bounds {_pct(lo)} to {_pct(hi)}) vs max {_pct(limit)}"
     )
-    status = Status.NO_DATA
+    status = CheckStatus.NO_DATA
     exact = clopper_pearson_lower(sh.disagreements, sh.completed, p.confidence)
     if exact > limit:
-        status, worst = Status.FAIL, ", ".join(i for i in sh.worst_request_ids[:3] if i)
+        status, worst = CheckStatus.FAIL, ", ".join(i for i in sh.worst_request_ids[:3] if i)
         detail += f": exact lower bound {_pct(exact)} above the max"
         detail += f" (e.g. requests {worst})" if worst else ""
     elif hi <= limit:
-        status = Status.PASS
+        status = CheckStatus.PASS
     else:
         detail += ": upper bound not yet within the max"
     return Check("shadow_disagreement", status, rate, limit, detail, required)
@@ -131,18 +123,18 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
     checks = [_error_check(p, ev, z, enough), _latency_check(p, ev, required=not shadow_step)]
     if shadow_step or (sh is not None and sh.completed > 0):
         checks.append(_disagreement_check(p, sh, z, required=shadow_step))
-    status = Status.PASS if enough else Status.NO_DATA
+    status = CheckStatus.PASS if enough else CheckStatus.NO_DATA
     detail = f"{n} {what} in this step ({p.min_requests} needed)"
     if not enough:
         detail = f"{n} of {p.min_requests} {what} in this step — not enough data"
     checks.append(Check("min_requests", status, n, p.min_requests, detail))
     secs = ev.seconds_in_step
-    status = Status.PASS if secs >= p.min_duration_s else Status.NO_DATA
+    status = CheckStatus.PASS if secs >= p.min_duration_s else CheckStatus.NO_DATA
     detail = f"{secs:.1f} s of {p.min_duration_s:g} s in this step"
     checks.append(Check("min_duration", status, secs, p.min_duration_s, detail))
     here = _step_name(p, ev.step_index)
     if ev.step_index in p.manual_steps:
-        status = Status.PASS if ev.approved else Status.NO_DATA
+        status = CheckStatus.PASS if ev.approved else CheckStatus.NO_DATA
         detail = f"{here} {'is approved' if ev.approved else 'waits for'} an operator's approval"
         checks.append(Check("manual_approval", status, None, None, detail))
 
@@ -151,7 +143,7 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
         shadow = 0 if nxt is not None and shadow_step else None  # leaving shadow: sampling stops
         return Decision(action, reason, nxt, canary, shadow, failed, tuple(checks), ev)
 
-    fails = [c for c in checks if c.status is Status.FAIL]
+    fails = [c for c in checks if c.status is CheckStatus.FAIL]
     if fails:
         count, limit = ev.failed_checks + 1, p.failure_threshold
         why = "; ".join(f"{c.name} failed: {c.detail}" for c in fails)
@@ -160,7 +152,7 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
             return made(Action.ROLLBACK, why, count)
         return made(Action.HOLD, f"check failed {count} of {limit} before rollback: {why}", count)
     basics = ("min_requests", "min_duration", "manual_approval")  # named first when holding
-    held = [c for c in checks if c.required and c.status is not Status.PASS]
+    held = [c for c in checks if c.required and c.status is not CheckStatus.PASS]
     waiting = [c.detail for c in sorted(held, key=lambda c: c.name not in basics)]
     if waiting:
         return made(Action.HOLD, "hold: " + "; ".join(waiting), ev.failed_checks)

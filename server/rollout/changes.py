@@ -1,4 +1,4 @@
-"""What the rollout controller hands out: the Outcome of a command, and watch subscriptions.
+"""What the rollout controller hands out: the CommandResult of a command, and watch streams.
 
 A Subscription is a bounded queue of WatchEvents for one watcher; the controller offers every
 committed change to each subscription under its write lock, so offering never blocks.
@@ -15,13 +15,13 @@ from server.errors import Overloaded
 from server.rollout.state import RolloutState
 from server.rollout.store import AuditEntry
 
-__all__ = ["Outcome", "Subscription", "WatchEvent"]
+__all__ = ["CommandResult", "Subscription", "WatchEvent"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CommandResult:
     """The result of one command: `after is before` exactly when nothing changed."""
 
     before: RolloutState | None  # None only when adopt() created the state
@@ -33,7 +33,7 @@ class Outcome:
 @dataclass(frozen=True)
 class WatchEvent:
     sequence: int  # 1, 2, 3 ... in commit order for this controller's lifetime
-    outcome: Outcome
+    result: CommandResult
     audit: AuditEntry
 
 
@@ -65,7 +65,7 @@ class Subscription:
 
     def offer(self, event: WatchEvent) -> None:
         # Called under the controller's write lock: must never block.
-        if self.model is not None and event.outcome.after.model != self.model:
+        if self.model is not None and event.result.after.model != self.model:
             return
         with self._cond:
             if self._lost or self._closed:

@@ -7,7 +7,6 @@ to watchers. Readers (get, list, table) never wait on the store.
 
 from __future__ import annotations
 
-import builtins
 import json
 import logging
 import secrets
@@ -17,8 +16,9 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TypeAlias
 
+from server.clock import Clock
 from server.errors import ModelNotFound, RevisionMismatch
-from server.rollout.changes import Outcome, Subscription, WatchEvent
+from server.rollout.changes import CommandResult, Subscription, WatchEvent
 from server.rollout.router import RoutingTable
 from server.rollout.state import (
     Command,
@@ -33,7 +33,6 @@ from server.rollout.state import (
 from server.rollout.store import AuditEntry, StateStore
 
 __all__ = [
-    "Clock",
     "Publish",
     "ReadyVersions",
     "RolloutController",
@@ -42,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Clock: TypeAlias = Callable[[], float]
 SaltFactory: TypeAlias = Callable[[], str]
 #: model -> its loaded-and-ready versions. Called under the controller's write lock, so it must
 #: not block on a lock whose holder may call into the controller (e.g. refresh_ready()).
@@ -93,7 +91,7 @@ class RolloutController:
         self._ready: dict[str, frozenset[str]] = {}
         self._table_revision = 0
         self._sequence = 0
-        self._subscriptions: builtins.list[Subscription] = []
+        self._subscriptions: list[Subscription] = []
         self._table = self._build()
 
     # -- reads -------------------------------------------------------------------------------
@@ -101,10 +99,11 @@ class RolloutController:
     def get(self, model: str) -> RolloutState:
         state = self._states.get(model)
         if state is None:
-            raise ModelNotFound(model, builtins.list(self._states))
+            raise ModelNotFound(model, list(self._states))
         return state
 
-    def list(self) -> builtins.list[RolloutState]:
+    def states(self) -> list[RolloutState]:
+        """Every model's state, by model name."""
         states = self._states
         return [states[name] for name in sorted(states)]
 
@@ -113,13 +112,13 @@ class RolloutController:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def adopt(self, models: Mapping[str, str]) -> builtins.list[Outcome]:
+    def adopt(self, models: Mapping[str, str]) -> list[CommandResult]:
         """Persist an initial state for each model (name -> default stable) not seen before.
 
         Saved states win: a newer version appearing on disk never changes stable by itself.
         Publishes the table either way.
         """
-        outcomes = []
+        results = []
         with self._lock:
             for model in sorted(models):
                 if model in self._states:
@@ -135,9 +134,9 @@ class RolloutController:
                     after=state.to_json(),
                     reason="first seen; its default version becomes stable",
                 )
-                outcomes.append(self._commit(None, state, None, entry))
+                results.append(self._commit(None, state, None, entry))
             self._refresh_locked(force=True)
-        return outcomes
+        return results
 
     def execute(
         self,
@@ -150,7 +149,7 @@ class RolloutController:
         dry_run: bool = False,
         operation: str | None = None,
         extra: Mapping[str, JSONValue] | None = None,
-    ) -> Outcome:
+    ) -> CommandResult:
         """Apply `command` to `model`: validated, persisted with an audit row, published.
 
         A no-op or a dry run writes and publishes nothing. `operation` names the audit row
@@ -171,7 +170,7 @@ class RolloutController:
                 grace_seconds=self._grace,
             )
             if dry_run or after is before:
-                return Outcome(before, after, changed=after is not before)
+                return CommandResult(before, after, changed=after is not before)
             entry = AuditEntry(
                 id=0,
                 at=now,
@@ -185,22 +184,20 @@ class RolloutController:
             )
             return self._commit(before, after, before.revision, entry)
 
-    def kill_switch(
-        self, *, actor: str, reason: str, dry_run: bool = False
-    ) -> builtins.list[Outcome]:
+    def kill_switch(self, *, actor: str, reason: str, dry_run: bool = False) -> list[CommandResult]:
         """Roll back every active candidate, each in its own transaction.
 
         Keeps going past a failing model so one bad row cannot keep the others live, then
         raises the first error.
         """
-        outcomes: builtins.list[Outcome] = []
-        errors: builtins.list[Exception] = []
+        results: list[CommandResult] = []
+        errors: list[Exception] = []
         with self._lock:
-            for state in self.list():
+            for state in self.states():
                 if not state.active:
                     continue
                 try:
-                    outcomes.append(
+                    results.append(
                         self.execute(
                             state.model,
                             Rollback(),
@@ -215,7 +212,7 @@ class RolloutController:
                     errors.append(exc)
         if errors:
             raise errors[0]
-        return outcomes
+        return results
 
     def refresh_ready(self) -> bool:
         """Re-read the registry's ready sets; publish a new table if any changed."""
@@ -262,7 +259,7 @@ class RolloutController:
 
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0
-    ) -> builtins.list[AuditEntry]:
+    ) -> list[AuditEntry]:
         """The audit log (see StateStore.audit)."""
         return self._store.audit(model, limit, after_id)
 
@@ -280,7 +277,7 @@ class RolloutController:
         after: RolloutState,
         expected: int | None,
         entry: AuditEntry,
-    ) -> Outcome:
+    ) -> CommandResult:
         try:
             stored = self._store.commit(after, expected, entry)
         except RevisionMismatch:
@@ -293,11 +290,11 @@ class RolloutController:
         self._states = MappingProxyType({**self._states, after.model: after})
         if after.model not in self._ready:
             self._ready[after.model] = self._ready_versions(after.model)
-        outcome = Outcome(before, after, changed=True, audit=stored)
+        result = CommandResult(before, after, changed=True, audit=stored)
         self._table = self._build()
         self._publish(self._table)
         self._sequence += 1
-        event = WatchEvent(self._sequence, outcome, stored)
+        event = WatchEvent(self._sequence, result, stored)
         for sub in self._subscriptions:
             sub.offer(event)
         log.info(
@@ -308,7 +305,7 @@ class RolloutController:
             after.phase,
             after.revision,
         )
-        return outcome
+        return result
 
     def _refresh_locked(self, *, force: bool) -> bool:
         ready = {model: self._ready_versions(model) for model in self._states}

@@ -20,11 +20,11 @@ __all__ = [
     "DOMAIN_CANARY",
     "DOMAIN_SHADOW",
     "PPM",
+    "CandidateRouting",
     "CohortRule",
     "ModelRouting",
-    "Reason",
-    "Rollout",
     "Route",
+    "RouteReason",
     "RoutingTable",
     "Stage",
     "bucket",
@@ -55,7 +55,7 @@ class Stage(enum.StrEnum):
     LOADED = "loaded"  # loaded and ready, but no rollout role (reachable only by pinning)
 
 
-class Reason(enum.StrEnum):
+class RouteReason(enum.StrEnum):
     """Why the router chose the version it chose."""
 
     NO_ROLLOUT = "no_rollout"  # the model has no active candidate: stable answers
@@ -80,7 +80,7 @@ class CohortRule:
 
 
 @dataclass(frozen=True)
-class Rollout:
+class CandidateRouting:
     """The routing-relevant part of one model's active rollout."""
 
     candidate: str
@@ -105,7 +105,7 @@ class Rollout:
         object.__setattr__(self, "_canary_prefix", _prefix(DOMAIN_CANARY, self.salt))
         object.__setattr__(self, "_shadow_prefix", _prefix(DOMAIN_SHADOW, self.salt))
         object.__setattr__(
-            self, "_cohort_route", Route(self.candidate, Stage.CANARY, Reason.COHORT)
+            self, "_cohort_route", Route(self.candidate, Stage.CANARY, RouteReason.COHORT)
         )
 
 
@@ -114,7 +114,7 @@ class ModelRouting:
     """Routing of one model: its stable version, an optional rollout, pinnable versions."""
 
     stable: str
-    rollout: Rollout | None = None
+    rollout: CandidateRouting | None = None
     ready: frozenset[str] = frozenset()  # versions loaded and ready (the pinnable set)
     # Precomputed answers that do not depend on the key (Route is immutable, so shared).
     _no_rollout: Route = field(init=False, repr=False, compare=False)
@@ -126,9 +126,9 @@ class ModelRouting:
         if rollout is not None and rollout.candidate == self.stable:
             raise ValueError(f"rollout candidate '{rollout.candidate}' is the stable version")
         stable = self.stable
-        object.__setattr__(self, "_no_rollout", Route(stable, Stage.STABLE, Reason.NO_ROLLOUT))
-        object.__setattr__(self, "_no_key", Route(stable, Stage.STABLE, Reason.NO_KEY))
-        object.__setattr__(self, "_cohort_stable", Route(stable, Stage.STABLE, Reason.COHORT))
+        object.__setattr__(self, "_no_rollout", Route(stable, Stage.STABLE, RouteReason.NO_ROLLOUT))
+        object.__setattr__(self, "_no_key", Route(stable, Stage.STABLE, RouteReason.NO_KEY))
+        object.__setattr__(self, "_cohort_stable", Route(stable, Stage.STABLE, RouteReason.COHORT))
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Route:
 
     version: str
     stage: Stage
-    reason: Reason
+    reason: RouteReason
     position: float | None = None  # the key's hash position in [0, 1), when hashed
     shadow_version: str | None = None  # also run this version off the request path
 
@@ -226,7 +226,7 @@ def route(
             )
         if pinned not in routing.ready:
             raise ModelVersionNotFound(model, pinned, known=sorted(routing.ready))
-        return Route(pinned, stage_of(routing, pinned), Reason.PINNED)
+        return Route(pinned, stage_of(routing, pinned), RouteReason.PINNED)
 
     rollout = routing.rollout
     if rollout is None:
@@ -248,12 +248,12 @@ def route(
         # _bucket_of / _position_of inlined: this is the per-request hot path.
         u = _u64(rollout._canary_prefix, key)
         if (u * PPM) >> 64 < rollout.canary_ppm:
-            return Route(rollout.candidate, Stage.CANARY, Reason.HASH, (u >> 11) * 2.0**-53)
+            return Route(rollout.candidate, Stage.CANARY, RouteReason.HASH, (u >> 11) * 2.0**-53)
         pos: float | None = (u >> 11) * 2.0**-53
-        reason = Reason.HASH
+        reason = RouteReason.HASH
     else:
         pos = None
-        reason = Reason.COHORT
+        reason = RouteReason.COHORT
 
     shadow_ppm = rollout.shadow_ppm
     if shadow_ppm and (_u64(rollout._shadow_prefix, key) * PPM) >> 64 < shadow_ppm:

@@ -16,7 +16,14 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
 from server.errors import InvalidInput, InvalidTransition
-from server.rollout.router import PPM, CohortRule, ModelRouting, Rollout, RoutingTable, Stage
+from server.rollout.router import (
+    PPM,
+    CandidateRouting,
+    CohortRule,
+    ModelRouting,
+    RoutingTable,
+    Stage,
+)
 
 __all__ = [
     "Command",
@@ -352,13 +359,13 @@ def build_table(
     allow_pinning: bool,
     revision: int,
 ) -> RoutingTable:
-    """The routing snapshot for `states`; a Rollout only where a candidate is active."""
+    """The routing snapshot for `states`; a CandidateRouting only where a candidate is active."""
     models: dict[str, ModelRouting] = {}
     for name in sorted(states):
         s = states[name]
         rollout = None
         if s.candidate is not None:
-            rollout = Rollout(
+            rollout = CandidateRouting(
                 candidate=s.candidate,
                 salt=s.salt,
                 canary_ppm=s.canary_ppm,

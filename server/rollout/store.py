@@ -1,7 +1,7 @@
 """Durable rollout state and the audit log, behind the small StateStore interface.
 
 SqliteStore is the embedded default (one file, WAL, synchronous=FULL, so a committed change
-survives kill -9 and power loss); MemoryStore is a fake with the same semantics for unit tests.
+survives kill -9 and power loss); server.testing.MemoryStore is a fake with the same semantics.
 A shared backend (etcd) for several replicas would implement the same protocol.
 """
 
@@ -22,9 +22,10 @@ __all__ = [
     "MAX_AUDIT_LIMIT",
     "SCHEMA_VERSION",
     "AuditEntry",
-    "MemoryStore",
     "SqliteStore",
     "StateStore",
+    "check_commit",
+    "check_limit",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,20 +71,20 @@ class StateStore(Protocol):
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0
     ) -> list[AuditEntry]:
-        """Audit rows, newest last; see _check_limit for what `after_id` selects."""
+        """Audit rows, newest last; see check_limit for what `after_id` selects."""
         ...
 
     def close(self) -> None: ...
 
 
-def _check_limit(limit: int) -> None:
+def check_limit(limit: int) -> None:
     # after_id == 0 asks for the newest `limit` rows (a tail); after_id > 0 asks for the
     # `limit` rows right after that id (a cursor page), so paging forward never skips rows.
     if not 1 <= limit <= MAX_AUDIT_LIMIT:
         raise InvalidInput(f"audit limit must be in 1..{MAX_AUDIT_LIMIT}, got {limit}")
 
 
-def _check_commit(state: RolloutState, audit: AuditEntry) -> None:
+def check_commit(state: RolloutState, audit: AuditEntry) -> None:
     if audit.model != state.model:
         raise ValueError(f"audit entry for '{audit.model}' committed with state of '{state.model}'")
 
@@ -167,7 +168,7 @@ class SqliteStore:
     def commit(
         self, state: RolloutState, expected_revision: int | None, audit: AuditEntry
     ) -> AuditEntry:
-        _check_commit(state, audit)
+        check_commit(state, audit)
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -215,7 +216,7 @@ class SqliteStore:
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0
     ) -> list[AuditEntry]:
-        _check_limit(limit)
+        check_limit(limit)
         where = "WHERE id > ?"
         args: list[object] = [after_id]
         if model is not None:
@@ -236,51 +237,3 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class MemoryStore:
-    """In-memory StateStore for unit tests. States go through JSON like the durable store's do."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._states: dict[str, str] = {}
-        self._audit: list[AuditEntry] = []
-
-    def load(self) -> dict[str, RolloutState]:
-        with self._lock:
-            saved = dict(self._states)
-        return {model: RolloutState.from_json(text) for model, text in saved.items()}
-
-    def commit(
-        self, state: RolloutState, expected_revision: int | None, audit: AuditEntry
-    ) -> AuditEntry:
-        _check_commit(state, audit)
-        with self._lock:
-            text = self._states.get(state.model)
-            actual = None if text is None else RolloutState.from_json(text).revision
-            if actual != expected_revision:
-                raise RevisionMismatch(state.model, expected_revision or 0, actual or 0)
-            self._states[state.model] = state.to_json()
-            return self._append(audit)
-
-    def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        with self._lock:
-            return self._append(entry)
-
-    def _append(self, entry: AuditEntry) -> AuditEntry:
-        stored = dataclasses.replace(entry, id=len(self._audit) + 1)
-        self._audit.append(stored)
-        return stored
-
-    def audit(
-        self, model: str | None = None, limit: int = 100, after_id: int = 0
-    ) -> list[AuditEntry]:
-        _check_limit(limit)
-        with self._lock:
-            rows = [
-                e for e in self._audit if e.id > after_id and (model is None or e.model == model)
-            ]
-        return rows[:limit] if after_id > 0 else rows[-limit:]
-
-    def close(self) -> None:
-        pass

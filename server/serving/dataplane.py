@@ -21,12 +21,12 @@ import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
 from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
-from server.rollout.router import PPM, Reason, Route, RoutingTable, Stage, route
+from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
 from server.serving.registry import Registry
 from server.serving.runner import Arrays
 from server.shadow.executor import ShadowExecutor
-from server.shadow.stats import ShadowJob
+from server.shadow.job import ShadowJob
 from server.telemetry.tracing import Telemetry
 
 __all__ = [
@@ -46,7 +46,7 @@ PARAM_REASON = "route_reason"
 #: Where a request's routing key comes from: this metadata key, else this request parameter.
 ROUTING_KEY_HEADER = "x-routing-key"
 ROUTING_KEY_PARAM = "routing_key"
-_NO_ROLLOUT = Reason.NO_ROLLOUT  # a global read: `Reason.NO_ROLLOUT` costs ~70 ns on 3.11
+_NO_ROLLOUT = RouteReason.NO_ROLLOUT  # a global read: `RouteReason.NO_ROLLOUT` costs ~70 ns on 3.11
 
 
 def routing_key(request: pb.ModelInferRequest, metadata: Mapping[str, str]) -> str | None:
@@ -78,7 +78,7 @@ class DataPlane:
         self.table = table
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
-        self._templates: dict[tuple[str, str, Stage, Reason], pb.ModelInferResponse] = {}
+        self._templates: dict[tuple[str, str, Stage, RouteReason], pb.ModelInferResponse] = {}
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None

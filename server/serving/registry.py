@@ -24,10 +24,10 @@ from server.serving.signature import Signature
 
 __all__ = [
     "MODEL_FILE",
+    "LoadState",
     "ModelVersion",
     "Registry",
     "RunnerFactory",
-    "VersionState",
     "VersionStats",
 ]
 
@@ -40,7 +40,7 @@ RunnerFactory: TypeAlias = Callable[[Path], Runner]
 ChangeListener: TypeAlias = Callable[[str], None]
 
 
-class VersionState(enum.StrEnum):
+class LoadState(enum.StrEnum):
     READY = "READY"
     LOADING = "LOADING"
     UNAVAILABLE = "UNAVAILABLE"
@@ -91,7 +91,7 @@ class ModelVersion:
     model: str
     version: str
     path: Path
-    state: VersionState
+    state: LoadState
     reason: str = ""
     runner: Runner | None = None
     stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file the runner was built from
@@ -146,7 +146,7 @@ class Registry:
 
     def ready_versions(self, model: str) -> frozenset[str]:
         versions = self._models.get(model, {})
-        return frozenset(v for v, mv in versions.items() if mv.state is VersionState.READY)
+        return frozenset(v for v, mv in versions.items() if mv.state is LoadState.READY)
 
     def highest_ready(self, model: str) -> str | None:
         ready = self.ready_versions(model)
@@ -159,14 +159,14 @@ class Registry:
         if mv is None:
             known = sorted(self.versions(model), key=int)
             raise ModelVersionNotFound(model, version, known=known)
-        if mv.state is not VersionState.READY:
+        if mv.state is not LoadState.READY:
             raise VersionNotReady(model, version, mv.state.value, mv.reason)
         return mv
 
     def ready_runner(self, model: str, version: str) -> Runner | None:
         """The runner of a ready version, or None (never raises: for side branches)."""
         mv = self._models.get(model, {}).get(version)
-        return mv.runner if mv is not None and mv.state is VersionState.READY else None
+        return mv.runner if mv is not None and mv.state is LoadState.READY else None
 
     def index(self) -> list[ModelVersion]:
         """Every known version, ready or not, sorted by model then version."""
@@ -206,7 +206,7 @@ class Registry:
             self._models = {
                 **self._models,
                 model: {
-                    v: ModelVersion(model, v, mv.path, VersionState.UNAVAILABLE, "unloaded")
+                    v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
                     for v, mv in old.items()
                 },
             }
@@ -217,10 +217,10 @@ class Registry:
         version = vdir.name
         if not path.is_file():
             return ModelVersion(
-                model, version, path, VersionState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
+                model, version, path, LoadState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
             )
         stamp = _stamp(path)
-        if old is not None and old.state is VersionState.READY and old.stamp == stamp:
+        if old is not None and old.state is LoadState.READY and old.stamp == stamp:
             return old  # unchanged file: keep the warm session and its statistics
         try:
             runner = self._factory(path)
@@ -228,9 +228,9 @@ class Registry:
         except Exception as exc:  # a broken version must never stop the others
             reason = f"failed to load: {exc}".strip()
             log.warning("model %s version %s %s", model, version, reason)
-            return ModelVersion(model, version, path, VersionState.UNAVAILABLE, reason)
+            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
         log.info("loaded model %s version %s", model, version)
-        return ModelVersion(model, version, path, VersionState.READY, "", runner, stamp)
+        return ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
 
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():

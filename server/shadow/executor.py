@@ -19,18 +19,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
+from server.clock import Clock
 from server.shadow.comparison import ComparisonPolicy, compare
-from server.shadow.stats import (
-    Clock,
-    PolicyFor,
-    ResultListener,
-    ShadowJob,
-    ShadowOutcome,
-    ShadowResult,
-    ShadowStats,
-)
+from server.shadow.job import PolicyFor, ResultListener, ShadowJob, ShadowOutcome, ShadowResult
+from server.shadow.stats import ShadowReport, ShadowStats
 
 __all__ = ["ShadowExecutor"]
 
@@ -125,7 +119,7 @@ class ShadowExecutor:
         with self._cond:
             return self._new_stats(model, candidate)
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[ShadowReport]:
         """Reports of every model's latest candidate."""
         with self._cond:
             current = list(self._current.values())

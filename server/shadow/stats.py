@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import heapq
 import itertools
 import logging
 import math
 import random
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
-
-import numpy as np
-import numpy.typing as npt
+from dataclasses import dataclass
+from typing import Any
 
 from server.intervals import wilson_interval
-from server.shadow.comparison import Comparison, ComparisonPolicy, OutputComparison
-
-if TYPE_CHECKING:  # registry pulls in onnxruntime and the tensor bridge; shadow needs neither
-    from server.serving.runner import Runner
+from server.shadow.comparison import OutputComparison
+from server.shadow.job import ShadowOutcome, ShadowResult
 
 __all__ = [
-    "Clock",
-    "PolicyFor",
+    "LatencyReport",
+    "OutputReport",
     "RateEstimate",
-    "ResultListener",
-    "ShadowJob",
-    "ShadowOutcome",
-    "ShadowResult",
+    "ShadowReport",
     "ShadowStats",
     "WorstDisagreement",
 ]
 
 
 log = logging.getLogger(__name__)
-
-Clock: TypeAlias = Callable[[], float]
-PolicyFor: TypeAlias = Callable[[str], ComparisonPolicy]
 
 
 @dataclass(frozen=True)
@@ -54,46 +41,6 @@ class RateEstimate:
     high: float
 
 
-@dataclass(frozen=True, eq=False)  # identity equality: array fields do not compare as bools
-class ShadowJob:
-    """One request to run again on the candidate; feeds and primary are the primary's own arrays."""
-
-    model: str
-    candidate: str  # the candidate version (Route.shadow_version)
-    runner: Runner
-    feeds: Mapping[str, npt.NDArray[np.generic]]  # not mutated after submit; read-only is fine
-    output_names: Sequence[str]
-    primary: Mapping[str, npt.NDArray[np.generic]]  # output name -> what the caller was sent
-    request_id: str = ""
-    routing_key: str | None = None
-    enqueued_at: float = field(default_factory=time.perf_counter)  # on the executor's clock
-    trace_context: object = None  # opaque: lets telemetry link the shadow span to the primary
-
-
-class ShadowOutcome(enum.StrEnum):
-    """How one shadow job ended (SLOW and EXPIRED both count as timeouts)."""
-
-    OK = "ok"
-    SLOW = "slow"  # completed and compared, but took longer than timeout_s
-    EXPIRED = "expired"  # waited in the queue longer than timeout_s; not run
-    ERROR = "error"  # the candidate raised
-
-
-@dataclass(frozen=True, eq=False)
-class ShadowResult:
-    """What one shadow job came to; handed to the executor's `on_result` listener."""
-
-    job: ShadowJob
-    outcome: ShadowOutcome
-    queued_s: float
-    latency_s: float | None = None  # the candidate's run, when it ran
-    comparison: Comparison | None = None  # when it returned outputs
-    error: str | None = None
-
-
-ResultListener: TypeAlias = Callable[[ShadowResult], None]
-
-
 @dataclass(frozen=True)
 class WorstDisagreement:
     """One of the worst disagreements seen: enough to find and replay the request."""
@@ -103,7 +50,67 @@ class WorstDisagreement:
     output: str
     reason: str
     max_abs_err: float | None
-    severity: float
+    severity: float | None  # None only in reports, where a non-finite severity is not JSON
+
+
+@dataclass(frozen=True)
+class OutputReport:
+    """How one output compared so far: counts summed over runs, then error and agreement."""
+
+    count: int
+    disagree: int
+    missing: int
+    shape_mismatch: int
+    dtype_mismatch: int
+    nan_primary: int
+    nan_shadow: int
+    inf_primary: int
+    inf_shadow: int
+    max_abs_err: float | None
+    mean_abs_err: float | None
+    max_rel_err: float | None
+    argmax_agree_rate: float | None  # row-weighted, for class-score outputs
+    topk_overlap: float | None
+    class_rows: int
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """Percentiles of the candidate's shadow runs, in milliseconds (None before any run)."""
+
+    p50: float | None
+    p99: float | None
+    samples: int
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    """One (model, candidate)'s shadow aggregates at one moment; `as_dict()` is its JSON form."""
+
+    model: str
+    candidate: str
+    sampled: int
+    submitted: int
+    dropped: int
+    completed: int
+    errors: int
+    timeouts: int
+    disagreements: int
+    disagreement_rate: RateEstimate
+    latency: LatencyReport
+    outputs: dict[str, OutputReport]
+    worst: tuple[WorstDisagreement, ...]
+    recent_errors: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the admin API's report_json), key names as documented in docs/."""
+        doc = dataclasses.asdict(self)
+        rate = self.disagreement_rate
+        doc["disagreement_rate"] = {"rate": rate.rate, "low": rate.low, "high": rate.high}
+        doc["latency_ms"] = doc.pop("latency")
+        doc["worst"] = [dict(w) for w in doc["worst"]]
+        doc["recent_errors"] = list(self.recent_errors)
+        return doc
 
 
 #: OutputComparison fields summed per output: how many outputs disagreed or were missing,
@@ -138,17 +145,17 @@ class _OutputStats:
             self.agree_rows += o.argmax_agree_rate * o.rows
             self.topk_sum += o.topk_overlap * o.rows
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> OutputReport:
         rows, n = self.class_rows, self.compared
-        return {
+        return OutputReport(
             **self.sums,
-            "max_abs_err": _json_float(self.max_abs) if n else None,
-            "mean_abs_err": _json_float(self.mean_abs_sum / n) if n else None,
-            "max_rel_err": _json_float(self.max_rel) if n else None,
-            "argmax_agree_rate": self.agree_rows / rows if rows else None,
-            "topk_overlap": self.topk_sum / rows if rows else None,
-            "class_rows": rows,
-        }
+            max_abs_err=_json_float(self.max_abs) if n else None,
+            mean_abs_err=_json_float(self.mean_abs_sum / n) if n else None,
+            max_rel_err=_json_float(self.max_rel) if n else None,
+            argmax_agree_rate=self.agree_rows / rows if rows else None,
+            topk_overlap=self.topk_sum / rows if rows else None,
+            class_rows=rows,
+        )
 
 
 class ShadowStats:
@@ -218,8 +225,8 @@ class ShadowStats:
                 self._add_latency(result.latency_s)
             for o in c.outputs:
                 self._outputs.setdefault(o.name, _OutputStats()).add(o)
-            if entry is not None:
-                item = (entry.severity, next(self._seq), entry)
+            if entry is not None and worst is not None:
+                item = (worst.severity, next(self._seq), entry)
                 if len(self._worst) < self._worst_n:
                     heapq.heappush(self._worst, item)
                 elif item > self._worst[0]:
@@ -254,35 +261,35 @@ class ShadowStats:
         with self._lock:
             return list(self._errors)
 
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-able report of one consistent moment (non-finite numbers become None)."""
+    def snapshot(self) -> ShadowReport:
+        """A report of one consistent moment (non-finite numbers become None)."""
         with self._lock:
             rate = _rate(self.disagreements, self.completed)
-            report: dict[str, Any] = {
-                "model": self.model, "candidate": self.candidate, "sampled": self.sampled,
-                "submitted": self.submitted, "dropped": self.dropped,
-                "completed": self.completed, "errors": self.errors, "timeouts": self.timeouts,
-                "disagreements": self.disagreements,
-                "outputs": {name: o.report() for name, o in self._outputs.items()},
-                "worst": _ranked(self._worst), "recent_errors": list(self._errors),
-            }  # fmt: skip
-            samples = list(self._latencies)
-        samples.sort()
-        report["disagreement_rate"] = {"rate": rate.rate, "low": rate.low, "high": rate.high}
-        report["latency_ms"] = {
-            "p50": _json_float(_percentile(samples, 0.5), 1e3),
-            "p99": _json_float(_percentile(samples, 0.99), 1e3),
-            "samples": len(samples),
-        }
-        report["worst"] = [
-            {
-                **vars(w),
-                "max_abs_err": _json_float(w.max_abs_err),
-                "severity": _json_float(w.severity),
-            }
-            for w in report["worst"]
-        ]
-        return report
+            counts = (
+                self.sampled, self.submitted, self.dropped, self.completed, self.errors,
+                self.timeouts, self.disagreements,
+            )  # fmt: skip
+            outputs = {name: o.report() for name, o in self._outputs.items()}
+            worst = _ranked(self._worst)
+            errors = tuple(self._errors)
+            samples = sorted(self._latencies)
+        return ShadowReport(
+            self.model, self.candidate, *counts,
+            disagreement_rate=rate,
+            latency=LatencyReport(
+                _json_float(_percentile(samples, 0.5), 1e3),
+                _json_float(_percentile(samples, 0.99), 1e3),
+                len(samples),
+            ),
+            outputs=outputs,
+            worst=tuple(
+                dataclasses.replace(
+                    w, max_abs_err=_json_float(w.max_abs_err), severity=_json_float(w.severity)
+                )
+                for w in worst
+            ),
+            recent_errors=errors,
+        )  # fmt: skip
 
 
 def _rate(count: int, n: int) -> RateEstimate:

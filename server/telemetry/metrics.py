@@ -114,8 +114,8 @@ def render(
         name = f"canaryserve_shadow_{counter}_total"
         family(name, "counter", f"Shadow jobs: {counter}.")
         for r in reports:
-            labels = _labels(model=r["model"], candidate=r["candidate"])
-            out.append(f"{name}{labels} {r[counter]}")
+            labels = _labels(model=r.model, candidate=r.candidate)
+            out.append(f"{name}{labels} {getattr(r, counter)}")
     family("canaryserve_shadow_queue_depth", "gauge", "Shadow jobs waiting.")
     out.append(f"canaryserve_shadow_queue_depth {shadow.queue_depth()}")
     family("canaryserve_promotion_decisions_total", "counter", "Promotion decisions by action.")

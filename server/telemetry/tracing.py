@@ -28,11 +28,9 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from server import __version__
-from server.api.status import code_for
-from server.errors import CanaryServeError
-from server.promotion.records import Decision as PromotionDecision
-from server.rollout.router import Reason, Route, Stage
-from server.shadow.stats import ShadowResult
+from server.errors import CanaryServeError, status_name
+from server.rollout.router import Route, RouteReason, Stage
+from server.shadow.job import ShadowResult
 from server.telemetry.windows import WindowProcessor
 
 __all__ = [
@@ -71,7 +69,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # Enum members as module globals: `Stage.STABLE` goes through the enum metaclass (about 70 ns
 # on Python 3.11), a global read does not, and these are read on every call.
 _STABLE = Stage.STABLE
-_NO_ROLLOUT = Reason.NO_ROLLOUT
+_NO_ROLLOUT = RouteReason.NO_ROLLOUT
 
 
 def key_hash(key: str) -> str:
@@ -162,7 +160,7 @@ class Telemetry:
         if error is None:
             code, message = "OK", ""
         elif isinstance(error, CanaryServeError):
-            code, message = code_for(error).name, str(error)
+            code, message = status_name(error), str(error)
         else:
             code, message = "INTERNAL", type(error).__name__
         span.set_attributes({RPC_STATUS: _STATUS_NUMBER.get(code, 2), ATTR_CODE: code})
@@ -227,26 +225,17 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, result.error))
         span.end(end_time=end)
 
-    def decision_event(self, decision: PromotionDecision) -> None:
-        """A span with the promotion decision as an event, for trace-based audit trails."""
-        ev = decision.evidence
+    def decision_event(
+        self, model: str, candidate: str, attributes: Mapping[str, str | int | float]
+    ) -> None:
+        """A span with one promotion decision as its event, for trace-based audit trails."""
         span = self.tracer.start_span(
             "promotion.decide",
             context=Context(),
             kind=SpanKind.INTERNAL,
-            attributes={ATTR_MODEL: ev.model, ATTR_SHADOW_VERSION: ev.candidate_version},
+            attributes={ATTR_MODEL: model, ATTR_SHADOW_VERSION: candidate},
         )
-        span.add_event(
-            "decision",
-            {
-                "canary.decision.action": decision.action.value,
-                "canary.decision.reason": decision.reason,
-                "canary.decision.step": ev.step_index,
-                "canary.decision.candidate_requests": ev.candidate.requests,
-                "canary.decision.stable_requests": ev.stable.requests,
-                "canary.decision.failed_checks": decision.failed_checks,
-            },
-        )
+        span.add_event("decision", attributes)
         span.end()
 
     def shutdown(self) -> None:

@@ -13,22 +13,20 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from server.clock import Clock
+
 __all__ = [
     "LATENCY_BOUNDS_MS",
-    "Clock",
     "VersionTotals",
     "WindowProcessor",
     "WindowSummary",
 ]
 
-Clock: TypeAlias = Callable[[], float]
 
 #: Histogram upper bounds in milliseconds, 10 % apart (so a latency ratio gate of 1.3 is not
 #: blurred by the buckets); the last bucket is +Inf.
