@@ -1,3 +1,18 @@
-"""canaryserve: a gRPC model server for ONNX models with canary releases built in."""
+"""canaryserve: a gRPC model server for ONNX models with canary releases built in.
+
+Packages by concern; imports flow one way, left to right, never back:
+
+    errors, clock, intervals   leaves: the exception tree + status names, the Clock, rate bounds
+    rollout                    router, stage machine, controller, store
+    shadow                     shadow jobs, executor, comparison, aggregates
+    telemetry                  tracing, rolling windows, Prometheus metrics   (rollout, shadow)
+    promotion                  policy, decide(), controller         (rollout, shadow, telemetry)
+    serving                    registry, runner, tensors, data plane (rollout, shadow, telemetry)
+    api                        the gRPC edge                         (everything above)
+    config, app                typed configuration; the composition root
+    testing                    fakes beside their seams, for tests
+
+tests/unit/test_layout.py holds the graph to this.
+"""
 
 __version__ = "0.1.0"

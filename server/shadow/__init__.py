@@ -1,1 +1,6 @@
-"""shadow"""
+"""Shadow execution off the request path: the work item and its result, the bounded executor,
+the per-output comparison and the per-candidate aggregates.
+
+Imports only the leaves (clock, intervals); it runs any object with a `run` method, so it
+needs nothing from serving.
+"""

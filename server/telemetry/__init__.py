@@ -1,1 +1,6 @@
-"""telemetry"""
+"""Observability: OpenTelemetry spans per inference and per shadow run, the span processor that
+keeps per-version rolling windows, and the Prometheus exposition.
+
+May import rollout (routes and stages), shadow (shadow results and reports) and the leaves;
+no grpc.
+"""

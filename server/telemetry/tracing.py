@@ -17,7 +17,6 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
-import grpc
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -64,7 +63,15 @@ ATTR_SHADOW_OUTCOME = "canary.shadow.outcome"
 ATTR_SHADOW_DISAGREE = "canary.shadow.disagree"
 ATTR_SHADOW_REASON = "canary.shadow.reason"
 
-_STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
+#: gRPC status names and their numbers (fixed by the gRPC spec), for `rpc.grpc.status_code`.
+_STATUS_NUMBER = {
+    name: number
+    for number, name in enumerate(
+        "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS"
+        " PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE"
+        " UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED".split()
+    )
+}
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Enum members as module globals: `Stage.STABLE` goes through the enum metaclass (about 70 ns
 # on Python 3.11), a global read does not, and these are read on every call.
