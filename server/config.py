@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from server.promotion.policy import Policy
+
 __all__ = ["Config", "ConfigError", "ModelConfig", "bundled_models_dir", "load_config"]
 
 
@@ -42,7 +44,7 @@ class ModelConfig:
     """Shadow comparison: outputs whose differences count as disagreement (empty: all)."""
     shadow_top_k: int = 3
     """Shadow comparison: k of the top-k overlap reported for class-score outputs."""
-    promotion: Mapping[str, Any] | None = None
+    promotion: Policy | None = None
     """Promotion policy of automatic rollouts (`[models.<name>.promotion]`, docs/promotion.md)."""
 
 
@@ -185,16 +187,13 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
     return MappingProxyType(out)
 
 
-def _promotion(model: str, table: Any) -> Mapping[str, Any]:
-    from server.promotion.policy import Policy
-
+def _promotion(model: str, table: Any) -> Policy:
     if not isinstance(table, dict):
         raise ConfigError(f"[models.{model}.promotion] must be a table (docs/promotion.md)")
     try:
-        Policy.from_dict(table)
+        return Policy.from_dict(table)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[models.{model}.promotion]: {exc}") from None
-    return MappingProxyType(dict(table))
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

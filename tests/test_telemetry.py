@@ -210,3 +210,12 @@ def test_a_model_without_rollout_is_traced_at_the_idle_ratio(tmp_path: Path) -> 
     assert totals == idle * 50  # each idle span weighs 1/0.02
     assert during == idle + 50  # the rollout's stable traffic: every call, at ratio 1.0
     assert statistics == 250  # ModelStatistics counts every request, traced or not
+
+
+def test_status_numbers_match_grpc() -> None:
+    """Telemetry's own table of gRPC status numbers (it imports no grpc) matches the library's."""
+    import grpc
+
+    from server.telemetry import tracing
+
+    assert tracing._STATUS_NUMBER == {c.name: c.value[0] for c in grpc.StatusCode}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -36,7 +36,7 @@ __all__ = ["AdminServicer"]
 
 _WATCH_POLL_S = 0.5
 R = TypeVar("R")
-PolicySource = Callable[[str], Mapping[str, Any] | None]
+PolicySource = Callable[[str], Policy | None]
 
 
 def _require_model(model: str) -> str:
@@ -233,7 +233,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 raise InvalidInput("policy_json must be a JSON object (see docs/promotion.md)")
             return Policy.from_dict(data)
         configured = self._configured_policy(request.model)
-        return Policy.from_dict(configured) if configured is not None else Policy()
+        return configured if configured is not None else Policy()
 
     @translate_errors
     def ExplainRollout(

@@ -98,6 +98,7 @@ class PromotionController:
         self._tick_s = tick_s
         self._on_decision = on_decision
         self._tracks: dict[str, _Track] = {}
+        self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -153,7 +154,7 @@ class PromotionController:
         for state in self._rollouts.states():
             if not state.active or state.policy is None or state.paused:
                 continue
-            policy = Policy.from_dict(state.policy)
+            policy = self._policy(state)
             if now < self._next_at.get(state.model, 0.0):
                 continue
             self._next_at[state.model] = now + policy.interval_s
@@ -170,7 +171,7 @@ class PromotionController:
             return None
         if not state.active or state.policy is None or state.paused:
             return None
-        policy = Policy.from_dict(state.policy)
+        policy = self._policy(state)
         with self._lock:
             track = self._track(state)
             evidence = self._evidence(state, policy, track)
@@ -179,6 +180,16 @@ class PromotionController:
             track.failed_checks = decision.failed_checks
         self._act(state, decision)
         return decision
+
+    def _policy(self, state: RolloutState) -> Policy:
+        """The rollout's policy, parsed once per rollout from the document its state stores."""
+        assert state.policy is not None
+        key = (state.model, state.rollout_id)
+        policy = self._policies.get(key)
+        if policy is None:
+            self._policies = {k: v for k, v in self._policies.items() if k[0] != state.model}
+            policy = self._policies[key] = Policy.from_dict(state.policy)
+        return policy
 
     def _track(self, state: RolloutState) -> _Track:
         track = self._tracks.get(state.model)

@@ -64,14 +64,13 @@ ATTR_SHADOW_DISAGREE = "canary.shadow.disagree"
 ATTR_SHADOW_REASON = "canary.shadow.reason"
 
 #: gRPC status names and their numbers (fixed by the gRPC spec), for `rpc.grpc.status_code`.
-_STATUS_NUMBER = {
-    name: number
-    for number, name in enumerate(
-        "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS"
-        " PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE"
-        " UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED".split()
-    )
-}
+_STATUS_NAMES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+)  # fmt: skip
+_STATUS_NUMBER = {name: number for number, name in enumerate(_STATUS_NAMES)}
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Enum members as module globals: `Stage.STABLE` goes through the enum metaclass (about 70 ns
 # on Python 3.11), a global read does not, and these are read on every call.
