@@ -218,4 +218,4 @@ def test_status_numbers_match_grpc() -> None:
 
     from server.telemetry import tracing
 
-    assert tracing._STATUS_NUMBER == {c.name: c.value[0] for c in grpc.StatusCode}
+    assert {c.name: c.value[0] for c in grpc.StatusCode} == tracing._STATUS_NUMBER
