@@ -245,18 +245,17 @@ def route(
         return hit if hit is not None else routing._no_key
 
     if hit is None:
-        # _bucket_of / _position_of inlined: this is the per-request hot path.
         u = _u64(rollout._canary_prefix, key)
-        if (u * PPM) >> 64 < rollout.canary_ppm:
-            return Route(rollout.candidate, Stage.CANARY, RouteReason.HASH, (u >> 11) * 2.0**-53)
-        pos: float | None = (u >> 11) * 2.0**-53
+        pos: float | None = _position_of(u)
+        if _bucket_of(u) < rollout.canary_ppm:
+            return Route(rollout.candidate, Stage.CANARY, RouteReason.HASH, pos)
         reason = RouteReason.HASH
     else:
         pos = None
         reason = RouteReason.COHORT
 
     shadow_ppm = rollout.shadow_ppm
-    if shadow_ppm and (_u64(rollout._shadow_prefix, key) * PPM) >> 64 < shadow_ppm:
+    if shadow_ppm and _bucket_of(_u64(rollout._shadow_prefix, key)) < shadow_ppm:
         return Route(routing.stable, Stage.STABLE, reason, pos, rollout.candidate)
     if hit is not None:
         return hit

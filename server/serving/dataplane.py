@@ -46,7 +46,6 @@ PARAM_REASON = "route_reason"
 #: Where a request's routing key comes from: this metadata key, else this request parameter.
 ROUTING_KEY_HEADER = "x-routing-key"
 ROUTING_KEY_PARAM = "routing_key"
-_NO_ROLLOUT = RouteReason.NO_ROLLOUT  # a global read: `RouteReason.NO_ROLLOUT` costs ~70 ns on 3.11
 
 
 def routing_key(request: pb.ModelInferRequest, metadata: Mapping[str, str]) -> str | None:
@@ -78,7 +77,6 @@ class DataPlane:
         self.table = table
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
-        self._templates: dict[tuple[str, str, Stage, RouteReason], pb.ModelInferResponse] = {}
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
@@ -136,13 +134,11 @@ class DataPlane:
             except Exception as exc:
                 raise ModelFailed(model, chosen.version, exc) from exc
             ran = time.perf_counter_ns()
-            template = self._templates.get((model, chosen.version, chosen.stage, chosen.reason))
-            if template is None:
-                template = self._template(model, chosen)
-            response = pb.ModelInferResponse()
-            response.CopyFrom(template)
-            if request.id:
-                response.id = request.id
+            response = pb.ModelInferResponse(
+                model_name=model, model_version=chosen.version, id=request.id
+            )
+            response.parameters[PARAM_STAGE].string_param = chosen.stage.value
+            response.parameters[PARAM_REASON].string_param = chosen.reason.value
             tensors.encode_outputs(response, names, arrays, signature)
             encoded = time.perf_counter_ns()
             ok = True
@@ -150,7 +146,7 @@ class DataPlane:
             # rollout (the router answers NO_ROLLOUT only when there is none) may draw one.
             if self._shadow is not None and (
                 chosen.shadow_version is not None
-                or (key is None and chosen.reason is not _NO_ROLLOUT)
+                or (key is None and chosen.reason is not RouteReason.NO_ROLLOUT)
             ):
                 trace_context = span.get_span_context() if span is not None else None
                 self._maybe_shadow(table, request, chosen, key, feeds, names, arrays, trace_context)
@@ -170,15 +166,6 @@ class DataPlane:
             if span is not None:
                 telemetry.finish(span, failure, request.id)  # type: ignore[union-attr]
         return response
-
-    def _template(self, model: str, chosen: Route) -> pb.ModelInferResponse:
-        """Build the fixed part of a response (name, version, route parameters), once per key."""
-        template = pb.ModelInferResponse(model_name=model, model_version=chosen.version)
-        template.parameters[PARAM_STAGE].string_param = chosen.stage.value
-        template.parameters[PARAM_REASON].string_param = chosen.reason.value
-        # A few per model (one per version, stage and reason); a racing duplicate is harmless.
-        self._templates[(model, chosen.version, chosen.stage, chosen.reason)] = template
-        return template
 
     def _maybe_shadow(
         self,

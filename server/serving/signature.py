@@ -1,7 +1,7 @@
 """What a model version takes and returns: tensor specs, the signature, shape checks.
 
-A Signature also holds what the request path precomputes from it: per-input plans for the
-fast raw decode and the declared dtype of each output.
+A Signature also holds what the request path derives from it once: the output names and the
+declared dtype of each output.
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from server.serving.dtypes import DType
 
-__all__ = ["RawPlan", "Signature", "TensorSpec", "shape_matches"]
+__all__ = ["Signature", "TensorSpec", "shape_matches"]
 
 
 @dataclass(frozen=True)
@@ -46,44 +44,19 @@ def shape_matches(spec: TensorSpec, shape: Sequence[int]) -> str | None:
 
 
 @dataclass(frozen=True)
-class RawPlan:
-    """What the fast path needs to decode one fixed-size input sent raw."""
-
-    oip: str
-    numpy: np.dtype[np.generic]
-    itemsize: int
-    rank: int
-    fixed: tuple[tuple[int, int], ...]  # (axis, size) of every dimension the model fixes
-
-
-@dataclass(frozen=True)
 class Signature:
     """The inputs and outputs of one model version, with what the request path derives from
-    them once: output names, the raw-decode plan of each fixed-size input, and the declared
-    dtype of each fixed-size output."""
+    them once: output names and the declared dtype of each fixed-size output."""
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    raw_plans: dict[str, RawPlan] = field(init=False, repr=False, compare=False)
     output_types: dict[str, DType] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {s.name: s for s in self.inputs})
         object.__setattr__(self, "output_names", tuple(s.name for s in self.outputs))
-        plans = {
-            s.name: RawPlan(
-                s.dtype.oip,
-                s.dtype.numpy,
-                s.dtype.numpy.itemsize,
-                len(s.shape),
-                tuple((axis, d) for axis, d in enumerate(s.shape) if d is not None),
-            )
-            for s in self.inputs
-            if s.dtype.oip != "BYTES"
-        }
-        object.__setattr__(self, "raw_plans", plans)
         declared = {s.name: s.dtype for s in self.outputs if s.dtype.oip != "BYTES"}
         object.__setattr__(self, "output_types", declared)
 
