@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from protos.wire import DEFAULT_PORT, DEFAULT_STATE_DIR
+
 __all__ = ["Config", "ConfigError", "ModelConfig", "bundled_models_dir", "load_config"]
 
 
@@ -54,9 +56,9 @@ class Config:
     """Model repository: `<models_dir>/<model>/<version>/model.onnx`."""
     host: str = "127.0.0.1"
     """Address the gRPC server listens on (`0.0.0.0` for every interface)."""
-    port: int = 8001
+    port: int = DEFAULT_PORT
     """gRPC port for inference and admin; 0 picks a free port (printed at start)."""
-    state_dir: Path = Path(".canaryserve")
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
     """Directory for durable state (rollouts, audit log, generated token)."""
     workers: int = 16
     """Threads serving gRPC calls; bounds the calls in progress at once."""
