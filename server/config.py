@@ -14,9 +14,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from protos.wire import DEFAULT_PORT, DEFAULT_STATE_DIR
+from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR
 
-__all__ = ["Config", "ConfigError", "ModelConfig", "bundled_models_dir", "load_config"]
+__all__ = [
+    "ENV_TOKEN_NAME",
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "bundled_models_dir",
+    "load_config",
+    "with_env_admin_token",
+]
 
 
 class ConfigError(ValueError):
@@ -251,6 +259,22 @@ def _merge(defaults: dict[str, Any], configured: Any) -> Any:
         else:
             merged[name] = table
     return merged
+
+
+#: The name (in the audit log) of the admin token taken from `CANARYSERVE_ADMIN_TOKEN`.
+ENV_TOKEN_NAME = "env"
+
+
+def with_env_admin_token(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` plus the admin token in `environ[CANARYSERVE_ADMIN_TOKEN]`, when set, named
+    "env" (the server accepts it; the CLI sends the same variable)."""
+    token = environ.get(ADMIN_TOKEN_ENV, "")
+    if not token:
+        return config
+    if not token.strip():
+        raise ConfigError(f"{ADMIN_TOKEN_ENV} is set but blank")
+    tokens = MappingProxyType({**config.admin_tokens, ENV_TOKEN_NAME: token})
+    return dataclasses.replace(config, admin_tokens=tokens)
 
 
 def _validate(config: Config) -> None:
