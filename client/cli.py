@@ -21,6 +21,7 @@ from client.channel import open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
+from client.tensors import numpy_dtype
 
 __all__ = ["main"]
 
@@ -122,11 +123,7 @@ def _parse_input(spec: str, datatypes: dict[str, str]) -> tuple[str, npt.NDArray
         out = np.empty(len(flat), dtype=object)
         out[:] = flat
         return name, out.reshape(array.shape)
-    from server.serving.dtypes import by_oip
-
-    row = by_oip(datatype)
-    assert row is not None
-    return name, np.asarray(parsed, dtype=row.numpy)
+    return name, np.asarray(parsed, dtype=numpy_dtype(datatype))
 
 
 def _result_json(result: InferResult) -> dict[str, Any]:
