@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +22,6 @@ from client.tensors import numpy_dtype
 __all__ = ["main"]
 
 DEFAULT_TARGET = "127.0.0.1:8001"
-ADMIN_TOKEN_ENV = "CANARYSERVE_ADMIN_TOKEN"
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -36,43 +31,13 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- serve --
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import App
-    from server.config import ConfigError, load_config
-
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {
-        "models_dir": args.models,
-        "host": args.host,
-        "port": args.port,
-        "state_dir": args.state_dir,
-        "metrics_port": args.metrics_port,
-    }
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"canaryserve: {exc}", file=sys.stderr)
-        return 2
-    env_token = os.environ.get(ADMIN_TOKEN_ENV)
-    if env_token:
-        tokens = MappingProxyType({**config.admin_tokens, "env": env_token})
-        config = dataclasses.replace(config, admin_tokens=tokens)
-    app = App(config)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("canaryserve").info(
-            "received %s; draining (grace %.1fs)", signal.Signals(signum).name, config.grace_seconds
-        )
-        app.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    app.start()
-    app.wait()
-    logging.getLogger("canaryserve").info("stopped")
-    return 0
+def exec_server(server_args: Sequence[str]) -> NoReturn:
+    """Replace this process with the server (`python -m server`), so that signals sent to
+    this process (SIGTERM, Ctrl-C) reach the server itself. The client imports nothing of the
+    server; the server parses the flags (`canaryserve serve --help`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "server", *server_args])
 
 
 def _inference(args: argparse.Namespace) -> InferenceClient:
@@ -184,17 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-key", type=Path, help="client private key (mTLS)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the server (default: the bundled models)")
-    serve.add_argument("--models", type=Path, help="model repository directory")
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
-    serve.add_argument("--state-dir", type=Path, help="durable state (default .canaryserve/)")
-    serve.add_argument(
-        "--metrics-port", type=int, help="Prometheus /metrics port (default 8002; -1: off)"
-    )
-    serve.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    serve.set_defaults(func=cmd_serve)
+    # The flags of `serve` belong to the server (python -m server), which parses them.
+    sub.add_parser("serve", help="run the server (default: the bundled models)", add_help=False)
 
     models = sub.add_parser("models", help="list model versions and their state")
     _json_flag(models)
@@ -219,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        exec_server(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         code: int = args.func(args)
     except ClientError as exc:

@@ -198,3 +198,36 @@ def test_route_meta_without_equals_exits_1_with_a_usage_message(target: str) -> 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "KEY=VALUE" in done.stderr
+
+
+def test_serve_help_is_the_servers_and_lists_the_documented_flags(tmp_path: Path) -> None:
+    # `serve` hands its flags to the server's own entry point (python -m server).
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    out = ok(done)
+    assert out.startswith("usage: canaryserve serve")
+    for flag in ("--models", "--host", "--port", "--state-dir", "--config"):
+        assert flag in out
+
+
+def test_serve_with_an_unknown_flag_exits_2_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "serve", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in done.stderr
+
+
+def test_other_commands_still_reject_unknown_flags(target: str) -> None:
+    done = cli(target, "models", "--port", "1")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --port 1" in done.stderr
