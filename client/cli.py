@@ -13,15 +13,14 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from client.channel import open_channel
+from client.channel import DEFAULT_TARGET, open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
 from client.tensors import numpy_dtype
+from protos.wire import ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
 __all__ = ["main"]
-
-DEFAULT_TARGET = "127.0.0.1:8001"
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -126,7 +125,9 @@ def _operator_flags(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
     parser.add_argument("--token", help="admin token (default: $CANARYSERVE_TOKEN, then the file)")
     parser.add_argument(
-        "--state-dir", default=".canaryserve", help="where the server keeps admin.token"
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help=f"where the server keeps {ADMIN_TOKEN_FILE} (default {DEFAULT_STATE_DIR})",
     )
 
 
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a JSON value (e.g. '[[1,2,3,4]]') or @file.npy; repeat per input",
     )
-    infer.add_argument("--key", help="routing key (sent as x-routing-key)")
+    infer.add_argument("--key", help=f"routing key (sent as {ROUTING_KEY_HEADER})")
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)

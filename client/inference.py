@@ -12,14 +12,14 @@ import numpy as np
 import numpy.typing as npt
 
 from client import tensors
-from client.channel import open_channel
+from client.channel import DEFAULT_TARGET, open_channel
 from client.errors import from_rpc_error
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
+from protos.wire import ROUTING_KEY_HEADER
 
 __all__ = ["ROUTING_KEY_HEADER", "InferResult", "InferenceClient"]
 
-ROUTING_KEY_HEADER = "x-routing-key"
 Scalar = bool | int | float | str
 
 
@@ -53,7 +53,7 @@ class InferenceClient:
 
     def __init__(
         self,
-        target: str = "127.0.0.1:8001",
+        target: str = DEFAULT_TARGET,
         *,
         timeout: float = 10.0,
         channel: grpc.Channel | None = None,

@@ -16,11 +16,11 @@ from client.admin import AdminClient, percent_to_ppm
 from client.channel import open_channel
 from client.errors import ClientError
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
+from protos.wire import ADMIN_TOKEN_FILE
 
 __all__ = ["add_commands", "resolve_token"]
 
 TOKEN_ENV = "CANARYSERVE_TOKEN"
-TOKEN_FILE = "admin.token"
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -30,7 +30,7 @@ def resolve_token(args: argparse.Namespace) -> str:
         return str(args.token)
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
-    path = Path(args.state_dir) / TOKEN_FILE
+    path = Path(args.state_dir) / ADMIN_TOKEN_FILE
     if path.is_file():
         return path.read_text().strip()
     raise ClientError(
