@@ -18,7 +18,7 @@ from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
 from client.tensors import numpy_dtype
-from protos.wire import ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
+from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
 __all__ = ["main"]
 
@@ -123,7 +123,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 def _operator_flags(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
-    parser.add_argument("--token", help="admin token (default: $CANARYSERVE_TOKEN, then the file)")
+    parser.add_argument("--token", help=f"admin token (default: ${ADMIN_TOKEN_ENV}, then the file)")
     parser.add_argument(
         "--state-dir",
         default=DEFAULT_STATE_DIR,

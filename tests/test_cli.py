@@ -145,10 +145,21 @@ def test_rollout_weight_then_rollback_through_the_cli(target: str) -> None:
     assert "rolled_back" in out
 
 
-def test_token_from_environment_variable(target: str, tmp_path: Path) -> None:
-    done = cli(target, "status", "--json", env={"CANARYSERVE_TOKEN": TOKEN}, cwd=tmp_path)
+def test_token_from_the_environment_variable_the_server_also_reads(
+    target: str, tmp_path: Path
+) -> None:
+    done = cli(target, "status", "--json", env={"CANARYSERVE_ADMIN_TOKEN": TOKEN}, cwd=tmp_path)
     models = [r["model"] for r in json.loads(ok(done))]
     assert models == ["classifier", "counter", "shouter"]
+
+
+def test_the_environment_token_wins_over_the_token_file(target: str, tmp_path: Path) -> None:
+    (tmp_path / ".canaryserve").mkdir()
+    (tmp_path / ".canaryserve" / "admin.token").write_text("stale\n")
+    done = cli(target, "status", env={"CANARYSERVE_ADMIN_TOKEN": TOKEN}, cwd=tmp_path)
+    assert "classifier" in ok(done)
+    done = cli(target, "status", cwd=tmp_path)
+    assert done.returncode == 1 and "UNAUTHENTICATED" in done.stderr
 
 
 def test_missing_token_exits_1_explaining_where_tokens_come_from(
@@ -156,7 +167,16 @@ def test_missing_token_exits_1_explaining_where_tokens_come_from(
 ) -> None:
     done = cli(target, "status", cwd=tmp_path)
     assert done.returncode == 1
-    assert "UNAUTHENTICATED" in done.stderr and "CANARYSERVE_TOKEN" in done.stderr
+    assert "UNAUTHENTICATED" in done.stderr and "CANARYSERVE_ADMIN_TOKEN" in done.stderr
+    assert "admin.token" in done.stderr
+
+
+def test_the_former_token_variable_is_not_read_and_the_error_says_so(
+    target: str, tmp_path: Path
+) -> None:
+    done = cli(target, "status", env={"CANARYSERVE_TOKEN": TOKEN}, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "CANARYSERVE_TOKEN is no longer read: set CANARYSERVE_ADMIN_TOKEN" in done.stderr
 
 
 def test_bad_token_exits_1_with_unauthenticated_on_stderr(target: str) -> None:
