@@ -6,9 +6,13 @@ from pathlib import Path
 
 import grpc
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "open_channel"]
+from protos.wire import DEFAULT_PORT
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_TARGET", "open_channel"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The server's default address: its default port on this machine.
+DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 
 
 def open_channel(

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
-from client.channel import open_channel
+from client.channel import DEFAULT_TARGET, open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
+from client.tensors import numpy_dtype
+from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
 __all__ = ["main"]
-
-DEFAULT_TARGET = "127.0.0.1:8001"
-ADMIN_TOKEN_ENV = "CANARYSERVE_ADMIN_TOKEN"
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -35,43 +30,13 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- serve --
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import App
-    from server.config import ConfigError, load_config
-
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {
-        "models_dir": args.models,
-        "host": args.host,
-        "port": args.port,
-        "state_dir": args.state_dir,
-        "metrics_port": args.metrics_port,
-    }
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"canaryserve: {exc}", file=sys.stderr)
-        return 2
-    env_token = os.environ.get(ADMIN_TOKEN_ENV)
-    if env_token:
-        tokens = MappingProxyType({**config.admin_tokens, "env": env_token})
-        config = dataclasses.replace(config, admin_tokens=tokens)
-    app = App(config)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("canaryserve").info(
-            "received %s; draining (grace %.1fs)", signal.Signals(signum).name, config.grace_seconds
-        )
-        app.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    app.start()
-    app.wait()
-    logging.getLogger("canaryserve").info("stopped")
-    return 0
+def exec_server(server_args: Sequence[str]) -> NoReturn:
+    """Replace this process with the server (`python -m server`), so that signals sent to
+    this process (SIGTERM, Ctrl-C) reach the server itself. The client imports nothing of the
+    server; the server parses the flags (`canaryserve serve --help`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "server", *server_args])
 
 
 def _inference(args: argparse.Namespace) -> InferenceClient:
@@ -122,11 +87,7 @@ def _parse_input(spec: str, datatypes: dict[str, str]) -> tuple[str, npt.NDArray
         out = np.empty(len(flat), dtype=object)
         out[:] = flat
         return name, out.reshape(array.shape)
-    from server.serving.dtypes import by_oip
-
-    row = by_oip(datatype)
-    assert row is not None
-    return name, np.asarray(parsed, dtype=row.numpy)
+    return name, np.asarray(parsed, dtype=numpy_dtype(datatype))
 
 
 def _result_json(result: InferResult) -> dict[str, Any]:
@@ -162,9 +123,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 def _operator_flags(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
-    parser.add_argument("--token", help="admin token (default: $CANARYSERVE_TOKEN, then the file)")
+    parser.add_argument("--token", help=f"admin token (default: ${ADMIN_TOKEN_ENV}, then the file)")
     parser.add_argument(
-        "--state-dir", default=".canaryserve", help="where the server keeps admin.token"
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help=f"where the server keeps {ADMIN_TOKEN_FILE} (default {DEFAULT_STATE_DIR})",
     )
 
 
@@ -187,17 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-key", type=Path, help="client private key (mTLS)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the server (default: the bundled models)")
-    serve.add_argument("--models", type=Path, help="model repository directory")
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
-    serve.add_argument("--state-dir", type=Path, help="durable state (default .canaryserve/)")
-    serve.add_argument(
-        "--metrics-port", type=int, help="Prometheus /metrics port (default 8002; -1: off)"
-    )
-    serve.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    serve.set_defaults(func=cmd_serve)
+    # The flags of `serve` belong to the server (python -m server), which parses them.
+    sub.add_parser("serve", help="run the server (default: the bundled models)", add_help=False)
 
     models = sub.add_parser("models", help="list model versions and their state")
     _json_flag(models)
@@ -213,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a JSON value (e.g. '[[1,2,3,4]]') or @file.npy; repeat per input",
     )
-    infer.add_argument("--key", help="routing key (sent as x-routing-key)")
+    infer.add_argument("--key", help=f"routing key (sent as {ROUTING_KEY_HEADER})")
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)
@@ -222,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        exec_server(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         code: int = args.func(args)
     except ClientError as exc:

@@ -11,15 +11,15 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from client.channel import open_channel
-from client.errors import ClientError, from_rpc_error
+from client import tensors
+from client.channel import DEFAULT_TARGET, open_channel
+from client.errors import from_rpc_error
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
-from server.serving.dtypes import by_oip, decode_bytes, encode_raw
+from protos.wire import ROUTING_KEY_HEADER
 
 __all__ = ["ROUTING_KEY_HEADER", "InferResult", "InferenceClient"]
 
-ROUTING_KEY_HEADER = "x-routing-key"
 Scalar = bool | int | float | str
 
 
@@ -48,24 +48,12 @@ def _param(p: pb.InferParameter) -> Scalar:
     return value
 
 
-def _output(datatype: str, shape: Sequence[int], raw: bytes) -> npt.NDArray[Any]:
-    row = by_oip(datatype)
-    if row is None:
-        raise ClientError("UNKNOWN", f"server sent unknown datatype {datatype}")
-    if row.oip == "BYTES":
-        count = int(np.prod(shape)) if shape else 1
-        out = np.empty(count, dtype=object)
-        out[:] = decode_bytes("output", raw, count)
-        return out.reshape(tuple(shape))
-    return np.frombuffer(raw, dtype=row.numpy).reshape(tuple(shape))
-
-
 class InferenceClient:
     """A client of one canaryserve (or any Open Inference Protocol) server."""
 
     def __init__(
         self,
-        target: str = "127.0.0.1:8001",
+        target: str = DEFAULT_TARGET,
         *,
         timeout: float = 10.0,
         channel: grpc.Channel | None = None,
@@ -148,8 +136,8 @@ class InferenceClient:
         request = pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
         for name, value in inputs.items():
             array = np.asarray(value)
-            row, data = encode_raw(array)
-            request.inputs.add(name=name, datatype=row.oip, shape=array.shape)
+            datatype, data = tensors.encode(array)
+            request.inputs.add(name=name, datatype=datatype, shape=array.shape)
             request.raw_input_contents.append(data)
         for name in outputs:
             request.outputs.add(name=name)
@@ -161,7 +149,7 @@ class InferenceClient:
             model=response.model_name,
             version=response.model_version,
             outputs={
-                out.name: _output(out.datatype, out.shape, raw)
+                out.name: tensors.decode(out.datatype, out.shape, raw)
                 for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
             },
             parameters={k: _param(v) for k, v in response.parameters.items()},

@@ -16,26 +16,32 @@ from client.admin import AdminClient, percent_to_ppm
 from client.channel import open_channel
 from client.errors import ClientError
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
+from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE
 
 __all__ = ["add_commands", "resolve_token"]
 
-TOKEN_ENV = "CANARYSERVE_TOKEN"
-TOKEN_FILE = "admin.token"
+#: What the CLI called the variable before it shared the server's; named only in a hint.
+_FORMER_TOKEN_ENV = "CANARYSERVE_TOKEN"
 Handler = Callable[[argparse.Namespace], int]
 
 
 def resolve_token(args: argparse.Namespace) -> str:
-    """--token, then $CANARYSERVE_TOKEN, then <state dir>/admin.token."""
+    """--token, then $CANARYSERVE_ADMIN_TOKEN, then <state dir>/admin.token."""
     if args.token:
         return str(args.token)
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
-    path = Path(args.state_dir) / TOKEN_FILE
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return os.environ[ADMIN_TOKEN_ENV]
+    path = Path(args.state_dir) / ADMIN_TOKEN_FILE
     if path.is_file():
         return path.read_text().strip()
+    former = (
+        f" ({_FORMER_TOKEN_ENV} is no longer read: set {ADMIN_TOKEN_ENV} instead)"
+        if os.environ.get(_FORMER_TOKEN_ENV)
+        else ""
+    )
     raise ClientError(
         "UNAUTHENTICATED",
-        f"no admin token: pass --token, set {TOKEN_ENV}, or run where {path} exists",
+        f"no admin token: pass --token, set {ADMIN_TOKEN_ENV}, or run where {path} exists" + former,
     )
 
 

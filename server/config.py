@@ -14,9 +14,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR
+
 from server.promotion.policy import Policy
 
-__all__ = ["Config", "ConfigError", "ModelConfig", "bundled_models_dir", "load_config"]
+__all__ = [
+    "ENV_TOKEN_NAME",
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "bundled_models_dir",
+    "load_config",
+    "with_env_admin_token",
+]
 
 
 class ConfigError(ValueError):
@@ -56,9 +66,9 @@ class Config:
     """Model repository: `<models_dir>/<model>/<version>/model.onnx`."""
     host: str = "127.0.0.1"
     """Address the gRPC server listens on (`0.0.0.0` for every interface)."""
-    port: int = 8001
+    port: int = DEFAULT_PORT
     """gRPC port for inference and admin; 0 picks a free port (printed at start)."""
-    state_dir: Path = Path(".canaryserve")
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
     """Directory for durable state (rollouts, audit log, generated token)."""
     workers: int = 16
     """Threads serving gRPC calls; bounds the calls in progress at once."""
@@ -248,6 +258,22 @@ def _merge(defaults: dict[str, Any], configured: Any) -> Any:
         else:
             merged[name] = table
     return merged
+
+
+#: The name (in the audit log) of the admin token taken from `CANARYSERVE_ADMIN_TOKEN`.
+ENV_TOKEN_NAME = "env"
+
+
+def with_env_admin_token(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` plus the admin token in `environ[CANARYSERVE_ADMIN_TOKEN]`, when set, named
+    "env" (the server accepts it; the CLI sends the same variable)."""
+    token = environ.get(ADMIN_TOKEN_ENV, "")
+    if not token:
+        return config
+    if not token.strip():
+        raise ConfigError(f"{ADMIN_TOKEN_ENV} is set but blank")
+    tokens = MappingProxyType({**config.admin_tokens, ENV_TOKEN_NAME: token})
+    return dataclasses.replace(config, admin_tokens=tokens)
 
 
 def _validate(config: Config) -> None:

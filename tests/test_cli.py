@@ -145,10 +145,21 @@ def test_rollout_weight_then_rollback_through_the_cli(target: str) -> None:
     assert "rolled_back" in out
 
 
-def test_token_from_environment_variable(target: str, tmp_path: Path) -> None:
-    done = cli(target, "status", "--json", env={"CANARYSERVE_TOKEN": TOKEN}, cwd=tmp_path)
+def test_token_from_the_environment_variable_the_server_also_reads(
+    target: str, tmp_path: Path
+) -> None:
+    done = cli(target, "status", "--json", env={"CANARYSERVE_ADMIN_TOKEN": TOKEN}, cwd=tmp_path)
     models = [r["model"] for r in json.loads(ok(done))]
     assert models == ["classifier", "counter", "shouter"]
+
+
+def test_the_environment_token_wins_over_the_token_file(target: str, tmp_path: Path) -> None:
+    (tmp_path / ".canaryserve").mkdir()
+    (tmp_path / ".canaryserve" / "admin.token").write_text("stale\n")
+    done = cli(target, "status", env={"CANARYSERVE_ADMIN_TOKEN": TOKEN}, cwd=tmp_path)
+    assert "classifier" in ok(done)
+    done = cli(target, "status", cwd=tmp_path)
+    assert done.returncode == 1 and "UNAUTHENTICATED" in done.stderr
 
 
 def test_missing_token_exits_1_explaining_where_tokens_come_from(
@@ -156,7 +167,16 @@ def test_missing_token_exits_1_explaining_where_tokens_come_from(
 ) -> None:
     done = cli(target, "status", cwd=tmp_path)
     assert done.returncode == 1
-    assert "UNAUTHENTICATED" in done.stderr and "CANARYSERVE_TOKEN" in done.stderr
+    assert "UNAUTHENTICATED" in done.stderr and "CANARYSERVE_ADMIN_TOKEN" in done.stderr
+    assert "admin.token" in done.stderr
+
+
+def test_the_former_token_variable_is_not_read_and_the_error_says_so(
+    target: str, tmp_path: Path
+) -> None:
+    done = cli(target, "status", env={"CANARYSERVE_TOKEN": TOKEN}, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "CANARYSERVE_TOKEN is no longer read: set CANARYSERVE_ADMIN_TOKEN" in done.stderr
 
 
 def test_bad_token_exits_1_with_unauthenticated_on_stderr(target: str) -> None:
@@ -198,3 +218,36 @@ def test_route_meta_without_equals_exits_1_with_a_usage_message(target: str) -> 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "KEY=VALUE" in done.stderr
+
+
+def test_serve_help_is_the_servers_and_lists_the_documented_flags(tmp_path: Path) -> None:
+    # `serve` hands its flags to the server's own entry point (python -m server).
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    out = ok(done)
+    assert out.startswith("usage: canaryserve serve")
+    for flag in ("--models", "--host", "--port", "--state-dir", "--config"):
+        assert flag in out
+
+
+def test_serve_with_an_unknown_flag_exits_2_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "serve", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in done.stderr
+
+
+def test_other_commands_still_reject_unknown_flags(target: str) -> None:
+    done = cli(target, "models", "--port", "1")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --port 1" in done.stderr

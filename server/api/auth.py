@@ -16,19 +16,19 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from protos.wire import ADMIN_TOKEN_FILE
 from server.errors import Unauthenticated
 
-__all__ = ["TOKEN_FILE", "AuthInterceptor", "Authenticator", "ensure_token_file"]
+__all__ = ["AuthInterceptor", "Authenticator", "ensure_token_file"]
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "admin.token"
 _PREFIX = "bearer "
 
 
 def ensure_token_file(state_dir: Path) -> str:
     """The generated admin token, created (mode 0600) on first start."""
-    path = state_dir / TOKEN_FILE
+    path = state_dir / ADMIN_TOKEN_FILE
     if path.exists():
         token = path.read_text().strip()
         if token:

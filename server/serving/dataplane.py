@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
+from protos.wire import ROUTING_KEY_HEADER
 from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
@@ -43,8 +44,7 @@ Draw: TypeAlias = Callable[[], float]
 #: Response parameters naming how the request was routed.
 PARAM_STAGE = "stage"
 PARAM_REASON = "route_reason"
-#: Where a request's routing key comes from: this metadata key, else this request parameter.
-ROUTING_KEY_HEADER = "x-routing-key"
+#: Where a request's routing key comes from: metadata ROUTING_KEY_HEADER, else this parameter.
 ROUTING_KEY_PARAM = "routing_key"
 
 
