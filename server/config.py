@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any
 
 from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR
-
 from server.promotion.policy import Policy
 
 __all__ = [
