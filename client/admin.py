@@ -140,10 +140,14 @@ class AdminClient:
         response: pb.ApproveStepResponse = self._call(self._stub.ApproveStep, request)
         return response.rollout
 
-    def watch(self, model: str = "") -> Iterator[pb.WatchRolloutsResponse]:
-        """Every rollout change from now on, in commit order (cancel by closing the client)."""
+    def watch(
+        self, model: str = "", send_current: bool = False
+    ) -> Iterator[pb.WatchRolloutsResponse]:
+        """Every rollout change from now on, in commit order (cancel by closing the client);
+        with `send_current`, first every watched rollout as it is now (sequence 0)."""
         stream = self._stub.WatchRollouts(
-            pb.WatchRolloutsRequest(model=model), metadata=self._metadata
+            pb.WatchRolloutsRequest(model=model, send_current=send_current),
+            metadata=self._metadata,
         )
         try:
             yield from stream

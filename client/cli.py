@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -138,16 +139,64 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The flags every command takes, before or after the command's name. Only the top-level
+    parser sets defaults: a subcommand's copy (SUPPRESS) overrides them only when given."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--target",
+        default=default(DEFAULT_TARGET),
+        help=f"server address (default {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=default(10.0), help="deadline per call, seconds"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=default(None),
+        help="CA bundle to verify the server (enables TLS)",
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, default=default(None), help="client certificate (mTLS)"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=default(None), help="client private key (mTLS)"
+    )
+
+
+def _accept_global_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand (at any depth) the global flags it does not define itself."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if child.add_help:  # `serve` passes its flags on to the server untouched
+                    known = set(child._option_string_actions)
+                    scratch = argparse.ArgumentParser(add_help=False)
+                    _global_flags(scratch, defaults=False)
+                    for flag in scratch._actions:
+                        if not known & set(flag.option_strings):
+                            child._add_action(flag)
+                    _accept_global_flags(child)
+
+
+def _version() -> str:
+    try:
+        return f"canaryserve {importlib.metadata.version('canaryserve')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "canaryserve (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="canaryserve", description=__doc__)
-    parser.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})"
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--tls-ca", type=Path, help="CA bundle to verify the server (enables TLS)")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate (mTLS)")
-    parser.add_argument("--tls-key", type=Path, help="client private key (mTLS)")
+    parser.add_argument("--version", action="version", version=_version())
+    _global_flags(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     # The flags of `serve` belong to the server (python -m server), which parses them.
@@ -171,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)
+    _accept_global_flags(parser)
     return parser
 
 
@@ -184,9 +234,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ClientError as exc:
-        print(f"canaryserve: {exc}", file=sys.stderr)
+        if exc.code == "UNAVAILABLE" and _no_connection(exc.details):
+            print(
+                f"canaryserve: no server at {args.target} (is `canaryserve serve` running?)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"canaryserve: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's own flush at exit
+        # from failing on the same closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
+    except KeyboardInterrupt:  # Ctrl-C, e.g. ending `status --watch`
+        return 130
     return code
+
+
+def _no_connection(details: str) -> bool:
+    """True when gRPC could not reach the server at all (nothing listens there)."""
+    lowered = details.lower()
+    return any(
+        hint in lowered
+        for hint in ("failed to connect", "connection refused", "connect failed", "dns resolution")
+    )
 
 
 if __name__ == "__main__":

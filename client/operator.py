@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -10,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from client.admin import AdminClient, percent_to_ppm
 from client.channel import open_channel
@@ -52,9 +54,31 @@ def _admin(args: argparse.Namespace) -> AdminClient:
     return AdminClient(channel, resolve_token(args), timeout=args.timeout)
 
 
-def _dict(message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+def _dict(message: Message) -> dict[str, Any]:
+    """A message as JSON-ready data: numbers stay numbers (protobuf's JSON mapping would
+    quote 64-bit integers), enums by name, timestamps in RFC 3339, unset fields left out."""
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[field.name] = {k: _value(field.message_type.fields_by_name["value"], v)
+                               for k, v in value.items()}  # fmt: skip
+        elif field.label == FieldDescriptor.LABEL_REPEATED:
+            out[field.name] = [_value(field, v) for v in value]
+        else:
+            out[field.name] = _value(field, value)
     return out
+
+
+def _value(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name == "google.protobuf.Timestamp":
+            return value.ToJsonString()
+        return _dict(value)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return field.enum_type.values_by_number[value].name
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    return value
 
 
 def _pct(ppm: int) -> str:
@@ -80,13 +104,17 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         if args.watch:
-            for event in admin.watch(args.model or ""):
-                _print(
-                    args,
-                    _dict(event),
-                    f"#{event.sequence} {_rollout_line(event.rollout)}"
-                    f"  [{event.audit.operation} by {event.audit.actor}]",
-                )
+            # The current state first (sequence 0), then each change; one line per event.
+            for event in admin.watch(args.model or "", send_current=True):
+                if args.json:
+                    print(json.dumps(_dict(event), sort_keys=True))
+                elif event.HasField("audit"):
+                    print(
+                        f"#{event.sequence} {_rollout_line(event.rollout)}"
+                        f"  [{event.audit.operation} by {event.audit.actor}]"
+                    )
+                else:
+                    print(f"now {_rollout_line(event.rollout)}")
                 sys.stdout.flush()
             return 0
         rollouts = [admin.get(args.model)] if args.model else admin.rollouts()

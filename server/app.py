@@ -17,7 +17,12 @@ from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.api.admin import AdminServicer
-from server.api.auth import Authenticator, AuthInterceptor, ensure_token_file
+from server.api.auth import (
+    Authenticator,
+    AuthInterceptor,
+    check_state_dir,
+    ensure_token_file,
+)
 from server.api.inference import InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound
@@ -80,7 +85,7 @@ class App:
             self.shadow,
             telemetry=self.telemetry,
         )
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        check_state_dir(config.state_dir)
         self.store = SqliteStore(config.state_dir / STATE_DB)
         self.rollouts = RolloutController(
             self.store,
@@ -196,9 +201,16 @@ class App:
             server,
         )
         address = f"{self.config.host}:{self.config.port}"
-        self.port = self._listen(server, address)
+        try:
+            self.port = self._listen(server, address)
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise ConfigError(
+                f"cannot listen on {address}: the port is in use (another canaryserve?) or the"
+                " address is not this machine's; choose another with --port or `port` in the"
+                " config file (0 picks a free port)"
+            )
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         server.start()
         self._server = server
@@ -208,7 +220,16 @@ class App:
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
         if self.config.metrics_port >= 0:
-            self._metrics = MetricsServer(self.config.host, self.config.metrics_port, self.metrics)
+            try:
+                self._metrics = MetricsServer(
+                    self.config.host, self.config.metrics_port, self.metrics
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve metrics on {self.config.host}:{self.config.metrics_port}:"
+                    f" {exc.strerror}; choose another port with --metrics-port or `metrics_port`"
+                    " in the config file (-1 turns metrics off)"
+                ) from None
             self._metrics.start()
             self.metrics_port = self._metrics.port
         self.promotion.start()

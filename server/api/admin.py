@@ -278,10 +278,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             self._actor(context)
             if request.model:
                 self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
-            sub = self._controller.subscribe(request.model or None)
+            current, sub = self._controller.watch(request.model or None)
         except CanaryServeError as exc:
             context.abort(code_for(exc), str(exc))
         try:
+            if request.send_current:
+                for state in current:
+                    yield pb.WatchRolloutsResponse(sequence=0, rollout=rollout_pb(state))
             while context.is_active():
                 try:
                     event = sub.get(timeout=_WATCH_POLL_S)

@@ -6,10 +6,12 @@ first start into `<state_dir>/admin.token` (mode 0600) and reused after restarts
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -17,30 +19,53 @@ from typing import Any, TypeAlias
 import grpc
 
 from protos.wire import ADMIN_TOKEN_FILE
+from server.config import ConfigError
 from server.errors import Unauthenticated
 
-__all__ = ["AuthInterceptor", "Authenticator", "ensure_token_file"]
+__all__ = ["AuthInterceptor", "Authenticator", "check_state_dir", "ensure_token_file"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "bearer "
 
 
+def check_state_dir(state_dir: Path) -> None:
+    """Create the state directory private (0700); refuse one that others may write to, since
+    anyone who can write there can plant an admin token or edit the rollout state."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = state_dir.stat().st_mode
+    if mode & 0o022:
+        raise ConfigError(
+            f"state directory {state_dir} is writable by others (mode {stat.S_IMODE(mode):o}):"
+            f" anyone could plant an admin token or change rollouts; run chmod go-w {state_dir}"
+            " or choose another --state-dir"
+        )
+
+
 def ensure_token_file(state_dir: Path) -> str:
-    """The generated admin token, created (mode 0600) on first start."""
+    """The generated admin token, created (mode 0600) on first start, checked as ssh checks
+    its key files: a symlink, another owner or access by others is refused, never followed."""
+    check_state_dir(state_dir)
     path = state_dir / ADMIN_TOKEN_FILE
-    if path.exists():
-        token = path.read_text().strip()
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        _check_token_file(path, st)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as f:
+            token = f.read().strip()
         if token:
-            if path.stat().st_mode & 0o077:
-                log.warning("%s is readable by others; chmod 600 it", path)
             return token
         log.warning("%s is empty (an interrupted first start?); generating a new token", path)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    # Hex: a token never starts with "-", so `--token TOKEN` always parses.
+    token = secrets.token_hex(32)
     # Write a private temporary file, then rename: a crash never leaves an empty token file.
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # O_EXCL below: never write through something planted at this name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
         f.flush()
@@ -48,6 +73,21 @@ def ensure_token_file(state_dir: Path) -> str:
     os.replace(tmp, path)
     log.warning("no admin token configured: generated one in %s (mode 0600)", path)
     return token
+
+
+def _check_token_file(path: Path, st: os.stat_result) -> None:
+    fix = f"delete {path} to have a new token generated, or configure admin_tokens"
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"{path} is a symbolic link; refusing to follow it: {fix}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path} is not a regular file: {fix}")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"{path} belongs to another user (uid {st.st_uid}): {fix}")
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{path} is accessible by others (mode {stat.S_IMODE(st.st_mode):o}): run chmod 600"
+            f" {path} if the token is still secret, or {fix}"
+        )
 
 
 class Authenticator:

@@ -223,10 +223,18 @@ class RolloutController:
 
     def subscribe(self, model: str | None = None, max_pending: int | None = None) -> Subscription:
         """Events for every later change (of `model`, or of all models), in commit order."""
+        return self.watch(model, max_pending)[1]
+
+    def watch(
+        self, model: str | None = None, max_pending: int | None = None
+    ) -> tuple[list[RolloutState], Subscription]:
+        """The watched states as they are now, and events for every later change: taken
+        under the write lock together, so no change falls between the two."""
         sub = Subscription(model, self._watch_max_pending if max_pending is None else max_pending)
         with self._lock:
             self._subscriptions.append(sub)
-        return sub
+            current = [s for s in self.states() if model is None or s.model == model]
+        return current, sub
 
     def close_subscriptions(self) -> None:
         """End every watch stream (at shutdown): subscribers see a clean end of stream."""

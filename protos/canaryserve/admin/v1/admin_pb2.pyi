@@ -340,10 +340,12 @@ class ListAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class WatchRolloutsRequest(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "send_current")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SEND_CURRENT_FIELD_NUMBER: _ClassVar[int]
     model: str
-    def __init__(self, model: _Optional[str] = ...) -> None: ...
+    send_current: bool
+    def __init__(self, model: _Optional[str] = ..., send_current: _Optional[bool] = ...) -> None: ...
 
 class WatchRolloutsResponse(_message.Message):
     __slots__ = ("sequence", "rollout", "audit")
