@@ -1,8 +1,10 @@
-"""Benchmarks (not tests): canaryserve against a minimal gRPC server and raw `session.run`.
+"""Benchmarks (not tests): serving, rollout and shadow cost, release safety; see docs/benchmarks.md.
 
-`python -m benchmarks.serving` (or `make bench`) runs the whole comparison and prints a table;
-see docs/benchmarks.md. `benchmarks.baseline` is the minimal server, `benchmarks.load` the
-closed-loop load generator that runs in a child process.
+`benchmarks.serving` (`make bench`), `benchmarks.perf_analyzer` (`make perf-analyzer`),
+`benchmarks.rollout_shadow` and `benchmarks.release_safety` are the benchmarks. They share one
+harness: `benchmarks.harness` starts the server under test, the load generator child process
+(`benchmarks.load`, its calls in `benchmarks.calls`), pins cores and describes the machine.
+`benchmarks.baseline` is the minimal server and `benchmarks.report` the serving report.
 """
 
 from __future__ import annotations

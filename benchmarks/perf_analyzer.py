@@ -28,9 +28,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from benchmarks.serving import INTRA_OP_THREADS, MODELS, REPO_ROOT, build_repository
-from server.app import App
-from server.config import load_config
+from benchmarks.harness import REPO_ROOT, describe, machine, serving
+from benchmarks.serving import INTRA_OP_THREADS, MODELS, build_repository
 
 __all__ = ["ensure_perf_analyzer", "main"]
 
@@ -101,22 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measurement-ms", type=int, default=3000, help="per window")
     args = parser.parse_args(argv)
     binary, env = ensure_perf_analyzer()
+    described = describe(machine())
     with tempfile.TemporaryDirectory(prefix="canaryserve-pa-") as tmp:
         build_repository(Path(tmp) / "models")
-        config = load_config(
-            None,
-            {
-                "models_dir": Path(tmp) / "models",
-                "state_dir": Path(tmp) / "state",
-                "port": 0,
-                "metrics_port": -1,
-                "intra_op_threads": INTRA_OP_THREADS,
-            },
-        )
-        app = App(config)
-        target = f"127.0.0.1:{app.start()}"
-        try:
+        with serving(Path(tmp), {"intra_op_threads": INTRA_OP_THREADS}) as app:
+            target = f"127.0.0.1:{app.port}"
             print(f"perf_analyzer from tritonclient {TRITONCLIENT} against canaryserve {target}")
+            print(f"machine: {described}")
             for model in args.models.split(","):
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
                     f = run_point(binary, env, target, model, concurrency, args.measurement_ms)
@@ -127,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"\n{'':16}server: {server}",
                         flush=True,
                     )
-        finally:
-            app.stop(0)
     return 0
 
 

@@ -2,45 +2,42 @@
 
 `python -m benchmarks.release_safety [--runs N] [--json PATH] [--quick] [--rate R]` starts a
 real server (`App`, port 0) per scenario over a fresh bundled repository plus a real candidate
-ONNX file, drives keyed N(0, 1) traffic from a load generator in a spawned child process (its
-own GIL and channels), starts an automatic rollout with an explicit policy and watches the
-promotion controller decide: a faulty candidate (~5% errors), a slow one (~1.5x end-to-end
-p99), an identical one (N seeded runs), no traffic at all, and ~1% shadow disagreement. Ends
-with a summary table; exits 1 when any scenario misses. See docs/release-safety.md.
+ONNX file, drives keyed N(0, 1) traffic from the load generator child process
+(`benchmarks.load`: its own GIL and channels), starts an automatic rollout with an explicit
+policy and watches the promotion controller decide: a faulty candidate (~5% errors), a slow
+one (~1.5x end-to-end p99), an identical one (N seeded runs), no traffic at all, and ~1% shadow
+disagreement. Ends with a summary table; exits 1 when any scenario misses. See
+docs/release-safety.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
+from benchmarks.harness import LoadChild, describe, machine, serving
+from benchmarks.load import Result, Spec
 from client.admin import AdminClient
-from client.errors import ClientError
-from client.inference import InferenceClient
 from models import build as mb
 from protos.canaryserve.admin.v1.admin_pb2 import GateCheck
 from server.app import App
-from server.config import load_config
 
-__all__ = ["BASE_POLICY", "LoadGen", "Outcome", "Tally", "main", "run_all"]
+__all__ = ["BASE_POLICY", "Outcome", "Rollout", "main", "run_all"]
 
 MODEL, STABLE, TOKEN = "classifier", "2", "release-safety"
-RATE, CONCURRENCY, USERS = 800.0, 4, 1_000_000  # default req/s, client threads, user keys
+RATE, CONCURRENCY, INPUTS = 800.0, 4, 4096  # default req/s, client threads, distinct rows
 WARMUP_S = 1.0  # stable-only traffic before each rollout: the baseline a live server has
 BASE_POLICY: dict[str, Any] = {
     "shadow_ppm": 0,
@@ -57,128 +54,45 @@ BASE_POLICY: dict[str, Any] = {
 }
 Build = Callable[[Path], object]  # writes one candidate model file
 Pin = tuple[str, float] | None  # calibration: (version, share of the calls pinned to it)
+SETTINGS: dict[str, Any] = {
+    "admin_tokens": {"bench": TOKEN}, "promotion_tick_seconds": 0.05, "workers": 8,
+    "grace_seconds": 1.0, "models": {MODEL: {"stable": STABLE}},
+}  # fmt: skip
+
+
+def _spec(target: str, seed: int, rate: float, pin: Pin = None) -> Spec:
+    """Until stopped: `rate` calls/s of seeded N(0, 1) rows [1, 4] on CONCURRENCY threads, each
+    with a random user key and a request id, answers tallied by version."""
+    return Spec(kind="grpc", model=MODEL, shape=[1, 4], concurrency=CONCURRENCY, duration=0.0,
+                warmup=0.0, target=target, rate=rate, inputs=INPUTS, seed=seed, keys="random",
+                request_ids=True, by_version=True, pin_version=pin[0] if pin else "",
+                pin_share=pin[1] if pin else 0.0)  # fmt: skip
+
+
+def _p99(load: Result, version: str) -> float:
+    """End-to-end p99 (ms, from the send) of the calls `version` answered; NaN without any."""
+    return load.version_p99_ms.get(version, float("nan"))
 
 
 @dataclass
-class Tally:
-    """What the load generator saw: answers and end-to-end latency (ms) per version, errors."""
+class Traffic:
+    """The load generator child (one for the whole benchmark) at the benchmark's rate."""
 
-    ok: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    latency_ms: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    calls: int = 0
-
-    def p99(self, version: str) -> float:
-        samples = self.latency_ms.get(version)
-        return float(np.percentile(samples, 99)) if samples else float("nan")
-
-    @property
-    def rps(self) -> float:
-        return self.calls / self.seconds if self.seconds else 0.0
-
-
-def _client(target: str, seed: int, i: int, rate: float, pin: Pin, stop: threading.Event,
-            tally: Tally) -> None:  # fmt: skip
-    """One client thread, own channel: paced calls (no catch-up bursts) with random user keys."""
-    rng, period, next_at = np.random.default_rng([seed, i]), CONCURRENCY / rate, time.perf_counter()
-    with InferenceClient(target) as client:
-        while not stop.is_set():
-            x = rng.standard_normal((1, 4), dtype=np.float32)
-            key = f"user-{seed}-{rng.integers(USERS)}"
-            version = pin[0] if pin and rng.random() < pin[1] else ""
-            t0, rid = time.perf_counter(), f"{seed}-{i}-{tally.calls}"
-            tally.calls += 1
-            try:
-                got = client.infer(
-                    MODEL, {"input": x}, version=version, routing_key=key, request_id=rid
-                ).version
-                tally.ok[got] = tally.ok.get(got, 0) + 1
-                tally.latency_ms.setdefault(got, []).append((time.perf_counter() - t0) * 1e3)
-            except ClientError as exc:
-                tally.errors[exc.code] = tally.errors.get(exc.code, 0) + 1
-            next_at = max(next_at + period, time.perf_counter() - period)
-            stop.wait(max(0.0, next_at - time.perf_counter()))
-
-
-def _child(conn: Connection) -> None:
-    """The spawned process: ("start", target, seed, rate, pin), then ("count",)*, ("stop",)."""
-    while (message := conn.recv())[0] == "start":
-        stop, parts, began = threading.Event(), [Tally() for _ in range(CONCURRENCY)], time.time()
-        threads = [
-            threading.Thread(target=_client, args=(*message[1:3], i, *message[3:], stop, part))
-            for i, part in enumerate(parts)
-        ]
-        for t in threads:
-            t.start()
-        conn.send("started")
-        while conn.recv()[0] == "count":  # calls so far, to cut the count at a decision
-            conn.send(sum(p.calls for p in parts))
-        stop.set()
-        total = Tally()
-        for t, part in zip(threads, parts, strict=True):
-            t.join()
-            total.calls += part.calls
-            for version, n in part.ok.items():
-                total.ok[version] = total.ok.get(version, 0) + n
-                total.latency_ms.setdefault(version, []).extend(part.latency_ms[version])
-            for code, n in part.errors.items():
-                total.errors[code] = total.errors.get(code, 0) + n
-        total.seconds = time.time() - began
-        conn.send(total)
-
-
-class LoadGen:
-    """The parent's handle on the load generator process (one for the whole benchmark)."""
-
-    def __init__(self, rate: float = RATE) -> None:
-        ctx, self.rate = multiprocessing.get_context("spawn"), rate
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(child,), daemon=True)
-        self._proc.start()
-
-    def _ask(self, *message: object) -> Any:
-        self._conn.send(message)
-        return self._conn.recv()
+    child: LoadChild
+    rate: float = RATE
 
     def start(self, target: str, seed: int, pin: Pin = None) -> None:
-        self._ask("start", target, seed, self.rate, pin)
-
-    def count(self) -> int:
-        return int(self._ask("count"))
-
-    def stop(self) -> Tally:
-        tally: Tally = self._ask("stop")
-        return tally
-
-    def close(self) -> None:
-        self._conn.send(("quit",))
-        self._proc.join(10)
+        self.child.start(_spec(target, seed, self.rate, pin))
 
 
-def _serve(tmp: Path, candidates: Mapping[str, Build]) -> App:
+def _serve(tmp: Path, candidates: Mapping[str, Build]) -> AbstractContextManager[App]:
     """A server over a fresh bundled repository (classifier 1-4) plus `candidates`."""
     root = tmp / "models"
     mb.build_repository(root)
     for version, build in candidates.items():
         (root / MODEL / version).mkdir(parents=True, exist_ok=True)
         build(root / MODEL / version / mb.MODEL_FILE)
-    app = App(load_config(None, {
-        "models_dir": root, "state_dir": tmp / "state", "port": 0, "metrics_port": -1,
-        "admin_tokens": {"bench": TOKEN}, "promotion_tick_seconds": 0.05,
-        "intra_op_threads": 1, "workers": 8, "grace_seconds": 1.0,
-        "models": {MODEL: {"stable": STABLE}},
-    }))  # fmt: skip
-    app.start()
-    return app
-
-
-@contextmanager
-def _stopping(app: App) -> Iterator[App]:
-    try:
-        yield app
-    finally:
-        app.stop(0)
+    return serving(tmp, SETTINGS)
 
 
 def _slow_model(width: int) -> Build:
@@ -210,26 +124,27 @@ class Rollout:
     revisions: tuple[int, int]  # right after the start, at the end
     checks: dict[str, GateCheck]
     operations: list[str]
-    tally: Tally
+    load: Result  # what the load generator saw, warm-up included
 
 
-def _rollout(tmp: Path, load: LoadGen | None, seed: int, candidate: str, build: Build | None,
+def _rollout(tmp: Path, load: Traffic | None, seed: int, candidate: str, build: Build | None,
              policy: Mapping[str, Any], timeout: float = 90.0) -> Rollout:  # fmt: skip
     """A fresh server; warm-up traffic; an automatic rollout of `candidate` until it ends."""
-    app = _serve(tmp, {candidate: build} if build else {})
-    target = f"127.0.0.1:{app.port}"
-    with _stopping(app), AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
+    with (
+        _serve(tmp, {candidate: build} if build else {}) as app,
+        AdminClient(grpc.insecure_channel(target := f"127.0.0.1:{app.port}"), TOKEN) as admin,
+    ):
         if load is not None:
             load.start(target, seed)
             time.sleep(WARMUP_S)
-        before, calls = _served(app), load.count() if load else 0
+        before, calls = _served(app), load.child.count() if load else 0
         admin.start(MODEL, candidate, automatic=True, policy_json=json.dumps(policy))
         first, top, deadline = app.rollouts.get(MODEL), 0, time.monotonic() + timeout
         while (state := app.rollouts.get(MODEL)).candidate and time.monotonic() < deadline:
             top = max(top, state.canary_ppm)
             time.sleep(0.02)
-        after, calls = _served(app), (load.count() - calls) if load else 0
-        tally = load.stop() if load else Tally()
+        after, calls = _served(app), (load.child.count() - calls) if load else 0
+        seen = load.child.stop() if load else Result()
         explained, audit = admin.explain(MODEL), admin.audit(MODEL, limit=1000)
     at = {e.operation: e.at.seconds + e.at.nanos / 1e9 for e in audit}
     end = next((at[op] for op in ("auto_rollback", "auto_promote") if op in at), None)
@@ -246,7 +161,7 @@ def _rollout(tmp: Path, load: LoadGen | None, seed: int, candidate: str, build: 
         revisions=(first.revision, state.revision),
         checks={c.name: c for c in explained.checks},
         operations=[e.operation for e in audit],
-        tally=tally,
+        load=seen,
     )
 
 
@@ -272,7 +187,7 @@ def _report(out: Outcome, r: Rollout | None = None) -> Outcome:
     print(f"   rollout start to decision: {out.requests} requests, {out.candidate_requests} "
           f"served by the candidate, {secs}")  # fmt: skip
     if r is not None:
-        print(f"   salt {r.salt}; {r.tally.rps:.0f} req/s; client errors {r.tally.errors}")
+        print(f"   salt {r.salt}; {r.load.rps:.0f} req/s; client errors {r.load.status}")
         print(f"   explain: {r.action}: {r.reason}")
     for key, value in out.details.items():
         if not isinstance(value, list):  # the per-run list is printed as it runs
@@ -288,7 +203,7 @@ def _row(name: str, expected: str, observed: str, ok: bool, policy: dict[str, An
     return _report(out, r)
 
 
-def _faulty(tmp: Path, load: LoadGen) -> Outcome:
+def _faulty(tmp: Path, load: Traffic) -> Outcome:
     policy = dict(BASE_POLICY)
     r = _rollout(tmp, load, 101, "5", lambda p: mb.build_classifier_faulty(p, base=2), policy)
     gate = r.checks.get("error_rate")
@@ -299,22 +214,22 @@ def _faulty(tmp: Path, load: LoadGen) -> Outcome:
                 policy, r)  # fmt: skip
 
 
-def _calibrate(tmp: Path, load: LoadGen, widths: list[int], seconds: float) -> dict[int, float]:
+def _calibrate(tmp: Path, load: Traffic, widths: list[int], seconds: float) -> dict[int, float]:
     """End-to-end p99 of each slow width over stable's, with 10% of the calls pinned to it."""
     versions = {str(10 + i): w for i, w in enumerate(widths)}
     ratios: dict[int, float] = {}
-    with _stopping(_serve(tmp, {v: _slow_model(w) for v, w in versions.items()})) as app:
+    with _serve(tmp, {v: _slow_model(w) for v, w in versions.items()}) as app:
         for version, width in versions.items():
             load.start(f"127.0.0.1:{app.port}", 7, (version, 0.1))
             time.sleep(seconds)
-            t = load.stop()
-            ratios[width] = t.p99(version) / t.p99(STABLE)
-            print(f"   width {width:5d}: p99 {t.p99(version):.2f} ms vs stable "
-                  f"{t.p99(STABLE):.2f} ms = {ratios[width]:.2f}x end to end")  # fmt: skip
+            t = load.child.stop()
+            ratios[width] = _p99(t, version) / _p99(t, STABLE)
+            print(f"   width {width:5d}: p99 {_p99(t, version):.2f} ms vs stable "
+                  f"{_p99(t, STABLE):.2f} ms = {ratios[width]:.2f}x end to end")  # fmt: skip
     return ratios
 
 
-def _slow(tmp: Path, load: LoadGen, quick: bool) -> Outcome:
+def _slow(tmp: Path, load: Traffic, quick: bool) -> Outcome:
     policy = dict(BASE_POLICY)
     print("\n== calibrating the slow candidate's width (target 1.5x stable's end-to-end p99)")
     widths = [2048, 2560] if quick else [1536, 2048, 2304, 2560, 3072]
@@ -325,15 +240,15 @@ def _slow(tmp: Path, load: LoadGen, quick: bool) -> Outcome:
     ok = r.action == "rollback" and gate is not None and gate.status == "fail"
     ok = ok and (errors is None or errors.status != "fail")
     server = gate.observed if gate is not None else float("nan")
-    e2e = f"{r.tally.p99('6'):.2f} / {r.tally.p99(STABLE):.2f} ms"
+    e2e = f"{_p99(r.load, '6'):.2f} / {_p99(r.load, STABLE):.2f} ms"
     return _row("2 slow (~1.5x p99)", "rollback by latency_p99",
                 f"{r.action} by latency_p99 (server-side p99 ratio {server:.2f})", ok, policy, r,
                 width=width, calibration_e2e_p99_ratio=round(ratios[width], 2),
-                rollout_e2e_p99=f"{r.tally.p99('6') / r.tally.p99(STABLE):.2f}x ({e2e})",
+                rollout_e2e_p99=f"{_p99(r.load, '6') / _p99(r.load, STABLE):.2f}x ({e2e})",
                 gate_server_p99_ratio=round(server, 2))  # fmt: skip
 
 
-def _same(tmp: Path, load: LoadGen, runs: int) -> Outcome:
+def _same(tmp: Path, load: Traffic, runs: int) -> Outcome:
     policy = {**BASE_POLICY, "steps": [100_000, 250_000, 500_000, 1_000_000]}
     print(f"\n== 3 identical candidate (v2's file as v7), {runs} seeded runs")
     rows: list[dict[str, Any]] = []
@@ -367,11 +282,11 @@ def _silent(tmp: Path) -> Outcome:
     return _row("4 no traffic", "hold, rollout unchanged, explained", observed, ok, policy, r)
 
 
-def _shadow(tmp: Path, load: LoadGen) -> Outcome:
+def _shadow(tmp: Path, load: Traffic) -> Outcome:
     policy = {**BASE_POLICY, "shadow_ppm": 1_000_000, "max_disagreement_rate": 0.005}
     r = _rollout(tmp, load, 303, "3", None, policy)  # bundled v3: v2 with W[3,2] + 0.085
     gate = r.checks.get("shadow_disagreement")
-    answered = r.tally.ok.get("3", 0)
+    answered = r.load.versions.get("3", 0)
     ok = r.action in ("rollback", "hold") and gate is not None and gate.status == "fail"
     ok = ok and r.candidate_requests == 0 and answered == 0 and r.max_canary_ppm == 0
     observed = f"{r.action} in the shadow step; candidate served {r.candidate_requests} users"
@@ -383,19 +298,15 @@ def _shadow(tmp: Path, load: LoadGen) -> Outcome:
 
 def run_all(runs: int, quick: bool, rate: float = RATE) -> list[Outcome]:
     """Every scenario in order, each on its own server; one load generator process for all."""
-    load = LoadGen(rate)
-    try:
-        with tempfile.TemporaryDirectory(prefix="release-safety-") as tmp:
-            root = Path(tmp)
-            return [
-                _faulty(root / "faulty", load),
-                _slow(root / "slow", load, quick),
-                _same(root / "identical", load, runs),
-                _silent(root / "silent"),
-                _shadow(root / "shadow", load),
-            ]
-    finally:
-        load.close()
+    with LoadChild() as child, tempfile.TemporaryDirectory(prefix="release-safety-") as tmp:
+        load, root = Traffic(child, rate), Path(tmp)
+        return [
+            _faulty(root / "faulty", load),
+            _slow(root / "slow", load, quick),
+            _same(root / "identical", load, runs),
+            _silent(root / "silent"),
+            _shadow(root / "shadow", load),
+        ]
 
 
 def _table(outcomes: list[Outcome]) -> str:
@@ -417,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=RATE, help="requests/s (800)")
     args = parser.parse_args(argv)
     runs, began = (min(args.runs, 2) if args.quick else args.runs), time.monotonic()
-    print(f"release safety: {args.rate:.0f} req/s of keyed N(0,1) rows from {CONCURRENCY} "
-          f"client threads in a child process; stable v{STABLE}; intra_op_threads 1")  # fmt: skip
+    print(f"release safety: {args.rate:.0f} req/s (open loop) of keyed N(0,1) rows from "
+          f"{CONCURRENCY} client threads in a child process; stable v{STABLE}; intra_op_threads 1"
+          f"\nmachine: {describe(machine())}")  # fmt: skip
     outcomes = run_all(runs, args.quick, args.rate)
     print(f"\n{_table(outcomes)}\n\ntotal {time.monotonic() - began:.0f} s")
     if args.json is not None:

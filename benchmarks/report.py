@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.harness import describe
 from benchmarks.load import Result
 
 __all__ = ["OTHER_LOAD_WARN", "SIDES", "TARGET", "Point", "render"]
@@ -109,9 +110,7 @@ def _header(machine: Mapping[str, Any], server: Mapping[str, int], args: Any) ->
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return [
         f"canaryserve serving benchmark, {stamp}",
-        f"machine: {machine['cores']} cores ({machine['usable_cores']} usable), "
-        f"{machine['cpu']}; Python {machine['python']}, grpcio {machine['grpcio']}, "
-        f"onnxruntime {machine['onnxruntime']}, numpy {machine['numpy']}",
+        f"machine: {describe(machine)}",
         f"onnxruntime (all three): intra_op_num_threads={server['intra_op_threads']}, "
         "inter_op_num_threads=1, CPUExecutionProvider",
         f"servers: grpc sync, {server['workers']} worker threads, "

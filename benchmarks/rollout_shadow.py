@@ -4,9 +4,9 @@
                                         [--quick] [--json out.json] [--set KEY=VALUE]
 
 It starts canaryserve (`App`, port 0, the bundled repository, classifier stable v2) in this
-process and drives it from a load generator in a spawned child process (own GIL, one channel
-per thread). Every request is batch 1 and carries its own routing key (`x-routing-key`) plus an
-`x-tier` header that the cohort rules read (and never match).
+process and drives it from the load generator child process (`benchmarks.load`: own GIL, one
+channel per thread). Every request is batch 1 and carries its own routing key (`x-routing-key`)
+plus an `x-tier` header that the cohort rules read (and never match).
 
 A. Routing cost: closed loop at concurrency 1, 4, 16 with no rollout, a rollout sending 5 % to
    candidate v3, and the same rollout with two cohort rules; ABBA order, best run of each side.
@@ -24,40 +24,39 @@ whether or not the targets are met. See docs/benchmarks.md, "Rollouts and shadow
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import multiprocessing
-import os
 import sys
 import tempfile
 import threading
-import time
-import tomllib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any
 
 import grpc
-import numpy as np
 
+from benchmarks.harness import (
+    LoadChild,
+    abba,
+    add_set_option,
+    describe,
+    machine,
+    overrides,
+    serving,
+)
+from benchmarks.load import Result, Spec
 from client.admin import AdminClient
 from models.build import build_repository
 from protos.canaryserve.admin.v1 import admin_pb2 as apb
-from protos.inference import grpc_service_pb2 as pb
-from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
-from server.config import load_config
 
-__all__ = ["Load", "Row", "Spec", "main", "measure"]
+__all__ = ["Bench", "Row", "main", "measure", "render"]
 
 MODEL, CANDIDATE, SLOW, TOKEN = "classifier", "3", "4", "bench-token"
 CANARY_PPM = 50_000  # part A's canary weight: 5 %
 ROUTING_TARGET = 0.95  # A: rollout throughput >= 0.95x no rollout
 P99_TARGET = 1.10  # B: at half load, 100 % shadow p99 <= 1.10x shadow off
 SAT_TARGET = 0.90  # B: at saturation, 100 % shadow throughput >= 0.90x off (and drops > 0)
-TIER = (("x-tier", "standard"),)
+TIER = [["x-tier", "standard"]]  # metadata the cohort rules read (and never match)
 COHORTS = (
     apb.CohortRule(metadata_key="x-tier", value="beta", target=apb.COHORT_TARGET_CANDIDATE),
     apb.CohortRule(metadata_key="x-tier", value="internal", target=apb.COHORT_TARGET_STABLE),
@@ -71,38 +70,9 @@ SHADOWS: dict[str, tuple[str, int]] = {
     "off": (CANDIDATE, 0), "10% v3": (CANDIDATE, 100_000), "100% v3": (CANDIDATE, 1_000_000),
     "100% v4 slow": (SLOW, 1_000_000),
 }  # fmt: skip
-INPUTS = 64  # distinct N(0, 1) inputs, cycled
+INPUTS = 64  # distinct N(0, 1) inputs, cycled (so v3 disagrees on about 1 %)
 CONCURRENCY = (1, 4, 16)  # part A
-#: One sender thread's latencies, service times and lags (ns), calls made, last answer (ns).
-Samples: TypeAlias = tuple[list[int], list[int], list[int], int, int]
 OPEN_THREADS = 8  # part B half load: sender threads (in flight at most)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One load run: closed loop when rate is 0, else `rate` arrivals/s spread over threads."""
-
-    target: str
-    concurrency: int
-    duration: float
-    warmup: float
-    rate: float = 0.0
-
-
-@dataclass
-class Load:
-    """What the child measured; latencies in ms, from the scheduled send time in open loop."""
-
-    requests: int = 0
-    errors: int = 0
-    rps: float = 0.0
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
-    service_p99_ms: float = 0.0  # from the actual send (equals p99 in closed loop)
-    lag_p99_ms: float = 0.0  # how late the generator sent (open loop; large: client-bound)
-    calls: int = 0  # warm-up included
-    client_cpu_s: float = 0.0
-    first_error: str = ""
 
 
 @dataclass
@@ -112,131 +82,17 @@ class Row:
     part: str
     setting: str
     spec: Spec
-    load: Load
+    load: Result
     server_us: float = 0.0  # this process's CPU per call (servers, shadow workers)
     other: float = 0.0  # cores busy with other processes
     shadow: dict[str, int] = field(default_factory=dict)
 
 
-def _requests() -> list[pb.ModelInferRequest]:
-    """INPUTS batch-1 requests with distinct N(0, 1) inputs (so v3 disagrees on about 1 %)."""
-    rng = np.random.default_rng(0)
-    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 4])
-    raw = [rng.standard_normal((1, 4), dtype=np.float32).tobytes() for _ in range(INPUTS)]
-    return [
-        pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[x]) for x in raw
-    ]
-
-
-def _worker(
-    spec: Spec,
-    seq: Iterator[int],
-    window: dict[str, int],
-    barrier: threading.Barrier,
-    out: list[Samples],
-    errors: list[str],
-) -> None:
-    requests = _requests()
-    options = [("grpc.use_local_subchannel_pool", 1)]  # own TCP connection per thread
-    channel = grpc.insecure_channel(spec.target, options=options)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=10)
-    except Exception as exc:
-        errors.append(f"{type(exc).__name__}: {exc}")
-    infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer  # type: ignore[no-untyped-call]
-    barrier.wait()
-    clock, sleep = time.perf_counter_ns, time.sleep
-    begin, end, start = window["begin"], window["end"], window["start"]
-    step = 1e9 / spec.rate if spec.rate else 0.0
-    samples: tuple[list[int], list[int], list[int]] = ([], [], [])
-    latency, service, lag = samples
-    calls = last = 0
-    while True:
-        i = next(seq)  # shared: distinct keys, and open loop's next free slot
-        now = clock()
-        due = start + int(i * step) if step else now
-        if due >= end:
-            break
-        if due > now:
-            sleep((due - now) / 1e9)
-            now = clock()
-        calls += 1
-        metadata = (("x-routing-key", f"user-{i}"), *TIER)
-        try:
-            infer(requests[i % INPUTS], timeout=30.0, metadata=metadata)
-        except grpc.RpcError as exc:
-            errors.append(f"{exc.code()}: {exc.details()}")
-            continue
-        if due >= begin:
-            last = done = clock()
-            latency.append(done - due)
-            service.append(done - now)
-            lag.append(now - due)
-    out.append((*samples, calls, last))
-    channel.close()
-
-
-def _measure(spec: Spec) -> Load:
-    cpu = time.process_time()
-    window: dict[str, int] = {}
-
-    def open_window() -> None:
-        window["start"] = time.perf_counter_ns()
-        window["begin"] = window["start"] + int(spec.warmup * 1e9)
-        window["end"] = window["begin"] + int(spec.duration * 1e9)
-
-    seq = itertools.count()
-    out: list[Samples] = []
-    errors: list[str] = []
-    barrier = threading.Barrier(spec.concurrency, action=open_window)
-    args = (spec, seq, window, barrier, out, errors)
-    threads = [threading.Thread(target=_worker, args=args) for _ in range(spec.concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    lat, svc, lag = (
-        np.concatenate([np.asarray(o[k], np.int64) for o in out]) / 1e6 for k in range(3)
-    )
-    load = Load(
-        errors=len(errors), calls=sum(o[3] for o in out), first_error=errors[0] if errors else ""
-    )
-    load.client_cpu_s = time.process_time() - cpu
-    if lat.size:
-        seconds = spec.duration  # open loop: until the last answer, if the server fell behind
-        if spec.rate:
-            seconds = max(seconds, (max(o[4] for o in out) - window["begin"]) / 1e9)
-        load.requests, load.rps = int(lat.size), lat.size / seconds
-        load.p50_ms, load.p99_ms = (float(v) for v in np.percentile(lat, [50, 99]))
-        load.service_p99_ms = float(np.percentile(svc, 99))
-        load.lag_p99_ms = float(np.percentile(lag, 99))
-    return load
-
-
-def _child(conn: Connection) -> None:
-    """The load generator process: a Spec in, a Load out, until None."""
-    while (spec := conn.recv()) is not None:
-        try:
-            conn.send(_measure(spec))
-        except Exception as exc:  # report, keep serving the parent
-            conn.send(Load(errors=1, first_error=f"{type(exc).__name__}: {exc}"))
-
-
-def _busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (Linux /proc/stat), or None elsewhere."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 class Bench:
     """The server, its admin client, the load child, and the rollout currently active."""
 
-    def __init__(self, app: App, conn: Connection, args: argparse.Namespace) -> None:
-        self.app, self.conn, self.args = app, conn, args
+    def __init__(self, app: App, child: LoadChild, args: argparse.Namespace) -> None:
+        self.app, self.child, self.args = app, child, args
         self.target = f"127.0.0.1:{app.port}"
         self.admin = AdminClient(grpc.insecure_channel(self.target), TOKEN)
         self.active = False
@@ -252,9 +108,16 @@ class Bench:
                 MODEL, candidate, canary_ppm=canary, shadow_ppm=shadow, cohort_rules=rules
             )
 
+    def spec(self, concurrency: int, rate: float) -> Spec:
+        """Keyed batch-1 requests (x-routing-key user-<n>, x-tier standard), closed loop at
+        rate 0, else `rate` arrivals/s over `concurrency` threads."""
+        return Spec(kind="grpc", model=MODEL, shape=[1, 4], concurrency=concurrency,
+                    duration=self.args.duration, warmup=self.args.warmup, target=self.target,
+                    rate=rate, inputs=INPUTS, keys="sequential", metadata=TIER)  # fmt: skip
+
     def run(self, part: str, setting: str, concurrency: int, rate: float = 0.0) -> Row:
         """One run; in part B also the shadow report and the deepest queue seen."""
-        spec = Spec(self.target, concurrency, self.args.duration, self.args.warmup, rate)
+        spec = self.spec(concurrency, rate)
         stop, depth, shadow = threading.Event(), [0], part.startswith("B")
 
         def probe() -> None:
@@ -264,14 +127,9 @@ class Bench:
         poller = threading.Thread(target=probe, daemon=True)
         poller.start()
         print(f"  {part} {setting:<13} c={concurrency:<2}", end="", file=sys.stderr, flush=True)
-        busy, wall, cpu = _busy_seconds(), time.monotonic(), time.process_time()
-        self.conn.send(spec)
-        load: Load = self.conn.recv()
-        cpu, wall, after = time.process_time() - cpu, time.monotonic() - wall, _busy_seconds()
+        load = self.child.measure(spec)
         stop.set()
-        row = Row(part, setting, spec, load, cpu / load.calls * 1e6 if load.calls else 0.0)
-        if busy is not None and after is not None:
-            row.other = round(max(after - busy - cpu - load.client_cpu_s, 0.0) / wall, 2)
+        row = Row(part, setting, spec, load, load.server_us, load.other_load)
         poller.join()
         if shadow:
             self.app.shadow.force_flush(5.0)  # every sampled job has ended in one count
@@ -285,24 +143,18 @@ class Bench:
         return row
 
 
-def _abba(names: list[str], repeats: int, offset: int) -> Iterator[str]:
-    """The names forwards, then backwards, and so on (AB BA)."""
-    for r in range(repeats):
-        yield from (names if (r + offset) % 2 == 0 else names[::-1])
-
-
 def measure(bench: Bench) -> tuple[dict[str, list[Row]], float]:
     """Every run, keyed "A/<side>/<concurrency>" or "B/<shadow>/<half|sat>"; and S in req/s."""
     runs: dict[str, list[Row]] = {}
     repeats = bench.args.repeats
     for index, conc in enumerate(CONCURRENCY):
-        for side in _abba(list(SIDES_A), repeats, index):
+        for side in abba(list(SIDES_A), repeats, index):
             candidate, canary, cohorts = SIDES_A[side]
             bench.configure(candidate, canary, 0, cohorts)
             runs.setdefault(f"A/{side}/{conc}", []).append(bench.run("A", side, conc))
     s = 0.0  # S: the best shadow-off req/s at saturation, measured first
     for name, settings in (("sat", [x for x in SHADOWS if "slow" not in x]), ("half", [*SHADOWS])):
-        for setting in _abba(settings, repeats, name == "half"):
+        for setting in abba(settings, repeats, name == "half"):
             bench.configure(SHADOWS[setting][0], 0, SHADOWS[setting][1], False)
             conc, rate = (OPEN_THREADS, 0.5 * s) if name == "half" else (16, 0.0)
             row = bench.run(f"B {name:<4}", setting, conc, rate)
@@ -399,13 +251,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting, alternated")
     parser.add_argument("--quick", action="store_true", help="1 s runs, one each (smoke test)")
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a canaryserve config override, VALUE in TOML syntax (e.g. shadow_max_busy=0.1)",
-    )
+    add_set_option(parser, "shadow_max_busy=0.1")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.repeats = 1.0, 0.3, 1
@@ -416,41 +262,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    ctx = multiprocessing.get_context("spawn")
-    conn, child_conn = ctx.Pipe()
-    child = ctx.Process(target=_child, args=(child_conn,), daemon=True)
+    described = describe(machine())
+    settings = {"metrics_port": 0, "admin_tokens": {"bench": TOKEN},
+                "models": {MODEL: {"stable": "2"}}, **overrides(args.set)}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="canaryserve-rollout-") as tmp:
         build_repository(Path(tmp) / "models")
-        config = load_config(
-            None,
-            {
-                "models_dir": Path(tmp) / "models", "state_dir": Path(tmp) / "state",
-                "port": 0, "metrics_port": 0, "intra_op_threads": 1,
-                "admin_tokens": {"bench": TOKEN}, "models": {MODEL: {"stable": "2"}},
-                **tomllib.loads("\n".join(args.set)),
-            },
-        )  # fmt: skip
-        app = App(config)
-        app.start()
-        child.start()
-        bench = Bench(app, conn, args)
-        try:
-            runs, s = measure(bench)
-        finally:
-            conn.send(None)
-            child.join(10)
-            bench.admin.close()
-            app.stop(0)
+        with serving(Path(tmp), settings) as app, LoadChild() as child:
+            bench = Bench(app, child, args)
+            try:
+                runs, s = measure(bench)
+            finally:
+                bench.admin.close()
+    config = app.config
     server = (
         f"classifier v2 stable, batch 1; server: workers {config.workers}, intra_op_threads 1, "
         f"shadow_workers {config.shadow_workers}, shadow_queue_size {config.shadow_queue_size}, "
         f"shadow_max_busy {config.shadow_max_busy}, stable_trace_ratio "
-        f"{config.stable_trace_ratio}; {os.cpu_count()} cores"
+        f"{config.stable_trace_ratio}"
     )
-    print(server + "\n\n" + render(runs, s, args))
+    print(f"{server}\nmachine: {described}\n\n{render(runs, s, args)}")
     if args.json is not None:
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        document = {"settings": settings, "server": server, "saturation_rps": s}
+        settings_ = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        document: dict[str, Any] = {"settings": settings_, "server": server}
+        document.update(machine=described, saturation_rps=s)
         document["runs"] = {k: [asdict(r) for r in rows] for k, rows in runs.items()}
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0

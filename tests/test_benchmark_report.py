@@ -49,7 +49,7 @@ def test_pinning_splits_the_usable_cores() -> None:
     """The load generator gets one core, the servers the rest; no pinning when asked not to."""
     import os
 
-    from benchmarks.serving import split_cores
+    from benchmarks.harness import split_cores
 
     assert split_cores(False) is None
     cores = split_cores(True)
