@@ -8,11 +8,13 @@ import grpc
 
 from protos.wire import DEFAULT_PORT
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_TARGET", "open_channel"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_TARGET", "TARGET_ENV", "open_channel"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: The server's default address: its default port on this machine.
 DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
+#: The CLI's default target when set (before --target), like DOCKER_HOST for docker.
+TARGET_ENV = "CANARYSERVE_TARGET"
 
 
 def open_channel(

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from client.channel import DEFAULT_TARGET, open_channel
+from client.channel import DEFAULT_TARGET, TARGET_ENV, open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
@@ -148,8 +148,8 @@ def _global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
     parser.add_argument(
         "--target",
-        default=default(DEFAULT_TARGET),
-        help=f"server address (default {DEFAULT_TARGET})",
+        default=default(os.environ.get(TARGET_ENV) or DEFAULT_TARGET),
+        help=f"server address (default ${TARGET_ENV}, else {DEFAULT_TARGET})",
     )
     parser.add_argument(
         "--timeout", type=float, default=default(10.0), help="deadline per call, seconds"
