@@ -92,13 +92,13 @@ class FailedPrecondition(CanaryServeError):
 
 
 class InvalidTransition(FailedPrecondition):
-    """A rollout stage change that the stage machine does not allow."""
+    """A rollout phase change that the stage machine does not allow."""
 
     def __init__(self, model: str, current: str, action: str, why: str) -> None:
         self.model = model
         self.current = current
         self.action = action
-        super().__init__(f"cannot {action} model '{model}' in stage {current}: {why}")
+        super().__init__(f"cannot {action} model '{model}' in phase {current}: {why}")
 
 
 class RevisionMismatch(CanaryServeError):

@@ -171,7 +171,7 @@ def test_invalid_transition_says_why(start: str, command: Command, why: str) -> 
     assert caught.value.action == command.action
     assert caught.value.model == "m"
     assert why in str(caught.value)
-    assert f"cannot {command.action} model 'm' in stage {state.phase}" in str(caught.value)
+    assert f"cannot {command.action} model 'm' in phase {state.phase}" in str(caught.value)
 
 
 def test_not_ready_with_nothing_ready_says_none() -> None:
