@@ -98,7 +98,8 @@ class Config:
     """Share of stable-version inference calls traced while the model has a rollout (candidate
     calls: all). Windows scale counts by the inverse; a span costs tens of microseconds, so
     this keeps tracing off most of the hot path while the stable baseline still gets
-    thousands of samples per minute."""
+    thousands of samples per minute. A call whose W3C traceparent is sampled is traced
+    anyway, outside the windows."""
     idle_trace_ratio: float = 0.01
     """Share of inference calls traced for a model with no rollout (calls the router sends to
     stable because there is none; pinned calls use stable_trace_ratio). Promotion reads the
