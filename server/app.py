@@ -207,6 +207,7 @@ class App:
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
+        self.dataplane.starting = False  # every model loaded and routed: NOT_FOUND means so
         if self.config.metrics_port >= 0:
             self._metrics = MetricsServer(self.config.host, self.config.metrics_port, self.metrics)
             self._metrics.start()

@@ -18,7 +18,13 @@ from typing import TypeAlias
 
 import numpy as np
 
-from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
+from server.errors import (
+    CanaryServeError,
+    ModelNotFound,
+    ModelNotReady,
+    ModelVersionNotFound,
+    VersionNotReady,
+)
 from server.serving.runner import Arrays, Runner
 from server.serving.signature import Signature
 
@@ -162,6 +168,34 @@ class Registry:
         if mv.state is not LoadState.READY:
             raise VersionNotReady(model, version, mv.state.value, mv.reason)
         return mv
+
+    def unroutable(self, model: str, version: str | None = None) -> CanaryServeError:
+        """Why `model` (pinned to `version`, if given) has no route: the error to raise.
+
+        NOT_FOUND only when the repository does not hold the model (or the version); a model it
+        holds whose versions cannot serve is UNAVAILABLE with each version's reason, and one
+        with a ready version not routed yet (a load in progress) is UNAVAILABLE too.
+        """
+        versions = self._models.get(model)
+        if versions is None:
+            return ModelNotFound(model, known=list(self._models))
+        if version is not None:
+            mv = versions.get(version)
+            if mv is None:
+                return ModelVersionNotFound(model, version, known=sorted(versions, key=int))
+            if mv.state is not LoadState.READY:
+                return VersionNotReady(model, version, mv.state.value, mv.reason)
+        if not versions:
+            return ModelNotReady(
+                model, f"the repository holds no version of it ({model}/<version>/{MODEL_FILE})"
+            )
+        if any(mv.state is LoadState.READY for mv in versions.values()):
+            return ModelNotReady(model, "it is being loaded; retry shortly")
+        reasons = "; ".join(
+            f"version {v}: {mv.state.value}" + (f": {mv.reason}" if mv.reason else "")
+            for v, mv in sorted(versions.items(), key=lambda kv: int(kv[0]))
+        )
+        return ModelNotReady(model, f"no version is ready ({reasons})")
 
     def ready_runner(self, model: str, version: str) -> Runner | None:
         """The runner of a ready version, or None (never raises: for side branches)."""
