@@ -57,7 +57,11 @@ class App:
         def onnx(path: Path) -> Runner:
             return OnnxRunner(path, intra_op_threads=threads)
 
-        self.registry = Registry(config.models_dir, runner_factory or onnx)
+        self.registry = Registry(
+            config.models_dir,
+            runner_factory or onnx,
+            lambda model: (config.models.get(model) or ModelConfig()).warmup,
+        )
         self._ready = threading.Event()
         self.telemetry = Telemetry(
             stable_ratio=config.stable_trace_ratio,

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-import numpy as np
-
 from server.errors import (
     CanaryServeError,
     ModelNotFound,
@@ -25,8 +23,9 @@ from server.errors import (
     ModelVersionNotFound,
     VersionNotReady,
 )
-from server.serving.runner import Arrays, Runner
+from server.serving.runner import Runner
 from server.serving.signature import Signature
+from server.serving.warmup import WarmupSettings, warm_up
 
 __all__ = [
     "MODEL_FILE",
@@ -35,6 +34,7 @@ __all__ = [
     "Registry",
     "RunnerFactory",
     "VersionStats",
+    "WarmupFor",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ MODEL_FILE = "model.onnx"
 
 RunnerFactory: TypeAlias = Callable[[Path], Runner]
 ChangeListener: TypeAlias = Callable[[str], None]
+#: A model's configured warm-up settings, or None: a synthesized sample, whose failure is logged.
+WarmupFor: TypeAlias = Callable[[str], WarmupSettings | None]
+
+
+def _no_settings(model: str) -> WarmupSettings | None:
+    return None
 
 
 class LoadState(enum.StrEnum):
@@ -114,23 +120,15 @@ def _stamp(path: Path) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _warm_up(runner: Runner) -> None:
-    feeds: Arrays = {}
-    for spec in runner.signature.inputs:
-        shape = tuple(1 if d is None else d for d in spec.shape)
-        if spec.dtype.oip == "BYTES":
-            feeds[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype.numpy)
-    runner.run(runner.signature.output_names, feeds)
-
-
 class Registry:
     """Loads, serves and unloads model versions from a repository directory."""
 
-    def __init__(self, root: Path, runner_factory: RunnerFactory) -> None:
+    def __init__(
+        self, root: Path, runner_factory: RunnerFactory, warmup_for: WarmupFor = _no_settings
+    ) -> None:
         self.root = root
         self._factory = runner_factory
+        self._warmup_for = warmup_for
         self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
         self._write = threading.Lock()
         self._listeners: list[ChangeListener] = []
@@ -258,11 +256,27 @@ class Registry:
             return old  # unchanged file: keep the warm session and its statistics
         try:
             runner = self._factory(path)
-            _warm_up(runner)
         except Exception as exc:  # a broken version must never stop the others
             reason = f"failed to load: {exc}".strip()
             log.warning("model %s version %s %s", model, version, reason)
             return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+        settings = self._warmup_for(model)
+        try:
+            warm_up(runner, vdir.parent, settings)
+        except Exception as exc:
+            if settings is not None:  # the configured sample is meant to work: as in Triton
+                reason = f"warm-up failed: {exc}".strip()
+                log.warning("model %s version %s %s", model, version, reason)
+                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+            # A synthesized sample the model refuses says nothing about real input.
+            log.warning(
+                "model %s version %s: warm-up with synthesized zeros failed (%s); serving it "
+                "unwarmed (set [models.%s.warmup] to warm it with inputs it takes)",
+                model,
+                version,
+                str(exc).strip(),
+                model,
+            )
         log.info("loaded model %s version %s", model, version)
         return ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
 
