@@ -62,7 +62,11 @@ class App:
         def onnx(path: Path) -> Runner:
             return OnnxRunner(path, intra_op_threads=threads)
 
-        self.registry = Registry(config.models_dir, runner_factory or onnx)
+        self.registry = Registry(
+            config.models_dir,
+            runner_factory or onnx,
+            lambda model: (config.models.get(model) or ModelConfig()).warmup,
+        )
         self._ready = threading.Event()
         self.telemetry = Telemetry(
             stable_ratio=config.stable_trace_ratio,
@@ -219,6 +223,7 @@ class App:
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
+        self.dataplane.starting = False  # every model loaded and routed: NOT_FOUND means so
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(

@@ -19,9 +19,11 @@ from server.promotion.policy import Policy
 
 __all__ = [
     "ENV_TOKEN_NAME",
+    "WARMUP_INPUTS",
     "Config",
     "ConfigError",
     "ModelConfig",
+    "WarmupConfig",
     "bundled_models_dir",
     "load_config",
     "with_env_admin_token",
@@ -37,6 +39,28 @@ def bundled_models_dir() -> Path:
     import models
 
     return Path(models.__file__).resolve().parent
+
+
+#: What a configured warm-up sample is made of (server.serving.warmup.INPUTS).
+WARMUP_INPUTS = ("zeros", "random", "file")
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """How each version of a model is warmed before it serves (`[models.<name>.warmup]`, like
+    Triton's model_warmup). A configured sample that fails makes the version UNAVAILABLE."""
+
+    inputs: str = "zeros"
+    """The sample: "zeros" (empty strings for BYTES), "random" (floats standard normal,
+    integers 0..9, booleans; BYTES fall back to empty strings, as in Triton) or "file"."""
+    file: str | None = None
+    """With inputs = "file": an .npz archive, relative to the model directory, holding one
+    array per model input, named after it (bytes or str arrays for BYTES)."""
+    batch_size: int = 1
+    """Rows of the sample: a variable first dimension gets this size (a file's arrays are
+    repeated this many times along it); the model's inputs must have one when above 1."""
+    count: int = 1
+    """How many times the sample runs."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,9 @@ class ModelConfig:
     """Shadow comparison: k of the top-k overlap reported for class-score outputs."""
     promotion: Policy | None = None
     """Promotion policy of automatic rollouts (`[models.<name>.promotion]`, docs/promotion.md)."""
+    warmup: WarmupConfig | None = None
+    """Warm-up sample of every version (`[models.<name>.warmup]`). Without it, zeros: a model
+    that refuses them is served unwarmed, with a warning in the log."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +134,8 @@ class Config:
     """Share of stable-version inference calls traced while the model has a rollout (candidate
     calls: all). Windows scale counts by the inverse; a span costs tens of microseconds, so
     this keeps tracing off most of the hot path while the stable baseline still gets
-    thousands of samples per minute."""
+    thousands of samples per minute. A call whose W3C traceparent is sampled is traced
+    anyway, outside the windows."""
     idle_trace_ratio: float = 0.01
     """Share of inference calls traced for a model with no rollout (calls the router sends to
     stable because there is none; pinned calls use stable_trace_ratio). Promotion reads the
@@ -129,6 +157,7 @@ class Config:
 
 _SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
 _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+_WARMUP_KEYS = {f.name for f in dataclasses.fields(WarmupConfig)}
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
@@ -192,6 +221,8 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
             values["shadow_outputs"] = tuple(outputs)
         if "promotion" in body:
             values["promotion"] = _promotion(name, body["promotion"])
+        if "warmup" in body:
+            values["warmup"] = _warmup(name, body["warmup"])
         out[name] = ModelConfig(**values)
     return MappingProxyType(out)
 
@@ -203,6 +234,40 @@ def _promotion(model: str, table: Any) -> Policy:
         return Policy.from_dict(table)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[models.{model}.promotion]: {exc}") from None
+
+
+def _warmup(model: str, table: Any) -> WarmupConfig:
+    where = f"[models.{model}.warmup]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table (docs/config.md)")
+    unknown = set(table) - _WARMUP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown key(s) {sorted(unknown)}; known: {sorted(_WARMUP_KEYS)}"
+        )
+    inputs = _coerce(f"{where} inputs", table.get("inputs", "zeros"), "str")
+    if inputs not in WARMUP_INPUTS:
+        allowed = ", ".join(f'"{i}"' for i in WARMUP_INPUTS)
+        raise ConfigError(f"{where} inputs must be one of {allowed}, got {inputs!r}")
+    file = table.get("file")
+    if inputs == "file":
+        if file is None:
+            raise ConfigError(f'{where} inputs = "file" needs file = "<name>.npz"')
+        file = _coerce(f"{where} file", file, "str")
+        path = Path(file)
+        if path.is_absolute() or ".." in path.parts or path.suffix != ".npz":
+            raise ConfigError(
+                f"{where} file must be an .npz path inside the model directory, "
+                f"relative to it, got {file!r}"
+            )
+    elif file is not None:
+        raise ConfigError(f'{where} file is read only with inputs = "file" (inputs is {inputs!r})')
+    counts: dict[str, int] = {}
+    for key in ("batch_size", "count"):
+        counts[key] = _coerce(f"{where} {key}", table.get(key, 1), "int")
+        if counts[key] < 1:
+            raise ConfigError(f"{where} {key} must be at least 1, got {counts[key]}")
+    return WarmupConfig(inputs=inputs, file=file, **counts)
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

@@ -7,6 +7,8 @@ CanaryServeError
 │   ├── ModelNotFound
 │   └── ModelVersionNotFound
 ├── VersionNotReady         known, but not able to serve now (loading, failed, draining)
+├── ModelNotReady           a known model none of whose versions can serve now, or any model
+│                           while the server is still loading them
 ├── FailedPrecondition      valid request, wrong state (e.g. an invalid stage transition)
 │   └── InvalidTransition
 ├── RevisionMismatch        compare-and-set lost: the caller's revision is not current
@@ -31,6 +33,7 @@ __all__ = [
     "InvalidTransition",
     "ModelFailed",
     "ModelNotFound",
+    "ModelNotReady",
     "ModelVersionNotFound",
     "NotFound",
     "Overloaded",
@@ -87,6 +90,16 @@ class VersionNotReady(CanaryServeError):
         super().__init__(f"model '{model}' version '{version}' is {state}{why}")
 
 
+class ModelNotReady(CanaryServeError):
+    """The model cannot serve now: the server is still loading models, or none of the model's
+    versions is ready (the message carries each version's reason). Retrying may succeed."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(f"model '{model}' is UNAVAILABLE: {reason}")
+
+
 class FailedPrecondition(CanaryServeError):
     """The request is valid but the current state does not allow it."""
 
@@ -140,6 +153,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (InvalidInput, "INVALID_ARGUMENT"),
     (NotFound, "NOT_FOUND"),
     (VersionNotReady, "UNAVAILABLE"),
+    (ModelNotReady, "UNAVAILABLE"),
     (FailedPrecondition, "FAILED_PRECONDITION"),
     (RevisionMismatch, "ABORTED"),
     (AlreadyExists, "ALREADY_EXISTS"),

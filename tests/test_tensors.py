@@ -58,12 +58,6 @@ def test_typed_contents_must_fit_the_dtype() -> None:
         tensors.decode_typed(fp16, [1], None, [])
 
 
-def test_invalid_utf8_bytes_are_rejected() -> None:
-    spec = TensorSpec("text", by_oip("BYTES"), (None,))  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="UTF-8"):
-        decode_raw(spec, [1], encode_bytes([b"\xff\xfe"]))
-
-
 # decode_inputs on requests that are right, or wrong in exactly one way: a right one decodes to
 # its data, a wrong one is INVALID_ARGUMENT, never anything else.
 _SIGNATURE = Signature(

@@ -50,6 +50,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.ServicerContext
     ) -> pb.ModelReadyResponse:
+        if self._dataplane.starting:
+            return pb.ModelReadyResponse(ready=False)
         versions = self._registry.versions(request.name)
         if request.version:
             mv = versions.get(request.version)
@@ -66,6 +68,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _version(self, name: str, version: str) -> ModelVersion:
         """The named version, or the one a request without a version would get."""
+        if self._dataplane.starting:
+            raise self._dataplane.unroutable(name)
         if not version:
             version = self._dataplane.route(name, None, {}, None).version
         return self._registry.get(name, version)
@@ -118,6 +122,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
     ) -> pb.ModelStatisticsResponse:
+        if request.name and self._dataplane.starting:
+            raise self._dataplane.unroutable(request.name)
         names = [request.name] if request.name else self._registry.models()
         response = pb.ModelStatisticsResponse()
         for name in names:

@@ -21,7 +21,14 @@ import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
 from protos.wire import ROUTING_KEY_HEADER
-from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
+from server.errors import (
+    CanaryServeError,
+    InvalidInput,
+    ModelFailed,
+    ModelNotFound,
+    ModelNotReady,
+    ModelVersionNotFound,
+)
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
 from server.serving.registry import Registry
@@ -35,6 +42,7 @@ __all__ = [
     "PARAM_STAGE",
     "ROUTING_KEY_HEADER",
     "ROUTING_KEY_PARAM",
+    "STARTING",
     "DataPlane",
     "routing_key",
 ]
@@ -44,6 +52,8 @@ Draw: TypeAlias = Callable[[], float]
 #: Response parameters naming how the request was routed.
 PARAM_STAGE = "stage"
 PARAM_REASON = "route_reason"
+#: Why every model is UNAVAILABLE while the server starts (the port opens before models load).
+STARTING = "server is starting: loading models"
 #: Where a request's routing key comes from: metadata ROUTING_KEY_HEADER, else this parameter.
 ROUTING_KEY_PARAM = "routing_key"
 
@@ -75,13 +85,26 @@ class DataPlane:
         #: The current routing snapshot. `publish` swaps this one reference; request threads
         #: read whichever snapshot is current, lock-free.
         self.table = table
+        #: True until the composition root has loaded every model and published their routing:
+        #: until then no model can be told missing, so every one is UNAVAILABLE (STARTING).
+        self.starting = True
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
     ) -> Route:
-        return route(self.table, model, key, metadata, pinned)
+        try:
+            return route(self.table, model, key, metadata, pinned)
+        except ModelNotFound:
+            raise self.unroutable(model, pinned) from None
+
+    def unroutable(self, model: str, pinned: str | None = None) -> CanaryServeError:
+        """The error for a model the routing table does not hold: UNAVAILABLE while the server
+        is starting or the model cannot serve (the registry says why), NOT_FOUND otherwise."""
+        if self.starting:
+            return ModelNotReady(model, STARTING)
+        return self._registry.unroutable(model, pinned)
 
     def infer(
         self,
@@ -108,6 +131,8 @@ class DataPlane:
                 if pinned is not None:
                     self._registry.get(model, pinned)  # the precise reason, if any
                 raise
+            except ModelNotFound:  # the table holds routable models only: ask why not
+                raise self.unroutable(model, pinned) from None
         except Exception as exc:
             if telemetry is not None:
                 telemetry.unrouted(method, metadata, start, exc, request.id)

@@ -1,8 +1,10 @@
 """The dtype table: Open Inference Protocol, numpy, onnxruntime and Triton names in one row,
-and the raw (wire) form of values of each dtype, BYTES framing included."""
+the raw (wire) form of values of each dtype, BYTES framing included, and the lossless mapping
+between BYTES elements and the Python strings onnxruntime takes for string tensors."""
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ __all__ = [
     "DTYPES",
     "DType",
     "by_oip",
+    "bytes_to_text",
     "decode_bytes",
     "encode_bytes",
     "encode_raw",
     "for_array",
     "from_onnx_type",
+    "text_to_bytes",
 ]
 
 
@@ -100,11 +104,48 @@ def decode_bytes(name: str, raw: bytes, count: int) -> list[bytes]:
     return items
 
 
+# BYTES elements are opaque (as in Triton), but onnxruntime's Python binding takes and returns
+# string tensors as `str` only: it encodes each one to UTF-8 strictly (a lone surrogate, so
+# Python's 'surrogateescape', is refused), turns a `bytes` object into its repr ("b'..'"), and
+# fails on an output that is not UTF-8. So an element that is valid UTF-8 becomes its text, as
+# the model expects; in one that is not, each byte that does not decode (always 0x80..0xFF)
+# becomes U+10DC80..U+10DCFF: the code point 'surrogateescape' would give it, moved into the
+# private use plane 16, which onnxruntime accepts. Output strings map back the same way, so any
+# bytes a model passes through come back as they were sent. The price: a valid UTF-8 output
+# holding one of those 128 private-use code points comes back as the raw byte it stands for.
+_ESCAPE_SHIFT = 0x10_0000
+_TO_PRIVATE = {0xDC00 + b: _ESCAPE_SHIFT + 0xDC00 + b for b in range(0x80, 0x100)}
+_TO_SURROGATE = {v: k for k, v in _TO_PRIVATE.items()}
+_ESCAPED = re.compile("[\U0010dc80-\U0010dcff]")
+
+
+def bytes_to_text(item: bytes) -> str:
+    """A BYTES element as the `str` onnxruntime takes: its text when it is UTF-8, else its
+    text with each undecodable byte as a private-use code point (see `text_to_bytes`)."""
+    try:
+        return item.decode()
+    except UnicodeDecodeError:
+        return item.decode("utf-8", "surrogateescape").translate(_TO_PRIVATE)
+
+
+def text_to_bytes(text: str) -> bytes:
+    """The BYTES element a string stands for: the inverse of `bytes_to_text`."""
+    if text.isascii() or _ESCAPED.search(text) is None:
+        return text.encode()
+    return text.translate(_TO_SURROGATE).encode("utf-8", "surrogateescape")
+
+
 def encode_bytes(items: Sequence[bytes | str]) -> bytes:
-    """Join BYTES elements with 4-byte little-endian length prefixes."""
+    """Join BYTES elements with 4-byte little-endian length prefixes (str: `text_to_bytes`)."""
     parts: list[bytes] = []
     for item in items:
-        data = item.encode() if isinstance(item, str) else bytes(item)
+        if isinstance(item, str):  # text_to_bytes, inlined: this runs per element
+            if item.isascii() or _ESCAPED.search(item) is None:
+                data = item.encode()
+            else:
+                data = item.translate(_TO_SURROGATE).encode("utf-8", "surrogateescape")
+        else:
+            data = bytes(item)
         parts.append(_LEN.pack(len(data)))
         parts.append(data)
     return b"".join(parts)

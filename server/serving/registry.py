@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-import numpy as np
-
-from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
-from server.serving.runner import Arrays, Runner
+from server.errors import (
+    CanaryServeError,
+    ModelNotFound,
+    ModelNotReady,
+    ModelVersionNotFound,
+    VersionNotReady,
+)
+from server.serving.runner import Runner
 from server.serving.signature import Signature
+from server.serving.warmup import WarmupSettings, warm_up
 
 __all__ = [
     "MODEL_FILE",
@@ -29,6 +34,7 @@ __all__ = [
     "Registry",
     "RunnerFactory",
     "VersionStats",
+    "WarmupFor",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,12 @@ MODEL_FILE = "model.onnx"
 
 RunnerFactory: TypeAlias = Callable[[Path], Runner]
 ChangeListener: TypeAlias = Callable[[str], None]
+#: A model's configured warm-up settings, or None: a synthesized sample, whose failure is logged.
+WarmupFor: TypeAlias = Callable[[str], WarmupSettings | None]
+
+
+def _no_settings(model: str) -> WarmupSettings | None:
+    return None
 
 
 class LoadState(enum.StrEnum):
@@ -108,23 +120,15 @@ def _stamp(path: Path) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _warm_up(runner: Runner) -> None:
-    feeds: Arrays = {}
-    for spec in runner.signature.inputs:
-        shape = tuple(1 if d is None else d for d in spec.shape)
-        if spec.dtype.oip == "BYTES":
-            feeds[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype.numpy)
-    runner.run(runner.signature.output_names, feeds)
-
-
 class Registry:
     """Loads, serves and unloads model versions from a repository directory."""
 
-    def __init__(self, root: Path, runner_factory: RunnerFactory) -> None:
+    def __init__(
+        self, root: Path, runner_factory: RunnerFactory, warmup_for: WarmupFor = _no_settings
+    ) -> None:
         self.root = root
         self._factory = runner_factory
+        self._warmup_for = warmup_for
         self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
         self._write = threading.Lock()
         self._listeners: list[ChangeListener] = []
@@ -162,6 +166,34 @@ class Registry:
         if mv.state is not LoadState.READY:
             raise VersionNotReady(model, version, mv.state.value, mv.reason)
         return mv
+
+    def unroutable(self, model: str, version: str | None = None) -> CanaryServeError:
+        """Why `model` (pinned to `version`, if given) has no route: the error to raise.
+
+        NOT_FOUND only when the repository does not hold the model (or the version); a model it
+        holds whose versions cannot serve is UNAVAILABLE with each version's reason, and one
+        with a ready version not routed yet (a load in progress) is UNAVAILABLE too.
+        """
+        versions = self._models.get(model)
+        if versions is None:
+            return ModelNotFound(model, known=list(self._models))
+        if version is not None:
+            mv = versions.get(version)
+            if mv is None:
+                return ModelVersionNotFound(model, version, known=sorted(versions, key=int))
+            if mv.state is not LoadState.READY:
+                return VersionNotReady(model, version, mv.state.value, mv.reason)
+        if not versions:
+            return ModelNotReady(
+                model, f"the repository holds no version of it ({model}/<version>/{MODEL_FILE})"
+            )
+        if any(mv.state is LoadState.READY for mv in versions.values()):
+            return ModelNotReady(model, "it is being loaded; retry shortly")
+        reasons = "; ".join(
+            f"version {v}: {mv.state.value}" + (f": {mv.reason}" if mv.reason else "")
+            for v, mv in sorted(versions.items(), key=lambda kv: int(kv[0]))
+        )
+        return ModelNotReady(model, f"no version is ready ({reasons})")
 
     def ready_runner(self, model: str, version: str) -> Runner | None:
         """The runner of a ready version, or None (never raises: for side branches)."""
@@ -224,11 +256,27 @@ class Registry:
             return old  # unchanged file: keep the warm session and its statistics
         try:
             runner = self._factory(path)
-            _warm_up(runner)
         except Exception as exc:  # a broken version must never stop the others
             reason = f"failed to load: {exc}".strip()
             log.warning("model %s version %s %s", model, version, reason)
             return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+        settings = self._warmup_for(model)
+        try:
+            warm_up(runner, vdir.parent, settings)
+        except Exception as exc:
+            if settings is not None:  # the configured sample is meant to work: as in Triton
+                reason = f"warm-up failed: {exc}".strip()
+                log.warning("model %s version %s %s", model, version, reason)
+                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+            # A synthesized sample the model refuses says nothing about real input.
+            log.warning(
+                "model %s version %s: warm-up with synthesized zeros failed (%s); serving it "
+                "unwarmed (set [models.%s.warmup] to warm it with inputs it takes)",
+                model,
+                version,
+                str(exc).strip(),
+                model,
+            )
         log.info("loaded model %s version %s", model, version)
         return ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
 from server.errors import InvalidInput, InvalidTensor
-from server.serving.dtypes import decode_bytes, encode_raw
+from server.serving.dtypes import bytes_to_text, decode_bytes, encode_raw
 from server.serving.signature import Signature, TensorSpec, shape_matches
 
 __all__ = [
@@ -28,12 +28,13 @@ __all__ = [
 
 
 def _object_array(items: Sequence[bytes], shape: Sequence[int]) -> npt.NDArray[np.object_]:
-    # onnxruntime takes string tensors as numpy object arrays of str.
+    # onnxruntime takes string tensors as numpy object arrays of str; BYTES elements that are
+    # not UTF-8 map losslessly (dtypes.bytes_to_text), so BYTES stay opaque as in Triton.
     out = np.empty(len(items), dtype=object)
     try:
         out[:] = [b.decode() for b in items]
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"BYTES element is not valid UTF-8 ({exc.reason})") from exc
+    except UnicodeDecodeError:
+        out[:] = [bytes_to_text(b) for b in items]
     return out.reshape(shape)
 
 

@@ -5,6 +5,11 @@ caller's W3C `traceparent`. The span is opened once the request is routed, with 
 set to the moment the call arrived, so sampling can depend on the stage: candidate requests are
 always recorded, stable ones at `stable_ratio` while the model has a rollout and at
 `idle_ratio` when it has none (the span carries its weight 1/ratio so counts can be scaled).
+Sampling is also parent-based: a call whose `traceparent` has the sampled flag is always
+recorded. The stage-aware draw comes first; a span kept only because its parent was sampled is
+marked `canary.sampled.parent_only`, and the windows skip it, so their scaled counts stay what
+the draw alone gives. A parent whose flag says "not sampled" counts as no parent: the draw
+decides (the windows need their evidence whatever callers sample).
 Recorded spans feed the WindowProcessor (the promotion evidence) and any
 exporter. Shadow runs get their own spans, linked to the primary's.
 """
@@ -35,6 +40,7 @@ from server.telemetry.windows import WindowProcessor
 __all__ = [
     "ATTR_KEY_HASH",
     "ATTR_MODEL",
+    "ATTR_PARENT_ONLY",
     "ATTR_REASON",
     "ATTR_STAGE",
     "ATTR_VERSION",
@@ -57,6 +63,8 @@ ATTR_REASON = "canary.route.reason"
 ATTR_KEY_HASH = "canary.routing_key.hash"
 ATTR_CODE = "canary.status"
 ATTR_WEIGHT = "canary.sample_weight"
+#: Set on a stable span recorded only because the caller's trace is sampled: not in the windows.
+ATTR_PARENT_ONLY = "canary.sampled.parent_only"
 ATTR_REQUEST_ID = "canary.request_id"
 ATTR_SHADOW_VERSION = "canary.shadow.version"
 ATTR_SHADOW_OUTCOME = "canary.shadow.outcome"
@@ -96,11 +104,11 @@ class Telemetry:
         self.draw = random.random
         self.windows = windows or WindowProcessor(
             attr_model=ATTR_MODEL, attr_version=ATTR_VERSION, attr_code=ATTR_CODE,
-            attr_weight=ATTR_WEIGHT,
+            attr_weight=ATTR_WEIGHT, attr_skip=ATTR_PARENT_ONLY,
         )  # fmt: skip
         self.provider = TracerProvider(
-            # Sampling is decided by open_inference before a span exists; whatever is opened is
-            # recorded, whatever the caller's sampled flag says, so the windows never starve.
+            # Sampling is decided by open_inference before a span exists (stage-aware, then
+            # parent-based); whatever is opened is recorded.
             sampler=ALWAYS_ON,
             resource=Resource.create(
                 {"service.name": "canaryserve", "service.version": __version__}
@@ -126,25 +134,35 @@ class Telemetry:
         """The SERVER span of one routed inference call, or None when sampling skips it.
 
         Stage-aware sampling happens here, before the SDK is involved: a stable call that is
-        not sampled costs one random draw and creates nothing (the SDK's start_span is the
-        dominant cost of tracing on the hot path). Candidate calls are always recorded.
+        not sampled, and carries no sampled `traceparent`, costs one random draw and creates
+        nothing (the SDK's start_span is the dominant cost of tracing on the hot path).
+        Candidate calls are always recorded; so are calls whose caller's trace is sampled.
         """
         stable = route.stage is Stage.STABLE
+        parent: Context | None = None
+        parent_only = False
         if stable:
             ratio = self.idle_ratio if route.reason is RouteReason.NO_ROLLOUT else self.stable_ratio
             if ratio < 1.0 and self.draw() >= ratio:
-                return None
-        attrs: dict[str, str | float] = {
+                if "traceparent" not in metadata:
+                    return None
+                parent = _sampled_parent(metadata)
+                if parent is None:
+                    return None
+                parent_only = True  # the caller's trace is sampled; the draw did not keep it
+        attrs: dict[str, str | float | bool] = {
             ATTR_MODEL: model,
             ATTR_VERSION: route.version,
             ATTR_STAGE: route.stage.value,
             ATTR_REASON: route.reason.value,
         }
-        if stable:
+        if parent_only:
+            attrs[ATTR_PARENT_ONLY] = True  # exported, never counted in the windows
+        elif stable:
             attrs[ATTR_WEIGHT] = 1.0 / ratio
         if key is not None:
             attrs[ATTR_KEY_HASH] = key_hash(key)
-        return self._open(method, metadata, attrs, start_perf_ns)
+        return self._open(method, metadata, attrs, start_perf_ns, parent)
 
     def unrouted(
         self,
@@ -176,12 +194,15 @@ class Telemetry:
         self,
         method: str,
         metadata: Mapping[str, str],
-        attrs: Mapping[str, str | float],
+        attrs: Mapping[str, str | float | bool],
         start_perf_ns: int,
+        parent: Context | None = None,
     ) -> trace.Span:
-        # The caller's W3C `traceparent`, if it sent one, becomes the parent. The span starts
-        # when the call arrived: the wall clock now, less the time spent since then.
-        parent = _PROPAGATOR.extract(metadata) if "traceparent" in metadata else Context()
+        # The caller's W3C `traceparent`, if it sent one, becomes the parent (`parent`: already
+        # extracted). The span starts when the call arrived: the wall clock now, less the time
+        # spent since then.
+        if parent is None:
+            parent = _PROPAGATOR.extract(metadata) if "traceparent" in metadata else Context()
         return self.tracer.start_span(
             method,
             context=parent,
@@ -242,6 +263,24 @@ class Telemetry:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+#: Last hex digit of a traceparent's flags when the sampled bit (0x01) is set.
+_ODD_HEX = frozenset("13579bdf")
+
+
+def _sampled_parent(metadata: Mapping[str, str]) -> Context | None:
+    """The caller's context when its `traceparent` is valid and sampled, else None.
+
+    A string check first: most callers that send a traceparent send unsampled ones (their own
+    tracer samples), and extracting costs about 5 µs, which those calls do not pay.
+    """
+    header = metadata.get("traceparent", "")
+    if len(header) < 55 or header[54] not in _ODD_HEX:
+        return None
+    parent = _PROPAGATOR.extract(metadata)
+    context = trace.get_current_span(parent).get_span_context()
+    return parent if context.is_valid and context.trace_flags.sampled else None
 
 
 def _otlp(endpoint: str) -> SpanExporter:

@@ -3,7 +3,9 @@
 Every finished inference span that reaches `WindowProcessor.on_end` lands in its version's
 time-bucketed window: requests, errors by gRPC code, and a latency histogram. Spans of stable
 requests may be sampled (see telemetry.StageAwareSampler); each span carries its sampling
-weight, so counts can be scaled back while statistics use the observations themselves.
+weight, so counts can be scaled back while statistics use the observations themselves. A span
+marked with the skip attribute (recorded only because the caller's trace was sampled, outside
+the stage-aware sample) is exported but never counted: it would bias both.
 """
 
 from __future__ import annotations
@@ -144,11 +146,13 @@ class WindowProcessor(SpanProcessor):
         attr_version: str,
         attr_code: str,
         attr_weight: str,
+        attr_skip: str | None = None,
         bucket_s: float = 1.0,
         buckets: int = 600,
         clock: Clock = time.time,
     ) -> None:
         self._attrs = (attr_model, attr_version, attr_code, attr_weight)
+        self._skip = attr_skip
         self._bucket_s = bucket_s
         self._buckets = buckets
         self._clock = clock
@@ -164,6 +168,8 @@ class WindowProcessor(SpanProcessor):
         model, version = attrs.get(a_model), attrs.get(a_version)
         if not isinstance(model, str) or not isinstance(version, str):
             return  # not routed (e.g. unknown model): nothing to attribute
+        if self._skip is not None and attrs.get(self._skip):
+            return  # outside the sample the weights describe
         if span.start_time is None or span.end_time is None:
             return
         window = self._window(model, version)
