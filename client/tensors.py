@@ -5,7 +5,6 @@ in agreement."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from client.errors import ClientError
+from protos.framing import join_elements, split_elements
 
 __all__ = [
     "DATATYPES",
@@ -44,7 +44,6 @@ DATATYPES: Mapping[str, np.dtype[Any]] = MappingProxyType(
     }
 )
 _BY_NUMPY = {dtype: name for name, dtype in DATATYPES.items() if name != "BYTES"}
-_LEN = struct.Struct("<I")
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
@@ -98,30 +97,12 @@ def decode(datatype: str, shape: Sequence[int], raw: bytes) -> npt.NDArray[Any]:
 
 def encode_bytes(items: Iterable[bytes | str]) -> bytes:
     """Join BYTES elements, each prefixed by its 4-byte little-endian length."""
-    parts: list[bytes] = []
-    for item in items:
-        data = item.encode() if isinstance(item, str) else bytes(item)
-        parts.append(_LEN.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return join_elements(i.encode() if isinstance(i, str) else bytes(i) for i in items)
 
 
 def decode_bytes(raw: bytes, count: int) -> list[bytes]:
     """Split length-prefixed BYTES elements; there must be exactly `count` of them."""
-    items: list[bytes] = []
-    offset, end = 0, len(raw)
-    while offset < end:
-        if offset + 4 > end:
-            raise ClientError("UNKNOWN", f"truncated BYTES length prefix at byte {offset}")
-        (size,) = _LEN.unpack_from(raw, offset)
-        offset += 4
-        if offset + size > end:
-            raise ClientError(
-                "UNKNOWN",
-                f"BYTES element {len(items)} declares {size} bytes but only {end - offset} remain",
-            )
-        items.append(raw[offset : offset + size])
-        offset += size
-    if len(items) != count:
-        raise ClientError("UNKNOWN", f"shape needs {count} BYTES elements, got {len(items)}")
-    return items
+    try:
+        return split_elements(raw, count)
+    except ValueError as exc:
+        raise ClientError("UNKNOWN", str(exc)) from None

@@ -5,13 +5,13 @@ between BYTES elements and the Python strings onnxruntime takes for string tenso
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from protos.framing import join_elements, split_elements
 from server.errors import InvalidInput, InvalidTensor
 
 __all__ = [
@@ -61,7 +61,6 @@ DTYPES: tuple[DType, ...] = (
 _BY_OIP = {d.oip: d for d in DTYPES}
 _BY_ONNX = {d.onnx: d for d in DTYPES}
 _BY_NUMPY = {d.numpy: d for d in DTYPES if d.oip != "BYTES"}
-_LEN = struct.Struct("<I")
 
 
 def by_oip(name: str) -> DType | None:
@@ -85,23 +84,10 @@ def for_array(array: npt.NDArray[np.generic]) -> DType:
 
 def decode_bytes(name: str, raw: bytes, count: int) -> list[bytes]:
     """Split 4-byte little-endian length-prefixed BYTES elements; exactly `count` of them."""
-    items: list[bytes] = []
-    offset, end = 0, len(raw)
-    while offset < end:
-        if offset + 4 > end:
-            raise InvalidTensor(name, f"truncated BYTES length prefix at byte {offset}")
-        (size,) = _LEN.unpack_from(raw, offset)
-        offset += 4
-        if offset + size > end:
-            raise InvalidTensor(
-                name,
-                f"BYTES element {len(items)} declares {size} bytes but only {end - offset} remain",
-            )
-        items.append(raw[offset : offset + size])
-        offset += size
-    if len(items) != count:
-        raise InvalidTensor(name, f"shape needs {count} BYTES elements, got {len(items)}")
-    return items
+    try:
+        return split_elements(raw, count)
+    except ValueError as exc:
+        raise InvalidTensor(name, str(exc)) from None
 
 
 # BYTES elements are opaque (as in Triton), but onnxruntime's Python binding takes and returns
@@ -137,18 +123,7 @@ def text_to_bytes(text: str) -> bytes:
 
 def encode_bytes(items: Sequence[bytes | str]) -> bytes:
     """Join BYTES elements with 4-byte little-endian length prefixes (str: `text_to_bytes`)."""
-    parts: list[bytes] = []
-    for item in items:
-        if isinstance(item, str):  # text_to_bytes, inlined: this runs per element
-            if item.isascii() or _ESCAPED.search(item) is None:
-                data = item.encode()
-            else:
-                data = item.translate(_TO_SURROGATE).encode("utf-8", "surrogateescape")
-        else:
-            data = bytes(item)
-        parts.append(_LEN.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return join_elements(text_to_bytes(i) if isinstance(i, str) else bytes(i) for i in items)
 
 
 def encode_raw(array: npt.NDArray[np.generic]) -> tuple[DType, bytes]:
