@@ -145,6 +145,7 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     previous = {s: signal.signal(s, _noted) for s in (*STOP_SIGNALS, signal.SIGCHLD)}
     children: list[subprocess.Popen[bytes]] = []
     try:
+        pending: list[int] = []
         for index in range(config.processes):
             ready_r, ready_w = os.pipe()
             env = {
@@ -161,13 +162,10 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
                 )
             )
             os.close(ready_w)
-            if index == 0 or index == config.processes - 1:
-                # The first alone (store, token); then wait for the rest together.
-                for child_r in [ready_r]:
-                    if not os.read(child_r, 1):
-                        os.close(child_r)
-                        raise ConfigError("a serving process exited before it was ready")
-            os.close(ready_r)
+            pending.append(ready_r)
+            if index == 0:  # the first alone (it creates the store and the token)
+                _await_ready(pending)
+        _await_ready(pending)  # then the others, started together
         log.info("%d serving processes on %s:%d", config.processes, config.host, port)
         print(f"canaryserve: {config.processes} processes on {config.host}:{port}", flush=True)
         while True:
@@ -187,6 +185,18 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
         if sock is not None:
             sock.close()
     return max(codes, default=0)
+
+
+def _await_ready(fds: list[int]) -> None:
+    """Wait for one byte on each pipe (a child serving); closes them all."""
+    try:
+        for fd in fds:
+            if not os.read(fd, 1):
+                raise ConfigError("a serving process exited before it was ready")
+    finally:
+        for fd in fds:
+            os.close(fd)
+        fds.clear()
 
 
 def _noted(_signum: int, _frame: FrameType | None) -> None:
