@@ -3,6 +3,7 @@ and compare-and-set across replicas, fail static while etcd is gone, one promoti
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -256,6 +257,49 @@ def test_one_replica_leads_and_another_takes_over_when_it_dies(tmp_path: Path, e
         survivor = elections[follower]
         assert survivor is not None
         eventually(survivor.is_leader, 2 * 2 + 2, "the follower takes over within the lease")
+    finally:
+        for app in apps:
+            app.stop(0)
+
+
+POLICY = {
+    "shadow_ppm": 0,
+    "steps": [100_000, 500_000],
+    "min_requests": 40,
+    "min_duration_s": 0.3,
+    "interval_s": 0.2,
+    "failure_threshold": 2,
+}
+
+
+def test_only_the_leader_acts_while_every_replica_explains(tmp_path: Path, etcd: Etcd) -> None:
+    apps = [
+        start_app(
+            tmp_path / name,
+            store=etcd.url("fleet"),
+            state_dir=tmp_path / name / "state",
+            admin_tokens=TOKENS,
+            promotion_tick_seconds=0.05,
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        eventually(lambda: sum(leads(app) for app in apps) == 1, what="one leader")
+        follower = next(app for app in apps if not leads(app))
+        with admin(follower) as via_follower:
+            via_follower.start("classifier", "1", automatic=True, policy_json=json.dumps(POLICY))
+            # No traffic: every replica decides "hold" and explains it ...
+            for app in apps:
+                with admin(app) as client:
+                    eventually(lambda c=client: c.explain("classifier").evaluated, what="explained")
+                    assert client.explain("classifier").action == "hold"
+            time.sleep(1.0)  # several intervals
+            # ... but only the leader acts: a hold is audited when its reason changes, once for
+            # the fleet (two acting replicas would each audit every reason).
+            holds = [
+                e.reason for e in via_follower.audit("classifier") if e.operation == "auto_hold"
+            ]
+            assert holds and len(holds) == len(set(holds))
     finally:
         for app in apps:
             app.stop(0)
