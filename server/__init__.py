@@ -9,6 +9,7 @@ Packages by concern; imports flow one way, left to right, never back:
     promotion                  policy, decide(), controller         (rollout, shadow, telemetry)
     serving                    registry, runner, tensors, data plane (rollout, shadow, telemetry)
     api                        the gRPC edge                         (everything above)
+    fleet                      etcd: shared store, watch, leader     (rollout; gRPC + protos/etcd)
     config, app                typed configuration; the composition root
     testing                    fakes beside their seams, for tests
 

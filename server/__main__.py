@@ -3,14 +3,21 @@
 Flags override the TOML config file (`--config`); `CANARYSERVE_ADMIN_TOKEN`, when set, adds
 an admin token named "env". SIGTERM and SIGINT drain the server: calls in flight get
 `grace_seconds` to finish, then the process exits 0.
+
+`--processes N` (N > 1) makes this process a supervisor of N serving processes on one port
+(SO_REUSEPORT): the first starts alone (it creates the state store and the admin token), the
+others then together; SIGTERM/SIGINT go to every child; if one dies, the rest are stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-port", type=int, help="Prometheus /metrics port (default 8002; -1: off)"
     )
+    parser.add_argument(
+        "--store", help="etcd://HOST:PORT[,HOST:PORT...]/PREFIX (default: SQLite in the state dir)"
+    )
+    parser.add_argument(
+        "--processes", type=int, help="serving processes sharing the port (default 1)"
+    )
     parser.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -58,6 +71,10 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
         "port": args.port,
         "state_dir": args.state_dir,
         "metrics_port": args.metrics_port,
+        "store": args.store,
+        "processes": args.processes,
+        # A supervisor's child shares the port with its siblings.
+        "reuse_port": True if environ.get(PROCESS_INDEX_ENV) else None,
     }
     return with_env_admin_token(load_config(args.config, overrides), environ)
 
@@ -80,6 +97,7 @@ def serve(config: Config) -> int:
         except ConfigError:
             app.stop(0)
             raise
+        _report_ready()
         signum = _wait_for_stop_signal(wake_r)
         log.info(
             "received %s; draining (grace %.1fs)",
@@ -97,14 +115,98 @@ def serve(config: Config) -> int:
     return 0
 
 
+#: Set by a supervisor in its children: a pipe to write one byte to once serving.
+READY_FD_ENV = "CANARYSERVE_READY_FD"
+#: The children of a supervisor: their index (metrics port = metrics_port + index).
+PROCESS_INDEX_ENV = "CANARYSERVE_PROCESS_INDEX"
+
+
+def _report_ready() -> None:
+    fd = os.environ.pop(READY_FD_ENV, "")
+    if fd:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+
+
+def supervise(config: Config, argv: Sequence[str]) -> int:
+    """Run `config.processes` children of `python -m server argv` on one port."""
+    sock = None
+    port = config.port
+    if port == 0:
+        # Pick the port once for every child; this socket (bound, never listening) keeps it.
+        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((config.host, 0))
+        port = sock.getsockname()[1]
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    previous = {s: signal.signal(s, _noted) for s in (*STOP_SIGNALS, signal.SIGCHLD)}
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        pending: list[int] = []
+        for index in range(config.processes):
+            ready_r, ready_w = os.pipe()
+            env = {
+                **os.environ,
+                READY_FD_ENV: str(ready_w),
+                PROCESS_INDEX_ENV: str(index),
+            }
+            child_args = [*argv, "--processes", "1", "--port", str(port)]
+            if config.metrics_port > 0:
+                child_args += ["--metrics-port", str(config.metrics_port + index)]
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "server", *child_args], env=env, pass_fds=(ready_w,)
+                )
+            )
+            os.close(ready_w)
+            pending.append(ready_r)
+            if index == 0:  # the first alone (it creates the store and the token)
+                _await_ready(pending)
+        _await_ready(pending)  # then the others, started together
+        log.info("%d serving processes on %s:%d", config.processes, config.host, port)
+        print(f"canaryserve: {config.processes} processes on {config.host}:{port}", flush=True)
+        while True:
+            signum = _wait_for_stop_signal(wake_r, (*STOP_SIGNALS, signal.SIGCHLD))
+            if signum != signal.SIGCHLD or any(c.poll() is not None for c in children):
+                break
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        codes = [child.wait() for child in children]
+        signal.set_wakeup_fd(previous_fd)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        os.close(wake_r)
+        os.close(wake_w)
+        if sock is not None:
+            sock.close()
+    return max(codes, default=0)
+
+
+def _await_ready(fds: list[int]) -> None:
+    """Wait for one byte on each pipe (a child serving); closes them all."""
+    try:
+        for fd in fds:
+            if not os.read(fd, 1):
+                raise ConfigError("a serving process exited before it was ready")
+    finally:
+        for fd in fds:
+            os.close(fd)
+        fds.clear()
+
+
 def _noted(_signum: int, _frame: FrameType | None) -> None:
     """Handler of the stop signals: the wakeup pipe already carries the signal number."""
 
 
-def _wait_for_stop_signal(wake_r: int) -> int:
+def _wait_for_stop_signal(wake_r: int, signals: Sequence[int] = STOP_SIGNALS) -> int:
     while True:
         for signum in os.read(wake_r, 64):  # blocks; retried after EINTR (PEP 475)
-            if signum in STOP_SIGNALS:
+            if signum in signals:
                 return signum
 
 
@@ -114,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return serve(config_from(args, os.environ))
+        config = config_from(args, os.environ)
+        if config.processes > 1:
+            return supervise(config, list(argv if argv is not None else sys.argv[1:]))
+        return serve(config)
     except ConfigError as exc:
         print(f"canaryserve: {exc}", file=sys.stderr)
         return 2

@@ -25,11 +25,12 @@ from server.api.auth import (
 )
 from server.api.inference import InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
-from server.errors import ModelNotFound
+from server.errors import ModelNotFound, StoreUnavailable
+from server.fleet.etcd import Election, EtcdStore, parse_store_url
 from server.promotion.controller import PromotionController
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
-from server.rollout.store import SqliteStore
+from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory
 from server.serving.runner import OnnxRunner, Runner
@@ -45,6 +46,18 @@ log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 STATE_DB = "state.db"
+
+
+def _etcd_store(url: str) -> EtcdStore:
+    try:
+        target = parse_store_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"'store': {exc}") from None
+    try:
+        return EtcdStore(target)
+    except StoreUnavailable as exc:
+        # At start there is no snapshot to serve from: refuse, naming the store.
+        raise ConfigError(f"cannot start: {exc.args[0] if exc.args else exc}") from None
 
 
 class App:
@@ -90,7 +103,16 @@ class App:
             telemetry=self.telemetry,
         )
         check_state_dir(config.state_dir)
-        self.store = SqliteStore(config.state_dir / STATE_DB)
+        self.election: Election | None = None
+        self.store: StateStore
+        if config.store:
+            etcd = _etcd_store(config.store)
+            self.store = etcd
+            self.election = Election(
+                etcd.client, etcd.root + b"leader", ttl_s=config.leader_ttl_seconds
+            )
+        else:
+            self.store = SqliteStore(config.state_dir / STATE_DB)
         self.rollouts = RolloutController(
             self.store,
             ready_versions=self.registry.ready_versions,
@@ -103,6 +125,7 @@ class App:
             self.telemetry.windows,
             self.shadow,
             tick_s=config.promotion_tick_seconds,
+            is_leader=self.election.is_leader if self.election is not None else None,
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
@@ -185,7 +208,7 @@ class App:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
             ],
         )
         servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
@@ -224,6 +247,10 @@ class App:
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
         self.dataplane.starting = False  # every model loaded and routed: NOT_FOUND means so
+        # Other processes and replicas writing the same store: follow them.
+        self.store.watch(self.rollouts.sync)
+        if self.election is not None:
+            self.election.start()
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(
@@ -289,6 +316,8 @@ class App:
             self._server.stop(grace).wait()
             self._server = None
         self.promotion.shutdown()
+        if self.election is not None:
+            self.election.close()
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics = None

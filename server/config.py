@@ -96,6 +96,19 @@ class Config:
     """gRPC port for inference and admin; 0 picks a free port (printed at start)."""
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     """Directory for durable state (rollouts, audit log, generated token)."""
+    store: str = ""
+    """Where rollout state and the audit log live. Empty: SQLite in `state_dir` (processes
+    sharing the directory follow each other's writes within a second).
+    `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`: etcd, shared by a fleet (docs/fleet.md)."""
+    processes: int = 1
+    """Serving processes on one port (SO_REUSEPORT), each loading the models once and sharing
+    the configured store; metrics ports count up from `metrics_port` (docs/fleet.md)."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so that several processes share the port (`processes` sets
+    it for its children)."""
+    leader_ttl_seconds: int = 5
+    """With an etcd store: the promotion leader's lease; when the leader dies another replica
+    takes over within about this long."""
     workers: int = 16
     """Threads serving gRPC calls; bounds the calls in progress at once."""
     max_message_bytes: int = 64 * 1024 * 1024
@@ -364,5 +377,16 @@ def _validate(config: Config) -> None:
         ratio = getattr(config, name)
         if not 0 < ratio <= 1:
             raise ConfigError(f"'{name}' must be in (0, 1], got {ratio}")
+    if config.store and not config.store.startswith("etcd://"):
+        raise ConfigError(
+            f"'store' must be empty (SQLite in state_dir) or etcd://HOST:PORT/PREFIX,"
+            f" got {config.store!r}"
+        )
+    if not 1 <= config.processes <= 64:
+        raise ConfigError(f"'processes' must be 1..64, got {config.processes}")
+    if config.leader_ttl_seconds < 2:
+        raise ConfigError(
+            f"'leader_ttl_seconds' must be at least 2, got {config.leader_ttl_seconds}"
+        )
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")

@@ -15,6 +15,7 @@ CanaryServeError
 ├── AlreadyExists
 ├── Unauthenticated
 ├── Overloaded              a bounded resource is full
+├── StoreUnavailable        the shared state store cannot be reached (serving goes on)
 └── ModelFailed             the model itself raised while running a valid request
 
 `STATUS_NAMES` is the one table from these errors to gRPC status names; it lives here, free of
@@ -38,6 +39,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "RevisionMismatch",
+    "StoreUnavailable",
     "Unauthenticated",
     "VersionNotReady",
     "status_name",
@@ -139,6 +141,17 @@ class Overloaded(CanaryServeError):
     """A bounded resource is full; retry later."""
 
 
+class StoreUnavailable(CanaryServeError):
+    """The state store cannot be reached: writes fail, serving goes on from the last snapshot."""
+
+    def __init__(self, store: str, cause: str) -> None:
+        self.store = store
+        super().__init__(
+            f"state store {store} is unavailable ({cause}); serving continues on the last"
+            " routing snapshot, rollout changes are refused until it is back"
+        )
+
+
 class ModelFailed(CanaryServeError):
     """The runtime raised while running a request that passed validation."""
 
@@ -159,6 +172,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (AlreadyExists, "ALREADY_EXISTS"),
     (Unauthenticated, "UNAUTHENTICATED"),
     (Overloaded, "RESOURCE_EXHAUSTED"),
+    (StoreUnavailable, "UNAVAILABLE"),
     # The model's own failure: the server is fine, the version is not.
     (ModelFailed, "INTERNAL"),
 )

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from server.errors import RevisionMismatch
 from server.rollout.state import RolloutState
-from server.rollout.store import AuditEntry, check_commit, check_limit
+from server.rollout.store import AuditEntry, OnChange, check_commit, check_limit
 from server.serving.signature import Signature
 
 __all__ = ["FakeClock", "FakeRunner", "MemoryStore"]
@@ -43,9 +43,11 @@ class MemoryStore:
     """In-memory StateStore for unit tests. States go through JSON like the durable store's do."""
 
     def __init__(self) -> None:
+        self.name = "memory"
         self._lock = threading.Lock()
         self._states: dict[str, str] = {}
         self._audit: list[AuditEntry] = []
+        self._watchers: list[OnChange] = []
 
     def load(self) -> dict[str, RolloutState]:
         with self._lock:
@@ -62,7 +64,15 @@ class MemoryStore:
             if actual != expected_revision:
                 raise RevisionMismatch(state.model, expected_revision or 0, actual or 0)
             self._states[state.model] = state.to_json()
-            return self._append(audit)
+            stored = self._append(audit)
+            watchers = list(self._watchers)
+        if watchers:
+            # Off the committing thread, as a real store's watcher would: a controller commits
+            # under its own lock, and another controller's sync() takes that one's lock.
+            states = self.load()
+            for on_change in watchers:
+                threading.Thread(target=on_change, args=(states,), daemon=True).start()
+        return stored
 
     def append_audit(self, entry: AuditEntry) -> AuditEntry:
         with self._lock:
@@ -82,6 +92,11 @@ class MemoryStore:
                 e for e in self._audit if e.id > after_id and (model is None or e.model == model)
             ]
         return rows[:limit] if after_id > 0 else rows[-limit:]
+
+    def watch(self, on_change: OnChange) -> None:
+        """Every controller sharing this store hears of each commit (a fleet in one process)."""
+        with self._lock:
+            self._watchers.append(on_change)
 
     def close(self) -> None:
         pass

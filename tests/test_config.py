@@ -40,6 +40,10 @@ otlp_endpoint = "collector:4317"
 tls_cert = "/etc/cs/server.pem"
 tls_key = "/etc/cs/server.key"
 tls_client_ca = "/etc/cs/ca.pem"
+store = "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
+processes = 4
+reuse_port = true
+leader_ttl_seconds = 9
 
 [admin_tokens]
 alice = "tok-a"
@@ -81,6 +85,8 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.tls_key == Path("/etc/cs/server.key")
     assert config.tls_client_ca == Path("/etc/cs/ca.pem")
     assert dict(config.admin_tokens) == {"alice": "tok-a", "deploy-bot": "tok-b"}
+    assert config.store == "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
+    assert (config.processes, config.reuse_port, config.leader_ttl_seconds) == (4, True, 9)
     assert dict(config.models) == {
         "classifier": ModelConfig(stable="1"),
         "counter": ModelConfig(stable=None),

@@ -90,6 +90,7 @@ class PromotionController:
         clock: Clock = time.time,
         tick_s: float = 1.0,
         on_decision: DecisionListener | None = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self._rollouts = rollouts
         self._windows = windows
@@ -97,6 +98,8 @@ class PromotionController:
         self._clock = clock
         self._tick_s = tick_s
         self._on_decision = on_decision
+        #: In a fleet only the elected leader acts; every replica still decides and explains.
+        self._is_leader = is_leader or (lambda: True)
         self._tracks: dict[str, _Track] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
@@ -178,6 +181,8 @@ class PromotionController:
             decision = decide(policy, evidence)
             track.last = decision
             track.failed_checks = decision.failed_checks
+        if not self._is_leader():
+            return decision  # explained here; the fleet's leader acts
         self._act(state, decision)
         return decision
 

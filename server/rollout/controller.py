@@ -3,6 +3,10 @@
 Every change runs under one write lock: apply() the command, commit state + audit row in one
 store transaction, swap the in-memory state, publish a fresh RoutingTable, then hand the event
 to watchers. Readers (get, list, table) never wait on the store.
+
+Other writers of the same store (other processes, other replicas of a fleet) are followed
+through the store's watch: sync() takes every stored state newer than the one in memory,
+republishes the routing table and tells watchers, so every replica routes from the same state.
 """
 
 from __future__ import annotations
@@ -50,6 +54,21 @@ Publish: TypeAlias = Callable[[RoutingTable], None]
 
 def _default_salt() -> str:
     return secrets.token_hex(8)
+
+
+def _synced(state: RolloutState) -> AuditEntry:
+    """The audit row a watcher sees for a change another replica made (the store's audit log
+    holds the real one, with its actor and reason)."""
+    return AuditEntry(
+        id=0,
+        at=state.updated_at,
+        actor="store",
+        model=state.model,
+        operation="sync",
+        before=None,
+        after=state.to_json(),
+        reason="changed through another replica; its audit row is in the shared audit log",
+    )
 
 
 def _dumps(value: Mapping[str, JSONValue]) -> str:
@@ -134,7 +153,11 @@ class RolloutController:
                     after=state.to_json(),
                     reason="first seen; its default version becomes stable",
                 )
-                results.append(self._commit(None, state, None, entry))
+                try:
+                    results.append(self._commit(None, state, None, entry))
+                except RevisionMismatch:
+                    # Another replica adopted it first (_commit reloaded theirs): theirs wins.
+                    log.info("model %s was adopted by another replica", model)
             self._refresh_locked(force=True)
         return results
 
@@ -213,6 +236,34 @@ class RolloutController:
         if errors:
             raise errors[0]
         return results
+
+    def sync(self, stored: Mapping[str, RolloutState]) -> list[RolloutState]:
+        """Take every stored state newer than ours (written by another process or replica):
+        publish a new routing table and tell watchers. Returns the states taken.
+
+        Called by the store's watcher with everything it holds; states at or below our
+        revision are ours already (a stale notification never moves a model back).
+        """
+        with self._lock:
+            taken = [
+                state
+                for name, state in sorted(stored.items())
+                if (mine := self._states.get(name)) is None or state.revision > mine.revision
+            ]
+            if not taken:
+                return []
+            before = self._states
+            self._states = MappingProxyType({**before, **{s.model: s for s in taken}})
+            self._refresh_locked(force=True)
+            for state in taken:
+                self._notify(before.get(state.model), state, _synced(state))
+                log.info(
+                    "model %s: synced from the store -> %s (revision %s)",
+                    state.model,
+                    state.phase,
+                    state.revision,
+                )
+        return taken
 
     def refresh_ready(self) -> bool:
         """Re-read the registry's ready sets; publish a new table if any changed."""
@@ -301,10 +352,7 @@ class RolloutController:
         result = CommandResult(before, after, changed=True, audit=stored)
         self._table = self._build()
         self._publish(self._table)
-        self._sequence += 1
-        event = WatchEvent(self._sequence, result, stored)
-        for sub in self._subscriptions:
-            sub.offer(event)
+        self._notify(before, after, stored)
         log.info(
             "model %s: %s by %s -> %s (revision %s)",
             after.model,
@@ -314,6 +362,12 @@ class RolloutController:
             after.revision,
         )
         return result
+
+    def _notify(self, before: RolloutState | None, after: RolloutState, entry: AuditEntry) -> None:
+        self._sequence += 1
+        event = WatchEvent(self._sequence, CommandResult(before, after, True, entry), entry)
+        for sub in self._subscriptions:
+            sub.offer(event)
 
     def _refresh_locked(self, *, force: bool) -> bool:
         ready = {model: self._ready_versions(model) for model in self._states}

@@ -1,8 +1,12 @@
 """Durable rollout state and the audit log, behind the small StateStore interface.
 
 SqliteStore is the embedded default (one file, WAL, synchronous=FULL, so a committed change
-survives kill -9 and power loss); server.testing.MemoryStore is a fake with the same semantics.
-A shared backend (etcd) for several replicas would implement the same protocol.
+survives kill -9 and power loss); server.testing.MemoryStore is a fake with the same semantics;
+server.fleet.etcd.EtcdStore is the shared backend of a fleet (docs/fleet.md).
+
+Every store has a watch: `watch(on_change)` calls `on_change(states)` from a background thread
+with every saved state whenever the store may have changed — through this process or any
+other — so each process republishes its routing snapshot (RolloutController.sync).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from server.errors import InvalidInput, RevisionMismatch
 from server.rollout.state import RolloutState
@@ -22,6 +27,7 @@ __all__ = [
     "MAX_AUDIT_LIMIT",
     "SCHEMA_VERSION",
     "AuditEntry",
+    "OnChange",
     "SqliteStore",
     "StateStore",
     "check_commit",
@@ -49,7 +55,14 @@ class AuditEntry:
     extra: str | None = None  # JSON: decision evidence and the like
 
 
+#: Called (from the store's watcher thread) with every saved state, by model name.
+OnChange: TypeAlias = Callable[[Mapping[str, RolloutState]], object]
+
+
 class StateStore(Protocol):
+    #: Where the state lives, for messages ("sqlite:PATH", "etcd://HOST:PORT/PREFIX").
+    name: str
+
     def load(self) -> dict[str, RolloutState]:
         """Every saved state, by model name."""
         ...
@@ -72,6 +85,12 @@ class StateStore(Protocol):
         self, model: str | None = None, limit: int = 100, after_id: int = 0
     ) -> list[AuditEntry]:
         """Audit rows, newest last; see check_limit for what `after_id` selects."""
+        ...
+
+    def watch(self, on_change: OnChange) -> None:
+        """Start calling `on_change(states)` after each change of the stored states, by anyone
+        (at least once a second for SQLite); changes made while the store was unreachable are
+        delivered when it is back. Stops at close()."""
         ...
 
     def close(self) -> None: ...
@@ -116,9 +135,20 @@ _AUDIT_COLUMNS = "id, at, actor, model, operation, before, after, reason, extra"
 class SqliteStore:
     """StateStore on one SQLite file. Thread-safe: one connection behind one lock."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        poll_seconds: float = 0.1,
+    ) -> None:
         self.path = os.fspath(path)
+        self.name = f"sqlite:{self.path}"
         self._lock = threading.Lock()
+        self._busy_timeout = busy_timeout
+        self._poll_s = poll_seconds
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
         # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT, so the
         # CAS read and the writes cannot interleave with another process's writer.
         self._db = sqlite3.connect(
@@ -234,6 +264,35 @@ class SqliteStore:
         with self._lock:
             return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
 
+    def watch(self, on_change: OnChange) -> None:
+        """Poll `PRAGMA data_version` on a second connection: SQLite bumps it whenever another
+        connection (another process, or this store's own writer) commits to the file."""
+        if self._watcher is not None:
+            raise RuntimeError("SqliteStore.watch() may be called once")
+        self._watcher = threading.Thread(
+            target=self._watch_loop, args=(on_change,), name="canaryserve-store-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch_loop(self, on_change: OnChange) -> None:
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            seen = db.execute("PRAGMA data_version").fetchone()[0]
+            while not self._closed.wait(self._poll_s):
+                try:
+                    version = db.execute("PRAGMA data_version").fetchone()[0]
+                    if version == seen:
+                        continue
+                    seen = version
+                    on_change(self.load())
+                except Exception:  # a locked or vanished file must not end the watch
+                    log.exception("state store %s: watch could not reload", self.path)
+        finally:
+            db.close()
+
     def close(self) -> None:
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(2.0)
         with self._lock:
             self._db.close()

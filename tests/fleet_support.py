@@ -1,0 +1,111 @@
+"""Helpers of the fleet tests: a real etcd on free loopback ports, and waiting for convergence.
+
+etcd is Debian's etcd-server (/usr/bin/etcd, installed by .ci/install-etcd.sh). Without it the
+etcd tests skip on a developer's machine and fail in CI (CI=true), where it must be installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from protos.etcd.etcdserverpb import rpc_pb2 as rpc
+from server.errors import StoreUnavailable
+from server.fleet.etcd import EtcdClient, parse_store_url
+
+ETCD = os.environ.get("CANARYSERVE_ETCD", "/usr/bin/etcd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Etcd:
+    """One single-member etcd, restartable on the same ports and data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def url(self, prefix: str) -> str:
+        return f"etcd://{self.endpoint}/{prefix}"
+
+    def start(self) -> None:
+        client = f"http://{self.endpoint}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        log = open(self.data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [
+                ETCD,
+                "--name=test",
+                f"--data-dir={self.data_dir}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=test={peer}",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        probe = EtcdClient(parse_store_url(self.url("probe")), timeout=0.5)
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    probe.range(rpc.RangeRequest(key=b"/probe"))
+                    return
+                except StoreUnavailable:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise RuntimeError(f"etcd did not start (log: {log.name})") from None
+                    time.sleep(0.1)
+        finally:
+            probe.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+def require_etcd() -> None:
+    if shutil.which(ETCD) is None:
+        message = f"{ETCD} is missing: run .ci/install-etcd.sh (Debian's etcd-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[Etcd]:
+    require_etcd()
+    server = Etcd(tmp_path / "etcd")
+    server.start()
+    yield server
+    server.stop()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait until `check()` holds (convergence, not timing: the limit is generous)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {timeout}s: {what}")
+        time.sleep(0.02)
