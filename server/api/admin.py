@@ -12,7 +12,7 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
-from server.api.status import code_for, translate_errors
+from server.api.status import code_for, message_for, translate_errors
 from server.errors import CanaryServeError, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
@@ -280,13 +280,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
             sub = self._controller.subscribe(request.model or None)
         except CanaryServeError as exc:
-            context.abort(code_for(exc), str(exc))
+            context.abort(code_for(exc), message_for(exc))
         try:
             while context.is_active():
                 try:
                     event = sub.get(timeout=_WATCH_POLL_S)
                 except CanaryServeError as exc:  # fell behind: the client must re-read
-                    context.abort(code_for(exc), str(exc))
+                    context.abort(code_for(exc), message_for(exc))
                 if event is None:
                     if sub.closed:
                         return

@@ -10,7 +10,7 @@ import grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
-from server.api.status import translate_errors
+from server.api.status import message_for, translate_errors
 from server.errors import CanaryServeError, FailedPrecondition
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, ModelVersion, Registry
@@ -195,7 +195,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
             except CanaryServeError as exc:
-                yield pb.ModelStreamInferResponse(error_message=str(exc))
+                yield pb.ModelStreamInferResponse(error_message=message_for(exc))
             else:
                 yield pb.ModelStreamInferResponse(infer_response=response)
 
