@@ -30,6 +30,7 @@ from server.rollout.state import (
     StartRollout,
 )
 from server.serving.dataplane import DataPlane
+from server.serving.names import check_model_name, check_optional_model_name, check_version
 from server.shadow.executor import ShadowExecutor
 
 __all__ = ["AdminServicer"]
@@ -40,9 +41,7 @@ PolicySource = Callable[[str], Policy | None]
 
 
 def _require_model(model: str) -> str:
-    if not model:
-        raise InvalidInput("'model' is required")
-    return model
+    return check_model_name(model, "model")
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
@@ -110,8 +109,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def StartRollout(
         self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
     ) -> pb.StartRolloutResponse:
-        if not request.candidate_version:
-            raise InvalidInput("'candidate_version' is required")
+        check_version(request.candidate_version, "candidate_version")
         shadow_ppm, canary_ppm = request.shadow_rate_ppm, request.canary_weight_ppm
         policy = None
         if request.automatic or request.policy_json:
@@ -198,7 +196,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.ListAuditResponse:
         self._actor(context)
         entries = self._controller.audit(
-            model=request.model or None, limit=request.limit or 100, after_id=request.after_id
+            model=check_optional_model_name(request.model) or None,
+            limit=request.limit or 100,
+            after_id=request.after_id,
         )
         return pb.ListAuditResponse(entries=[audit_pb(e) for e in entries])
 
@@ -276,7 +276,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> Iterator[pb.WatchRolloutsResponse]:
         try:
             self._actor(context)
-            if request.model:
+            if check_optional_model_name(request.model):
                 self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
             sub = self._controller.subscribe(request.model or None)
         except CanaryServeError as exc:

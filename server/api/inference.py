@@ -1,4 +1,8 @@
-"""The GRPCInferenceService servicer: thin — convert, delegate, convert back."""
+"""The GRPCInferenceService servicer: thin — check names, convert, delegate, convert back.
+
+Every model name and version string a request carries is checked by `server.serving.names`
+before anything uses it (ModelInfer's in the data plane, where the call is traced).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from server import __version__
 from server.api.status import message_for, translate_errors
 from server.errors import CanaryServeError, FailedPrecondition
 from server.serving.dataplane import DataPlane
+from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
 from server.serving.registry import LoadState, ModelVersion, Registry
 
 __all__ = ["EXTENSIONS", "InferenceServicer"]
@@ -50,11 +55,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.ServicerContext
     ) -> pb.ModelReadyResponse:
-        versions = self._registry.versions(request.name)
-        if request.version:
-            mv = versions.get(request.version)
-            return pb.ModelReadyResponse(ready=mv is not None and mv.state is LoadState.READY)
-        return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(request.name)))
+        # As Triton answers: ready=false for a model or version it does not have, not an error;
+        # INVALID_ARGUMENT only for a name or version that cannot be one.
+        name = check_model_name(request.name, "name")
+        version = check_optional_version(request.version)
+        if version:
+            return pb.ModelReadyResponse(
+                ready=self._registry.ready_runner(name, version) is not None
+            )
+        return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(name)))
 
     @translate_errors
     def ServerMetadata(
@@ -66,7 +75,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _version(self, name: str, version: str) -> ModelVersion:
         """The named version, or the one a request without a version would get."""
-        if not version:
+        check_model_name(name, "name")
+        if not check_optional_version(version):
             version = self._dataplane.route(name, None, {}, None).version
         return self._registry.get(name, version)
 
@@ -118,9 +128,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
     ) -> pb.ModelStatisticsResponse:
-        names = [request.name] if request.name else self._registry.models()
+        check_optional_model_name(request.name, "name")
+        check_optional_version(request.version)
+        models = [request.name] if request.name else self._registry.models()
         response = pb.ModelStatisticsResponse()
-        for name in names:
+        for name in models:
             versions = self._registry.versions(name)
             if request.version and request.version not in versions:
                 self._registry.get(name, request.version)  # raises the right NotFound
@@ -163,7 +175,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        loaded = self._registry.load(request.model_name)
+        loaded = self._registry.load(check_model_name(request.model_name, "model_name"))
         failed = [mv for mv in loaded if mv.state is not LoadState.READY]
         if failed:
             ready = [mv.version for mv in loaded if mv.state is LoadState.READY]
@@ -178,7 +190,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        self._registry.unload(request.model_name)
+        self._registry.unload(check_model_name(request.model_name, "model_name"))
         return pb.RepositoryModelUnloadResponse()
 
     @translate_errors

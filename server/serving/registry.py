@@ -1,8 +1,10 @@
 """Model versions side by side: one onnxruntime session per version, load-new-before-unload-old.
 
-The repository is a directory `<root>/<model>/<version>/model.onnx` (versions are positive
-integers). Readers take the current `dict` snapshot without a lock; writers build a new one
-and swap it in, so a reload never interrupts calls in flight on unchanged versions.
+The repository is a directory `<root>/<model>/<version>/model.onnx`; only directories whose
+names follow `server.serving.names` (model names, versions: positive integers without leading
+zeros) are loaded, so every name the registry holds is valid. Readers take the current `dict`
+snapshot without a lock; writers build a new one and swap it in, so a reload never interrupts
+calls in flight on unchanged versions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TypeAlias
 import numpy as np
 
 from server.errors import ModelNotFound, ModelVersionNotFound, VersionNotReady
+from server.serving.names import is_model_name, is_version
 from server.serving.runner import Arrays, Runner
 from server.serving.signature import Signature
 
@@ -181,20 +184,28 @@ class Registry:
     def load_all(self) -> None:
         """Load every model found in the repository."""
         for model_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if model_dir.is_dir() and not model_dir.name.startswith((".", "_")):
+            if not model_dir.is_dir() or model_dir.name.startswith((".", "_")):
+                continue
+            if is_model_name(model_dir.name):
                 self.load(model_dir.name)
+            else:
+                log.warning("skipping %s: not a valid model name", model_dir)
 
     def load(self, model: str) -> list[ModelVersion]:
         """(Re)load a model's versions from disk; new sessions are ready before old ones go."""
-        model_dir = self.root / model
-        if not model_dir.is_dir() or model.startswith((".", "_")) or "/" in model:
+        if not is_model_name(model) or not (self.root / model).is_dir():
             raise ModelNotFound(model, known=self._on_disk())
+        model_dir = self.root / model
         with self._write:
             old = self._models.get(model, {})
             fresh: dict[str, ModelVersion] = {}
             for vdir in sorted(model_dir.iterdir()):
-                if vdir.is_dir() and vdir.name.isdigit() and int(vdir.name) > 0:
+                if not vdir.is_dir():
+                    continue
+                if is_version(vdir.name):
                     fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+                elif not vdir.name.startswith((".", "_")):
+                    log.warning("skipping %s: a version is a positive integer, no leading 0", vdir)
             self._models = {**self._models, model: fresh}
         self._notify(model)
         return sorted(fresh.values(), key=lambda mv: int(mv.version))
@@ -235,7 +246,7 @@ class Registry:
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_model_name(p.name))
 
     def _notify(self, model: str) -> None:
         for listener in self._listeners:

@@ -48,6 +48,7 @@ def run_checks(url: str, models: Path) -> dict[str, str]:
         assert client.is_model_ready("classifier")
         assert client.is_model_ready("classifier", "1")
         assert not client.is_model_ready("classifier", "42")
+        assert not client.is_model_ready("nope")  # Triton: ready=false, not an error
 
     @check
     def model_metadata() -> None:
