@@ -6,7 +6,7 @@ before anything uses it (ModelInfer's in the data plane, where the call is trace
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import cast
 
 import grpc
@@ -15,7 +15,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.api.status import message_for, translate_errors
-from server.errors import CanaryServeError, FailedPrecondition
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput, shorten
 from server.serving.dataplane import DataPlane
 from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
 from server.serving.registry import LoadState, ModelVersion, Registry
@@ -175,7 +175,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        loaded = self._registry.load(check_model_name(request.model_name, "model_name"))
+        model = check_model_name(request.model_name, "model_name")
+        _supported(request.parameters, "RepositoryModelLoad", {})
+        loaded = self._registry.load(model)
         failed = [mv for mv in loaded if mv.state is not LoadState.READY]
         if failed:
             ready = [mv.version for mv in loaded if mv.state is LoadState.READY]
@@ -190,7 +192,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        self._registry.unload(check_model_name(request.model_name, "model_name"))
+        model = check_model_name(request.model_name, "model_name")
+        # tritonclient's unload_model always sends unload_dependents; no model here has
+        # dependents (there are no ensembles), so either value unloads just this model.
+        _supported(request.parameters, "RepositoryModelUnload", {"unload_dependents": "bool_param"})
+        self._registry.unload(model)
         return pb.RepositoryModelUnloadResponse()
 
     @translate_errors
@@ -210,6 +216,29 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 yield pb.ModelStreamInferResponse(error_message=message_for(exc))
             else:
                 yield pb.ModelStreamInferResponse(infer_response=response)
+
+
+def _supported(
+    parameters: Mapping[str, pb.ModelRepositoryParameter], rpc: str, accepted: Mapping[str, str]
+) -> None:
+    """InvalidInput naming the first parameter `rpc` does not support (none is ignored)."""
+    for key, value in parameters.items():
+        kind = value.WhichOneof("parameter_choice")
+        if accepted.get(key) == kind:
+            continue
+        if key in accepted:
+            why = f"it must be a {accepted[key]}, not {kind or 'empty'}"
+        elif key == "config":
+            why = (
+                "canaryserve takes no model configuration: a version is "
+                "<models_dir>/<model>/<version>/model.onnx and its settings come from the server "
+                "config"
+            )
+        elif key.startswith("file:"):
+            why = "files cannot be sent: put them under <models_dir>/<model>/<version>/, then load"
+        else:
+            why = f"{rpc} takes {', '.join(sorted(accepted)) or 'no parameters'}"
+        raise InvalidInput(f"{rpc} parameter '{shorten(key)}' is not supported: {why}")
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
