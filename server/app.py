@@ -18,7 +18,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.api.admin import AdminServicer
 from server.api.auth import Authenticator, AuthInterceptor, ensure_token_file
-from server.api.inference import InferenceServicer
+from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound
 from server.promotion.controller import PromotionController
@@ -27,6 +27,7 @@ from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory
+from server.serving.repository import ModelRepository
 from server.serving.runner import OnnxRunner, Runner
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
@@ -89,6 +90,7 @@ class App:
             grace_seconds=config.rollback_grace_seconds,
             allow_pinning=config.allow_pinning,
         )
+        self.repository = ModelRepository(self.registry, self.rollouts)
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
@@ -166,7 +168,7 @@ class App:
             # name for the audit log); the interceptor exists only when inference needs a
             # token, so unauthenticated inference pays nothing for it.
             interceptors=(
-                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth})]
+                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth}, REPOSITORY_CONTROL)]
                 if self.inference_auth.enabled
                 else []
             ),
@@ -179,7 +181,9 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
+        servicer = InferenceServicer(
+            self.registry, self.dataplane, self._ready.is_set, self.repository, self.admin_auth
+        )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(
             self.rollouts,

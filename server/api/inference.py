@@ -2,6 +2,11 @@
 
 Every model name and version string a request carries is checked by `server.serving.names`
 before anything uses it (ModelInfer's in the data plane, where the call is traced).
+
+Repository control (RepositoryModelLoad/Unload) changes what every caller is served, so it is
+the operator's: it needs the admin token (Triton keeps it behind explicit model control and
+its restricted protocols), checked here rather than by the inference-token interceptor, and
+goes through `ModelRepository`, which audits it and refuses to unload what routing uses.
 """
 
 from __future__ import annotations
@@ -14,16 +19,23 @@ import grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
+from server.api.auth import Authenticator
 from server.api.status import message_for, translate_errors
-from server.errors import CanaryServeError, FailedPrecondition, InvalidInput, shorten
+from server.errors import CanaryServeError, InvalidInput, Unauthenticated, shorten
 from server.serving.dataplane import DataPlane
 from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
 from server.serving.registry import LoadState, ModelVersion, Registry
+from server.serving.repository import ModelRepository
 
-__all__ = ["EXTENSIONS", "InferenceServicer"]
+__all__ = ["EXTENSIONS", "REPOSITORY_CONTROL", "InferenceServicer"]
 
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "canary_routing"]
 PLATFORM = "onnxruntime_onnx"
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+#: The methods that need the admin token (full names, as interceptors see them).
+REPOSITORY_CONTROL = frozenset(
+    f"/{_SERVICE}/{rpc}" for rpc in ("RepositoryModelLoad", "RepositoryModelUnload")
+)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -34,10 +46,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         registry: Registry,
         dataplane: DataPlane,
         ready: Callable[[], bool],
+        repository: ModelRepository,
+        admin_auth: Authenticator,
     ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
+        self._repository = repository
+        self._admin_auth = admin_auth
+
+    def _operator(self, context: grpc.ServicerContext, rpc: str) -> str:
+        """The name of the admin token the call presents (for the audit log)."""
+        try:
+            return self._admin_auth.identify(context.invocation_metadata())
+        except Unauthenticated as exc:
+            raise Unauthenticated(
+                f"{rpc} changes what every caller is served, so it needs the admin token: {exc}"
+            ) from None
 
     @translate_errors
     def ServerLive(
@@ -175,28 +200,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
+        actor = self._operator(context, "RepositoryModelLoad")
         model = check_model_name(request.model_name, "model_name")
         _supported(request.parameters, "RepositoryModelLoad", {})
-        loaded = self._registry.load(model)
-        failed = [mv for mv in loaded if mv.state is not LoadState.READY]
-        if failed:
-            ready = [mv.version for mv in loaded if mv.state is LoadState.READY]
-            detail = "; ".join(f"version {mv.version}: {mv.reason}" for mv in failed)
-            raise FailedPrecondition(
-                f"model '{request.model_name}': {detail} (ready and serving: "
-                f"{', '.join(ready) or 'none'})"
-            )
+        self._repository.load(model, None, actor=actor, reason="", rpc="RepositoryModelLoad")
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors
     def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
+        actor = self._operator(context, "RepositoryModelUnload")
         model = check_model_name(request.model_name, "model_name")
         # tritonclient's unload_model always sends unload_dependents; no model here has
         # dependents (there are no ensembles), so either value unloads just this model.
         _supported(request.parameters, "RepositoryModelUnload", {"unload_dependents": "bool_param"})
-        self._registry.unload(model)
+        self._repository.unload(model, None, actor=actor, reason="", rpc="RepositoryModelUnload")
         return pb.RepositoryModelUnloadResponse()
 
     @translate_errors

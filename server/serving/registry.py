@@ -191,37 +191,52 @@ class Registry:
             else:
                 log.warning("skipping %s: not a valid model name", model_dir)
 
-    def load(self, model: str) -> list[ModelVersion]:
-        """(Re)load a model's versions from disk; new sessions are ready before old ones go."""
+    def load(self, model: str, version: str | None = None) -> list[ModelVersion]:
+        """(Re)load a model's versions from disk, or just `version`; new sessions are ready
+        before old ones go. Returns the versions loaded, ready or not."""
         if not is_model_name(model) or not (self.root / model).is_dir():
             raise ModelNotFound(model, known=self._on_disk())
         model_dir = self.root / model
         with self._write:
             old = self._models.get(model, {})
-            fresh: dict[str, ModelVersion] = {}
-            for vdir in sorted(model_dir.iterdir()):
-                if not vdir.is_dir():
-                    continue
-                if is_version(vdir.name):
-                    fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
-                elif not vdir.name.startswith((".", "_")):
-                    log.warning("skipping %s: a version is a positive integer, no leading 0", vdir)
+            if version is not None:
+                vdir = model_dir / version
+                if not is_version(version) or not vdir.is_dir():
+                    on_disk = [p.name for p in model_dir.iterdir() if is_version(p.name)]
+                    raise ModelVersionNotFound(model, version, known=sorted(on_disk, key=int))
+                loaded = {version: self._load_version(model, vdir, old.get(version))}
+                fresh = {**old, **loaded}
+            else:
+                fresh = {}
+                for vdir in sorted(model_dir.iterdir()):
+                    if not vdir.is_dir():
+                        continue
+                    if is_version(vdir.name):
+                        fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+                    elif not vdir.name.startswith((".", "_")):
+                        log.warning(
+                            "skipping %s: a version is a positive integer, no leading 0", vdir
+                        )
+                loaded = fresh
             self._models = {**self._models, model: fresh}
         self._notify(model)
-        return sorted(fresh.values(), key=lambda mv: int(mv.version))
+        return sorted(loaded.values(), key=lambda mv: int(mv.version))
 
-    def unload(self, model: str) -> None:
-        """Stop serving every version of `model` (it stays listed as UNAVAILABLE)."""
+    def unload(self, model: str, version: str | None = None) -> list[ModelVersion]:
+        """Stop serving every version of `model`, or just `version` (listed as UNAVAILABLE
+        "unloaded" until loaded again). Returns the versions unloaded."""
         with self._write:
             old = self.versions(model)
-            self._models = {
-                **self._models,
-                model: {
-                    v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
-                    for v, mv in old.items()
-                },
+            if version is not None and version not in old:
+                raise ModelVersionNotFound(model, version, known=sorted(old, key=int))
+            unloaded = {
+                v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
+                for v, mv in old.items()
+                if version is None or v == version
             }
+            self._models = {**self._models, model: {**old, **unloaded}}
         self._notify(model)
+        return sorted(unloaded.values(), key=lambda mv: int(mv.version))
 
     def _load_version(self, model: str, vdir: Path, old: ModelVersion | None) -> ModelVersion:
         path = vdir / MODEL_FILE
