@@ -1,4 +1,5 @@
-"""The AdminService servicer: thin — authenticate, convert, delegate to the rollout controller."""
+"""The AdminService servicer: thin — authenticate, convert, delegate to the rollout controller
+(and, for loading and unloading model versions, to the model repository)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ from server.rollout.state import (
     StartRollout,
 )
 from server.serving.dataplane import DataPlane
-from server.serving.names import check_model_name, check_optional_model_name, check_version
+from server.serving.names import (
+    check_model_name,
+    check_optional_model_name,
+    check_optional_version,
+    check_version,
+)
+from server.serving.registry import ModelVersion
+from server.serving.repository import ModelRepository
 from server.shadow.executor import ShadowExecutor
 
 __all__ = ["AdminServicer"]
@@ -44,6 +52,10 @@ def _require_model(model: str) -> str:
     return check_model_name(model, "model")
 
 
+def _version_state(mv: ModelVersion) -> pb.ModelVersionState:
+    return pb.ModelVersionState(version=mv.version, state=mv.state.value, reason=mv.reason)
+
+
 class AdminServicer(pb_grpc.AdminServiceServicer):
     """Rollout operations for authenticated operators."""
 
@@ -55,7 +67,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         shadow: ShadowExecutor,
         promotion: PromotionController,
         configured_policy: PolicySource,
+        repository: ModelRepository,
     ) -> None:
+        self._repository = repository
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
@@ -270,6 +284,34 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._promotion.approve(model)
         self._controller.append_audit(model, "approve_step", actor, request.reason)
         return pb.ApproveStepResponse(rollout=rollout_pb(self._controller.get(model)))
+
+    @translate_errors
+    def LoadModel(
+        self, request: pb.LoadModelRequest, context: grpc.ServicerContext
+    ) -> pb.LoadModelResponse:
+        actor = self._actor(context)
+        loaded = self._repository.load(
+            _require_model(request.model),
+            check_optional_version(request.version) or None,
+            actor=actor,
+            reason=request.reason,
+            rpc="LoadModel",
+        )
+        return pb.LoadModelResponse(versions=[_version_state(mv) for mv in loaded])
+
+    @translate_errors
+    def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.ServicerContext
+    ) -> pb.UnloadModelResponse:
+        actor = self._actor(context)
+        unloaded = self._repository.unload(
+            _require_model(request.model),
+            check_optional_version(request.version) or None,
+            actor=actor,
+            reason=request.reason,
+            rpc="UnloadModel",
+        )
+        return pb.UnloadModelResponse(versions=[_version_state(mv) for mv in unloaded])
 
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext
