@@ -1,4 +1,5 @@
-"""Typed client of the AdminService: rollouts, routing answers, audit log, watch stream."""
+"""Typed client of the AdminService: rollouts, routing answers, audit log, watch stream, and
+loading and unloading model versions."""
 
 from __future__ import annotations
 
@@ -139,6 +140,22 @@ class AdminClient:
         request = pb.ApproveStepRequest(model=model, reason=reason)
         response: pb.ApproveStepResponse = self._call(self._stub.ApproveStep, request)
         return response.rollout
+
+    def load(
+        self, model: str, version: str = "", *, reason: str = ""
+    ) -> list[pb.ModelVersionState]:
+        """Load every version of `model` on disk (or just `version`); the versions loaded."""
+        request = pb.LoadModelRequest(model=model, version=version, reason=reason)
+        response: pb.LoadModelResponse = self._call(self._stub.LoadModel, request)
+        return list(response.versions)
+
+    def unload(
+        self, model: str, version: str = "", *, reason: str = ""
+    ) -> list[pb.ModelVersionState]:
+        """Stop serving `model` (or just `version`); refused for what routing uses."""
+        request = pb.UnloadModelRequest(model=model, version=version, reason=reason)
+        response: pb.UnloadModelResponse = self._call(self._stub.UnloadModel, request)
+        return list(response.versions)
 
     def watch(
         self, model: str = "", send_current: bool = False

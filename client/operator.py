@@ -1,4 +1,4 @@
-"""Operator commands of the CLI: status, rollout, route, audit — over the AdminService."""
+"""Operator commands of the CLI: status, rollout, route, audit, model — over the AdminService."""
 
 from __future__ import annotations
 
@@ -284,6 +284,18 @@ def cmd_shadow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        call = admin.load if args.action == "load" else admin.unload
+        versions = call(args.model, args.version, reason=args.reason)
+    lines = [
+        f"{args.model} version {v.version}: {v.state}" + (f" ({v.reason})" if v.reason else "")
+        for v in versions
+    ]
+    _print(args, [_dict(v) for v in versions], "\n".join(lines))
+    return 0
+
+
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register the operator subcommands; `common` adds the shared flags (token, --json)."""
     status = sub.add_parser("status", help="rollout state of every model (or one)")
@@ -346,6 +358,19 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     shadow.add_argument("model")
     common(shadow)
     shadow.set_defaults(func=cmd_shadow)
+
+    model = sub.add_parser("model", help="load or unload a model, or one version of it")
+    model_actions = model.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("load", "load MODEL's versions from the repository directory (or just VERSION)"),
+        ("unload", "stop serving MODEL (or just VERSION); refused for what routing uses"),
+    ):
+        p = model_actions.add_parser(name, help=helptext)
+        p.add_argument("model")
+        p.add_argument("version", nargs="?", default="", help="one version (default: all)")
+        p.add_argument("--reason", default="", help="why, for the audit log")
+        common(p)
+    model.set_defaults(func=cmd_model)
 
     audit = sub.add_parser("audit", help="the audit log")
     audit.add_argument("model", nargs="?")

@@ -23,7 +23,7 @@ from server.api.auth import (
     check_state_dir,
     ensure_token_file,
 )
-from server.api.inference import InferenceServicer
+from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.etcd import Election, EtcdStore, parse_store_url
@@ -33,6 +33,7 @@ from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory
+from server.serving.repository import ModelRepository
 from server.serving.runner import OnnxRunner, Runner
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
@@ -120,6 +121,7 @@ class App:
             grace_seconds=config.rollback_grace_seconds,
             allow_pinning=config.allow_pinning,
         )
+        self.repository = ModelRepository(self.registry, self.rollouts)
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
@@ -198,7 +200,7 @@ class App:
             # name for the audit log); the interceptor exists only when inference needs a
             # token, so unauthenticated inference pays nothing for it.
             interceptors=(
-                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth})]
+                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth}, REPOSITORY_CONTROL)]
                 if self.inference_auth.enabled
                 else []
             ),
@@ -211,7 +213,9 @@ class App:
                 ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
             ],
         )
-        servicer = InferenceServicer(self.registry, self.dataplane, self._ready.is_set)
+        servicer = InferenceServicer(
+            self.registry, self.dataplane, self._ready.is_set, self.repository, self.admin_auth
+        )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(
             self.rollouts,
@@ -220,6 +224,7 @@ class App:
             self.shadow,
             self.promotion,
             lambda model: (self.config.models.get(model) or ModelConfig()).promotion,
+            self.repository,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -19,12 +19,15 @@ CanaryServeError
 └── ModelFailed             the model itself raised while running a valid request
 
 `STATUS_NAMES` is the one table from these errors to gRPC status names; it lives here, free of
-grpc, so that both the edge (server.api.status) and telemetry can read it.
+grpc, so that both the edge (server.api.status) and telemetry can read it. Messages echo what a
+caller sent (model, version and tensor names) through `shorten`, so no caller can make a
+status message big enough to fail the call instead of explaining it.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "SHOWN_CHARS",
     "STATUS_NAMES",
     "AlreadyExists",
     "CanaryServeError",
@@ -42,8 +45,31 @@ __all__ = [
     "StoreUnavailable",
     "Unauthenticated",
     "VersionNotReady",
+    "shorten",
     "status_name",
 ]
+
+#: How many characters of an untrusted string an error message echoes.
+SHOWN_CHARS = 64
+#: How many known names a NotFound message lists.
+_SHOWN_NAMES = 10
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` as a message may echo it: at most `limit` characters, then "..." and its length.
+
+    Characters that do not print (newlines, control characters) are shown escaped.
+    """
+    head = text[:limit]
+    if not head.isprintable():
+        head = head.encode("unicode_escape").decode("ascii")[:limit]
+    return f"{head}... ({len(text)} chars)" if len(text) > limit else head
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(shorten(n) for n in names[:_SHOWN_NAMES])
+    more = len(names) - _SHOWN_NAMES
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 class CanaryServeError(Exception):
@@ -60,7 +86,7 @@ class InvalidTensor(InvalidInput):
     def __init__(self, tensor: str, problem: str) -> None:
         self.tensor = tensor
         self.problem = problem
-        super().__init__(f"input '{tensor}': {problem}")
+        super().__init__(f"input '{shorten(tensor)}': {problem}")
 
 
 class NotFound(CanaryServeError):
@@ -70,16 +96,16 @@ class NotFound(CanaryServeError):
 class ModelNotFound(NotFound):
     def __init__(self, model: str, known: list[str] | None = None) -> None:
         self.model = model
-        hint = f"; known models: {', '.join(sorted(known))}" if known else ""
-        super().__init__(f"model '{model}' is not in the repository{hint}")
+        hint = f"; known models: {_listed(sorted(known))}" if known else ""
+        super().__init__(f"model '{shorten(model)}' is not in the repository{hint}")
 
 
 class ModelVersionNotFound(NotFound):
     def __init__(self, model: str, version: str, known: list[str] | None = None) -> None:
         self.model = model
         self.version = version
-        hint = f"; versions: {', '.join(known)}" if known else ""
-        super().__init__(f"model '{model}' has no version '{version}'{hint}")
+        hint = f"; versions: {_listed(known)}" if known else ""
+        super().__init__(f"model '{shorten(model)}' has no version '{shorten(version)}'{hint}")
 
 
 class VersionNotReady(CanaryServeError):
@@ -89,7 +115,7 @@ class VersionNotReady(CanaryServeError):
         self.model = model
         self.version = version
         why = f": {reason}" if reason else ""
-        super().__init__(f"model '{model}' version '{version}' is {state}{why}")
+        super().__init__(f"model '{shorten(model)}' version '{shorten(version)}' is {state}{why}")
 
 
 class ModelNotReady(CanaryServeError):
@@ -113,7 +139,7 @@ class InvalidTransition(FailedPrecondition):
         self.model = model
         self.current = current
         self.action = action
-        super().__init__(f"cannot {action} model '{model}' in phase {current}: {why}")
+        super().__init__(f"cannot {action} model '{shorten(model)}' in phase {current}: {why}")
 
 
 class RevisionMismatch(CanaryServeError):
@@ -124,7 +150,7 @@ class RevisionMismatch(CanaryServeError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"model '{model}' rollout is at revision {actual}, not {expected}; "
+            f"model '{shorten(model)}' rollout is at revision {actual}, not {expected}; "
             "read it again and retry"
         )
 
@@ -158,7 +184,9 @@ class ModelFailed(CanaryServeError):
     def __init__(self, model: str, version: str, cause: BaseException) -> None:
         self.model = model
         self.version = version
-        super().__init__(f"model '{model}' version '{version}' failed to run: {cause}")
+        super().__init__(
+            f"model '{shorten(model)}' version '{shorten(version)}' failed to run: {cause}"
+        )
 
 
 #: Error class -> gRPC status name; the first match wins. Anything else is INTERNAL.

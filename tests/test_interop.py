@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from protos.wire import ADMIN_TOKEN_FILE as TOKEN_FILE
 from server.app import App
 
 CHECKS = Path(__file__).parent / "interop" / "tritonclient_checks.py"
@@ -29,8 +30,9 @@ NAMES = [
 
 @pytest.fixture(scope="module")
 def triton_results(app: App) -> dict[str, str]:
+    token = (app.config.state_dir / TOKEN_FILE).read_text().strip()
     proc = subprocess.run(
-        [sys.executable, str(CHECKS), f"127.0.0.1:{app.port}", str(app.config.models_dir)],
+        [sys.executable, str(CHECKS), f"127.0.0.1:{app.port}", str(app.config.models_dir), token],
         capture_output=True,
         text=True,
         timeout=120,

@@ -21,6 +21,7 @@ from server.app import App
 from tests.conftest import start_app
 
 TOKEN = "promo"
+OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin token
 POLICY = {
     "shadow_ppm": 0,
     "steps": [100_000, 500_000],
@@ -91,7 +92,7 @@ def _wait_idle(admin: AdminClient, timeout: float = 60.0) -> str:
 def test_identical_candidate_is_promoted_by_itself(server: App) -> None:
     repo = server.config.models_dir / "classifier"
     shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
+    with InferenceClient(f"127.0.0.1:{server.port}", metadata=OPERATOR) as c:
         c.load("classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         start = admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))
@@ -108,7 +109,7 @@ def test_identical_candidate_is_promoted_by_itself(server: App) -> None:
 
 def test_faulty_candidate_is_rolled_back_and_explained(server: App) -> None:
     build_classifier_faulty(server.config.models_dir / "classifier" / "3" / "model.onnx")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
+    with InferenceClient(f"127.0.0.1:{server.port}", metadata=OPERATOR) as c:
         c.load("classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         strict = {**POLICY, "max_error_rate_increase": 0.01}
@@ -129,7 +130,7 @@ def test_faulty_candidate_is_rolled_back_and_explained(server: App) -> None:
 def test_no_traffic_holds_and_says_why(server: App) -> None:
     repo = server.config.models_dir / "classifier"
     shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
+    with InferenceClient(f"127.0.0.1:{server.port}", metadata=OPERATOR) as c:
         c.load("classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))
@@ -149,7 +150,7 @@ def test_no_traffic_holds_and_says_why(server: App) -> None:
 def test_paused_rollout_is_left_alone(server: App) -> None:
     repo = server.config.models_dir / "classifier"
     shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
+    with InferenceClient(f"127.0.0.1:{server.port}", metadata=OPERATOR) as c:
         c.load("classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))

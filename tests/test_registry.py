@@ -17,6 +17,7 @@ from server.serving.runner import OnnxRunner
 from tests.conftest import make_repository, start_app
 
 X = np.zeros((1, 4), dtype=np.float32)
+OPERATOR = (("authorization", "Bearer tok"),)  # repository control needs the admin token
 
 
 def test_loads_every_version_side_by_side(tmp_path: Path) -> None:
@@ -32,12 +33,12 @@ def test_loads_every_version_side_by_side(tmp_path: Path) -> None:
 
 
 def test_corrupt_version_is_reported_and_others_serve(tmp_path: Path) -> None:
-    app = start_app(tmp_path)
+    app = start_app(tmp_path, admin_tokens={"ops": "tok"})
     try:
         broken = app.config.models_dir / "classifier" / "3"
         broken.mkdir()
         (broken / "model.onnx").write_bytes(b"this is not an onnx file")
-        with InferenceClient(f"127.0.0.1:{app.port}") as client:
+        with InferenceClient(f"127.0.0.1:{app.port}", metadata=OPERATOR) as client:
             with pytest.raises(ClientError) as info:
                 client.load("classifier")
             assert info.value.code == "FAILED_PRECONDITION"
@@ -74,7 +75,7 @@ def test_reload_keeps_unchanged_sessions(tmp_path: Path) -> None:
 
 def test_load_and_unload_under_concurrent_inference(tmp_path: Path) -> None:
     """Reloading one model and loading a new version loses no call of anyone."""
-    app = start_app(tmp_path)
+    app = start_app(tmp_path, admin_tokens={"ops": "tok"})
     target = f"127.0.0.1:{app.port}"
     stop = threading.Event()
     failures: list[str] = []
@@ -93,7 +94,7 @@ def test_load_and_unload_under_concurrent_inference(tmp_path: Path) -> None:
     for w in workers:
         w.start()
     try:
-        with InferenceClient(target) as admin:
+        with InferenceClient(target, metadata=OPERATOR) as admin:
             new = app.config.models_dir / "classifier" / "3"
             shutil.copytree(app.config.models_dir / "classifier" / "1", new)
             for _ in range(3):

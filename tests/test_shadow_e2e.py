@@ -17,6 +17,7 @@ from server.app import App
 from tests.conftest import start_app
 
 TOKEN = "shadow-test-token"
+OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin token
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def _admin(app: App) -> AdminClient:
 
 def _add_candidate(app: App, builder: object) -> None:
     builder(app.config.models_dir / "classifier" / "3" / "model.onnx")  # type: ignore[operator]
-    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+    with InferenceClient(f"127.0.0.1:{app.port}", metadata=OPERATOR) as c:
         c.load("classifier")
 
 

@@ -24,6 +24,7 @@ from tests.conftest import make_repository, start_app
 
 X = np.zeros((1, 4), np.float32)
 TOKEN = "telemetry-token"
+OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin token
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def test_shadow_runs_get_spans_linked_to_the_primary(
 ) -> None:
     app, exporter = traced
     build_classifier_perturbed(app.config.models_dir / "classifier" / "3" / "model.onnx")
-    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+    with InferenceClient(f"127.0.0.1:{app.port}", metadata=OPERATOR) as c:
         c.load("classifier")
         with AdminClient(grpc.insecure_channel(f"127.0.0.1:{app.port}"), TOKEN) as admin:
             admin.start("classifier", "3", shadow_ppm=1_000_000)

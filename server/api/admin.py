@@ -1,4 +1,5 @@
-"""The AdminService servicer: thin — authenticate, convert, delegate to the rollout controller."""
+"""The AdminService servicer: thin — authenticate, convert, delegate to the rollout controller
+(and, for loading and unloading model versions, to the model repository)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
-from server.api.status import code_for, translate_errors
+from server.api.status import code_for, message_for, translate_errors
 from server.errors import CanaryServeError, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
@@ -30,6 +31,14 @@ from server.rollout.state import (
     StartRollout,
 )
 from server.serving.dataplane import DataPlane
+from server.serving.names import (
+    check_model_name,
+    check_optional_model_name,
+    check_optional_version,
+    check_version,
+)
+from server.serving.registry import ModelVersion
+from server.serving.repository import ModelRepository
 from server.shadow.executor import ShadowExecutor
 
 __all__ = ["AdminServicer"]
@@ -40,9 +49,11 @@ PolicySource = Callable[[str], Policy | None]
 
 
 def _require_model(model: str) -> str:
-    if not model:
-        raise InvalidInput("'model' is required")
-    return model
+    return check_model_name(model, "model")
+
+
+def _version_state(mv: ModelVersion) -> pb.ModelVersionState:
+    return pb.ModelVersionState(version=mv.version, state=mv.state.value, reason=mv.reason)
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
@@ -56,7 +67,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         shadow: ShadowExecutor,
         promotion: PromotionController,
         configured_policy: PolicySource,
+        repository: ModelRepository,
     ) -> None:
+        self._repository = repository
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
@@ -110,8 +123,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def StartRollout(
         self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
     ) -> pb.StartRolloutResponse:
-        if not request.candidate_version:
-            raise InvalidInput("'candidate_version' is required")
+        check_version(request.candidate_version, "candidate_version")
         shadow_ppm, canary_ppm = request.shadow_rate_ppm, request.canary_weight_ppm
         policy = None
         if request.automatic or request.policy_json:
@@ -198,7 +210,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.ListAuditResponse:
         self._actor(context)
         entries = self._controller.audit(
-            model=request.model or None, limit=request.limit or 100, after_id=request.after_id
+            model=check_optional_model_name(request.model) or None,
+            limit=request.limit or 100,
+            after_id=request.after_id,
         )
         return pb.ListAuditResponse(entries=[audit_pb(e) for e in entries])
 
@@ -271,16 +285,44 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._controller.append_audit(model, "approve_step", actor, request.reason)
         return pb.ApproveStepResponse(rollout=rollout_pb(self._controller.get(model)))
 
+    @translate_errors
+    def LoadModel(
+        self, request: pb.LoadModelRequest, context: grpc.ServicerContext
+    ) -> pb.LoadModelResponse:
+        actor = self._actor(context)
+        loaded = self._repository.load(
+            _require_model(request.model),
+            check_optional_version(request.version) or None,
+            actor=actor,
+            reason=request.reason,
+            rpc="LoadModel",
+        )
+        return pb.LoadModelResponse(versions=[_version_state(mv) for mv in loaded])
+
+    @translate_errors
+    def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.ServicerContext
+    ) -> pb.UnloadModelResponse:
+        actor = self._actor(context)
+        unloaded = self._repository.unload(
+            _require_model(request.model),
+            check_optional_version(request.version) or None,
+            actor=actor,
+            reason=request.reason,
+            rpc="UnloadModel",
+        )
+        return pb.UnloadModelResponse(versions=[_version_state(mv) for mv in unloaded])
+
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchRolloutsResponse]:
         try:
             self._actor(context)
-            if request.model:
+            if check_optional_model_name(request.model):
                 self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
             current, sub = self._controller.watch(request.model or None)
         except CanaryServeError as exc:
-            context.abort(code_for(exc), str(exc))
+            context.abort(code_for(exc), message_for(exc))
         try:
             if request.send_current:
                 for state in current:
@@ -289,7 +331,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 try:
                     event = sub.get(timeout=_WATCH_POLL_S)
                 except CanaryServeError as exc:  # fell behind: the client must re-read
-                    context.abort(code_for(exc), str(exc))
+                    context.abort(code_for(exc), message_for(exc))
                 if event is None:
                     if sub.closed:
                         return

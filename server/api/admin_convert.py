@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
-from server.errors import InvalidInput
+from server.errors import InvalidInput, shorten
 from server.rollout.router import CohortRule, Stage
 from server.rollout.state import RolloutState
 from server.rollout.store import AuditEntry
@@ -84,8 +84,8 @@ def cohort_rule(rule: pb.CohortRule) -> CohortRule:
     target = _TARGETS.get(rule.target)
     if target is None:
         raise InvalidInput(
-            f"cohort rule on '{rule.metadata_key}': target must be COHORT_TARGET_CANDIDATE or "
-            "COHORT_TARGET_STABLE"
+            f"cohort rule on '{shorten(rule.metadata_key)}': target must be "
+            "COHORT_TARGET_CANDIDATE or COHORT_TARGET_STABLE"
         )
     if not rule.metadata_key:
         raise InvalidInput("cohort rule: metadata_key must not be empty")

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -130,13 +130,17 @@ Continuation: TypeAlias = Callable[
 class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Rejects calls to guarded services that lack a valid token, before any handler runs."""
 
-    def __init__(self, guards: Mapping[str, Authenticator]) -> None:
+    def __init__(self, guards: Mapping[str, Authenticator], exempt: Collection[str] = ()) -> None:
         # service full name → authenticator; methods arrive as "/<service>/<Method>".
         self._guards = {f"/{service}/": auth for service, auth in guards.items() if auth.enabled}
+        # Methods ("/<service>/<Method>") that authenticate their callers themselves.
+        self._exempt = frozenset(exempt)
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if details.method in self._exempt:
+            return continuation(details)
         for prefix, auth in self._guards.items():
             if details.method.startswith(prefix):
                 try:

@@ -1,8 +1,17 @@
-"""The GRPCInferenceService servicer: thin — convert, delegate, convert back."""
+"""The GRPCInferenceService servicer: thin — check names, convert, delegate, convert back.
+
+Every model name and version string a request carries is checked by `server.serving.names`
+before anything uses it (ModelInfer's in the data plane, where the call is traced).
+
+Repository control (RepositoryModelLoad/Unload) changes what every caller is served, so it is
+the operator's: it needs the admin token (Triton keeps it behind explicit model control and
+its restricted protocols), checked here rather than by the inference-token interceptor, and
+goes through `ModelRepository`, which audits it and refuses to unload what routing uses.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import cast
 
 import grpc
@@ -10,15 +19,23 @@ import grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
-from server.api.status import translate_errors
-from server.errors import CanaryServeError, FailedPrecondition
+from server.api.auth import Authenticator
+from server.api.status import message_for, translate_errors
+from server.errors import CanaryServeError, InvalidInput, Unauthenticated, shorten
 from server.serving.dataplane import DataPlane
+from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
 from server.serving.registry import LoadState, ModelVersion, Registry
+from server.serving.repository import ModelRepository
 
-__all__ = ["EXTENSIONS", "InferenceServicer"]
+__all__ = ["EXTENSIONS", "REPOSITORY_CONTROL", "InferenceServicer"]
 
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "canary_routing"]
 PLATFORM = "onnxruntime_onnx"
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+#: The methods that need the admin token (full names, as interceptors see them).
+REPOSITORY_CONTROL = frozenset(
+    f"/{_SERVICE}/{rpc}" for rpc in ("RepositoryModelLoad", "RepositoryModelUnload")
+)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -29,10 +46,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         registry: Registry,
         dataplane: DataPlane,
         ready: Callable[[], bool],
+        repository: ModelRepository,
+        admin_auth: Authenticator,
     ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
+        self._repository = repository
+        self._admin_auth = admin_auth
+
+    def _operator(self, context: grpc.ServicerContext, rpc: str) -> str:
+        """The name of the admin token the call presents (for the audit log)."""
+        try:
+            return self._admin_auth.identify(context.invocation_metadata())
+        except Unauthenticated as exc:
+            raise Unauthenticated(
+                f"{rpc} changes what every caller is served, so it needs the admin token: {exc}"
+            ) from None
 
     @translate_errors
     def ServerLive(
@@ -50,13 +80,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.ServicerContext
     ) -> pb.ModelReadyResponse:
+        # As Triton answers: ready=false for a model or version it does not have, not an error;
+        # INVALID_ARGUMENT only for a name or version that cannot be one.
+        name = check_model_name(request.name, "name")
+        version = check_optional_version(request.version)
         if self._dataplane.starting:
             return pb.ModelReadyResponse(ready=False)
-        versions = self._registry.versions(request.name)
-        if request.version:
-            mv = versions.get(request.version)
-            return pb.ModelReadyResponse(ready=mv is not None and mv.state is LoadState.READY)
-        return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(request.name)))
+        if version:
+            return pb.ModelReadyResponse(
+                ready=self._registry.ready_runner(name, version) is not None
+            )
+        return pb.ModelReadyResponse(ready=bool(self._registry.ready_versions(name)))
 
     @translate_errors
     def ServerMetadata(
@@ -68,9 +102,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _version(self, name: str, version: str) -> ModelVersion:
         """The named version, or the one a request without a version would get."""
+        check_model_name(name, "name")
         if self._dataplane.starting:
             raise self._dataplane.unroutable(name)
-        if not version:
+        if not check_optional_version(version):
             version = self._dataplane.route(name, None, {}, None).version
         return self._registry.get(name, version)
 
@@ -122,11 +157,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
     ) -> pb.ModelStatisticsResponse:
+        check_optional_model_name(request.name, "name")
+        check_optional_version(request.version)
         if request.name and self._dataplane.starting:
             raise self._dataplane.unroutable(request.name)
-        names = [request.name] if request.name else self._registry.models()
+        models = [request.name] if request.name else self._registry.models()
         response = pb.ModelStatisticsResponse()
-        for name in names:
+        for name in models:
             versions = self._registry.versions(name)
             if request.version and request.version not in versions:
                 self._registry.get(name, request.version)  # raises the right NotFound
@@ -169,22 +206,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        loaded = self._registry.load(request.model_name)
-        failed = [mv for mv in loaded if mv.state is not LoadState.READY]
-        if failed:
-            ready = [mv.version for mv in loaded if mv.state is LoadState.READY]
-            detail = "; ".join(f"version {mv.version}: {mv.reason}" for mv in failed)
-            raise FailedPrecondition(
-                f"model '{request.model_name}': {detail} (ready and serving: "
-                f"{', '.join(ready) or 'none'})"
-            )
+        actor = self._operator(context, "RepositoryModelLoad")
+        model = check_model_name(request.model_name, "model_name")
+        _supported(request.parameters, "RepositoryModelLoad", {})
+        self._repository.load(model, None, actor=actor, reason="", rpc="RepositoryModelLoad")
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors
     def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        self._registry.unload(request.model_name)
+        actor = self._operator(context, "RepositoryModelUnload")
+        model = check_model_name(request.model_name, "model_name")
+        # tritonclient's unload_model always sends unload_dependents; no model here has
+        # dependents (there are no ensembles), so either value unloads just this model.
+        _supported(request.parameters, "RepositoryModelUnload", {"unload_dependents": "bool_param"})
+        self._repository.unload(model, None, actor=actor, reason="", rpc="RepositoryModelUnload")
         return pb.RepositoryModelUnloadResponse()
 
     @translate_errors
@@ -201,9 +238,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
             except CanaryServeError as exc:
-                yield pb.ModelStreamInferResponse(error_message=str(exc))
+                yield pb.ModelStreamInferResponse(error_message=message_for(exc))
             else:
                 yield pb.ModelStreamInferResponse(infer_response=response)
+
+
+def _supported(
+    parameters: Mapping[str, pb.ModelRepositoryParameter], rpc: str, accepted: Mapping[str, str]
+) -> None:
+    """InvalidInput naming the first parameter `rpc` does not support (none is ignored)."""
+    for key, value in parameters.items():
+        kind = value.WhichOneof("parameter_choice")
+        if accepted.get(key) == kind:
+            continue
+        if key in accepted:
+            why = f"it must be a {accepted[key]}, not {kind or 'empty'}"
+        elif key == "config":
+            why = (
+                "canaryserve takes no model configuration: a version is "
+                "<models_dir>/<model>/<version>/model.onnx and its settings come from the server "
+                "config"
+            )
+        elif key.startswith("file:"):
+            why = "files cannot be sent: put them under <models_dir>/<model>/<version>/, then load"
+        else:
+            why = f"{rpc} takes {', '.join(sorted(accepted)) or 'no parameters'}"
+        raise InvalidInput(f"{rpc} parameter '{shorten(key)}' is not supported: {why}")
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 Every change runs under one write lock: apply() the command, commit state + audit row in one
 store transaction, swap the in-memory state, publish a fresh RoutingTable, then hand the event
-to watchers. Readers (get, list, table) never wait on the store.
+to watchers. Readers (get, list, table) never wait on the store. Unloading a model version
+runs under the same lock (`unload_unused`), so no rollout can start on a version between the
+check that routing does not use it and the unload.
 
 Other writers of the same store (other processes, other replicas of a fleet) are followed
 through the store's watch: sync() takes every stored state newer than the one in memory,
@@ -11,6 +13,7 @@ republishes the routing table and tells watchers, so every replica routes from t
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import secrets
@@ -21,7 +24,7 @@ from types import MappingProxyType
 from typing import TypeAlias
 
 from server.clock import Clock
-from server.errors import ModelNotFound, RevisionMismatch
+from server.errors import FailedPrecondition, ModelNotFound, RevisionMismatch
 from server.rollout.changes import CommandResult, Subscription, WatchEvent
 from server.rollout.router import RoutingTable
 from server.rollout.state import (
@@ -315,6 +318,67 @@ class RolloutController:
             extra=_dumps(extra) if extra is not None else None,
         )
         return self._store.append_audit(entry)
+
+    def in_use(self, model: str) -> dict[str, str]:
+        """The versions of `model` that routing uses now, each with why and what to do.
+
+        The stable version, the active candidate, and the previous stable while it is the
+        rollback target (its grace period after a promotion). Empty for a model with no state.
+        """
+        state = self._states.get(model)
+        if state is None:
+            return {}
+        uses = {state.stable: "it is the stable version; promote another version first"}
+        if state.candidate is not None:
+            uses[state.candidate] = (
+                f"it is the candidate of the active {state.phase} rollout; "
+                "roll it back or promote it first"
+            )
+        until = state.previous_stable_until
+        if state.previous_stable is not None and until is not None and until > self._clock():
+            when = datetime.datetime.fromtimestamp(until, datetime.UTC).isoformat(
+                timespec="seconds"
+            )
+            uses.setdefault(
+                state.previous_stable,
+                f"it is the previous stable, the rollback target until {when} "
+                "(rollback_grace_seconds); unload it after that",
+            )
+        return uses
+
+    def unload_unused(
+        self,
+        model: str,
+        version: str | None,
+        unload: Callable[[], None],
+        *,
+        actor: str,
+        reason: str,
+        extra: Mapping[str, JSONValue] | None = None,
+    ) -> AuditEntry:
+        """Run `unload` (of `version`, or of the whole model when None) and audit it, unless
+        routing uses what it would take away: then FailedPrecondition saying why and what to do.
+
+        A single version is refused when routing uses it (see `in_use`); the whole model only
+        while it has an active rollout (taking a model out of service is what a whole-model
+        unload is for). Runs under the write lock, so no rollout starts on the version between
+        the check and the unload.
+        """
+        with self._lock:
+            state = self._states.get(model)
+            if version is not None:
+                why = self.in_use(model).get(version)
+                if why is not None:
+                    raise FailedPrecondition(
+                        f"cannot unload model '{model}' version '{version}': {why}"
+                    )
+            elif state is not None and state.candidate is not None:
+                raise FailedPrecondition(
+                    f"cannot unload model '{model}': its {state.phase} rollout of version "
+                    f"'{state.candidate}' is active; roll it back or promote it first"
+                )
+            unload()
+            return self.append_audit(model, "unload", actor, reason, extra)
 
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0

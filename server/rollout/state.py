@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
-from server.errors import InvalidInput, InvalidTransition
+from server.errors import InvalidInput, InvalidTransition, shorten
 from server.rollout.router import (
     PPM,
     CandidateRouting,
@@ -284,7 +284,7 @@ def apply(
             raise _refuse(
                 state,
                 action,
-                f"version '{command.candidate}' is not loaded and ready (ready: {listed});"
+                f"version '{shorten(command.candidate)}' is not loaded and ready (ready: {listed});"
                 " load it first",
             )
         # Both weights 0 is allowed: a SHADOW-phase candidate that sees no traffic yet, the

@@ -1,7 +1,8 @@
 """The request path: route, decode, run, encode — one way, no back and forth.
 
 infer(request, metadata)
-  ─▶ routing_key ─▶ router.route(current snapshot) ─▶ telemetry.open_inference (sampled)
+  ─▶ names.check_* (model name, version) ─▶ routing_key
+  ─▶ router.route(current snapshot) ─▶ telemetry.open_inference (sampled)
   ─▶ registry.get(version)
   ─▶ tensors.decode_inputs ─▶ runner.run ─▶ tensors.encode_outputs
   ├─▶ shadow.submit, when the route or a keyless draw samples the request
@@ -31,6 +32,7 @@ from server.errors import (
 )
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
+from server.serving.names import check_model_name, check_version
 from server.serving.registry import Registry
 from server.serving.runner import Arrays
 from server.shadow.executor import ShadowExecutor
@@ -124,6 +126,9 @@ class DataPlane:
         pinned = request.model_version or None
         table = self.table
         try:
+            check_model_name(model, "model_name")
+            if pinned is not None:
+                check_version(pinned, "model_version")
             key = routing_key(request, metadata)
             try:
                 chosen = route(table, model, key, metadata, pinned)

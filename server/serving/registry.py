@@ -1,8 +1,10 @@
 """Model versions side by side: one onnxruntime session per version, load-new-before-unload-old.
 
-The repository is a directory `<root>/<model>/<version>/model.onnx` (versions are positive
-integers). Readers take the current `dict` snapshot without a lock; writers build a new one
-and swap it in, so a reload never interrupts calls in flight on unchanged versions.
+The repository is a directory `<root>/<model>/<version>/model.onnx`; only directories whose
+names follow `server.serving.names` (model names, versions: positive integers without leading
+zeros) are loaded, so every name the registry holds is valid. Readers take the current `dict`
+snapshot without a lock; writers build a new one and swap it in, so a reload never interrupts
+calls in flight on unchanged versions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from server.errors import (
     ModelVersionNotFound,
     VersionNotReady,
 )
+from server.serving.names import is_model_name, is_version
 from server.serving.runner import Runner
 from server.serving.signature import Signature
 from server.serving.warmup import WarmupSettings, warm_up
@@ -213,36 +216,59 @@ class Registry:
     def load_all(self) -> None:
         """Load every model found in the repository."""
         for model_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if model_dir.is_dir() and not model_dir.name.startswith((".", "_")):
+            if not model_dir.is_dir() or model_dir.name.startswith((".", "_")):
+                continue
+            if is_model_name(model_dir.name):
                 self.load(model_dir.name)
+            else:
+                log.warning("skipping %s: not a valid model name", model_dir)
 
-    def load(self, model: str) -> list[ModelVersion]:
-        """(Re)load a model's versions from disk; new sessions are ready before old ones go."""
-        model_dir = self.root / model
-        if not model_dir.is_dir() or model.startswith((".", "_")) or "/" in model:
+    def load(self, model: str, version: str | None = None) -> list[ModelVersion]:
+        """(Re)load a model's versions from disk, or just `version`; new sessions are ready
+        before old ones go. Returns the versions loaded, ready or not."""
+        if not is_model_name(model) or not (self.root / model).is_dir():
             raise ModelNotFound(model, known=self._on_disk())
+        model_dir = self.root / model
         with self._write:
             old = self._models.get(model, {})
-            fresh: dict[str, ModelVersion] = {}
-            for vdir in sorted(model_dir.iterdir()):
-                if vdir.is_dir() and vdir.name.isdigit() and int(vdir.name) > 0:
-                    fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+            if version is not None:
+                vdir = model_dir / version
+                if not is_version(version) or not vdir.is_dir():
+                    on_disk = [p.name for p in model_dir.iterdir() if is_version(p.name)]
+                    raise ModelVersionNotFound(model, version, known=sorted(on_disk, key=int))
+                loaded = {version: self._load_version(model, vdir, old.get(version))}
+                fresh = {**old, **loaded}
+            else:
+                fresh = {}
+                for vdir in sorted(model_dir.iterdir()):
+                    if not vdir.is_dir():
+                        continue
+                    if is_version(vdir.name):
+                        fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+                    elif not vdir.name.startswith((".", "_")):
+                        log.warning(
+                            "skipping %s: a version is a positive integer, no leading 0", vdir
+                        )
+                loaded = fresh
             self._models = {**self._models, model: fresh}
         self._notify(model)
-        return sorted(fresh.values(), key=lambda mv: int(mv.version))
+        return sorted(loaded.values(), key=lambda mv: int(mv.version))
 
-    def unload(self, model: str) -> None:
-        """Stop serving every version of `model` (it stays listed as UNAVAILABLE)."""
+    def unload(self, model: str, version: str | None = None) -> list[ModelVersion]:
+        """Stop serving every version of `model`, or just `version` (listed as UNAVAILABLE
+        "unloaded" until loaded again). Returns the versions unloaded."""
         with self._write:
             old = self.versions(model)
-            self._models = {
-                **self._models,
-                model: {
-                    v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
-                    for v, mv in old.items()
-                },
+            if version is not None and version not in old:
+                raise ModelVersionNotFound(model, version, known=sorted(old, key=int))
+            unloaded = {
+                v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
+                for v, mv in old.items()
+                if version is None or v == version
             }
+            self._models = {**self._models, model: {**old, **unloaded}}
         self._notify(model)
+        return sorted(unloaded.values(), key=lambda mv: int(mv.version))
 
     def _load_version(self, model: str, vdir: Path, old: ModelVersion | None) -> ModelVersion:
         path = vdir / MODEL_FILE
@@ -283,7 +309,7 @@ class Registry:
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_model_name(p.name))
 
     def _notify(self, model: str) -> None:
         for listener in self._listeners:

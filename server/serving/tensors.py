@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protos.inference import grpc_service_pb2 as pb
-from server.errors import InvalidInput, InvalidTensor
+from server.errors import InvalidInput, InvalidTensor, shorten
 from server.serving.dtypes import bytes_to_text, decode_bytes, encode_raw
 from server.serving.signature import Signature, TensorSpec, shape_matches
 
@@ -105,7 +105,7 @@ def decode_inputs(
             raise InvalidTensor(tensor.name, "appears more than once in the request")
         if tensor.datatype != spec.dtype.oip:
             raise InvalidTensor(
-                tensor.name, f"expected datatype {spec.dtype.oip}, got '{tensor.datatype}'"
+                tensor.name, f"expected datatype {spec.dtype.oip}, got '{shorten(tensor.datatype)}'"
             )
         problem = shape_matches(spec, tensor.shape)
         if problem:
@@ -150,7 +150,7 @@ def requested_outputs(signature: Signature, request: pb.ModelInferRequest) -> Se
     for out in request.outputs:
         if out.name not in known:
             raise InvalidInput(
-                f"requested output '{out.name}' does not exist; outputs are "
+                f"requested output '{shorten(out.name)}' does not exist; outputs are "
                 f"{_names(signature.outputs)}"
             )
         if out.name not in names:

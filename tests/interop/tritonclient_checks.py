@@ -2,7 +2,7 @@
 
 tritonclient registers Triton's own `inference.*` protobuf descriptors, which cannot share a
 process with canaryserve's generated ones, so tests/test_interop.py runs this file as a
-subprocess: `python tritonclient_checks.py HOST:PORT MODELS_DIR` prints one JSON object,
+subprocess: `python tritonclient_checks.py HOST:PORT MODELS_DIR ADMIN_TOKEN` prints one JSON object,
 check name → "ok" or the failure.
 """
 
@@ -30,7 +30,7 @@ def direct(
     return session.run(None, feeds)
 
 
-def run_checks(url: str, models: Path) -> dict[str, str]:
+def run_checks(url: str, models: Path, token: str) -> dict[str, str]:
     client = tc.InferenceServerClient(url)
     checks: dict[str, Callable[[], None]] = {}
 
@@ -48,6 +48,7 @@ def run_checks(url: str, models: Path) -> dict[str, str]:
         assert client.is_model_ready("classifier")
         assert client.is_model_ready("classifier", "1")
         assert not client.is_model_ready("classifier", "42")
+        assert not client.is_model_ready("nope")  # Triton: ready=false, not an error
 
     @check
     def model_metadata() -> None:
@@ -111,9 +112,16 @@ def run_checks(url: str, models: Path) -> dict[str, str]:
 
     @check
     def unload_and_load() -> None:
-        client.unload_model("counter")
+        try:
+            client.unload_model("counter")  # repository control needs the admin token
+        except tc.InferenceServerException as exc:
+            assert exc.status() == "StatusCode.UNAUTHENTICATED", exc.status()
+        else:
+            raise AssertionError("unload without the admin token did not fail")
+        admin = {"authorization": f"Bearer {token}"}
+        client.unload_model("counter", headers=admin)
         assert not client.is_model_ready("counter")
-        client.load_model("counter")
+        client.load_model("counter", headers=admin)
         assert client.is_model_ready("counter")
 
     @check
@@ -133,4 +141,4 @@ def run_checks(url: str, models: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_checks(sys.argv[1], Path(sys.argv[2]))))
+    print(json.dumps(run_checks(sys.argv[1], Path(sys.argv[2]), sys.argv[3])))

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """Operates rollouts: start, step, promote, roll back, pause, watch and audit them.
+    """Operates rollouts (start, step, promote, roll back, pause, watch and audit them) and the
+    model versions they use (load and unload).
     """
 
     def __init__(self, channel):
@@ -115,10 +116,21 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/LoadModel',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/UnloadModel',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """Operates rollouts: start, step, promote, roll back, pause, watch and audit them.
+    """Operates rollouts (start, step, promote, roll back, pause, watch and audit them) and the
+    model versions they use (load and unload).
     """
 
     def GetRollout(self, request, context):
@@ -233,6 +245,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """Load (or reload) a model's versions from the repository directory, or one version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Stop serving a model, or one version of it; refused for what routing uses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +342,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.SerializeToString,
             ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'canaryserve.admin.v1.AdminService', rpc_method_handlers)
@@ -325,7 +361,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Operates rollouts: start, step, promote, roll back, pause, watch and audit them.
+    """Operates rollouts (start, step, promote, roll back, pause, watch and audit them) and the
+    model versions they use (load and unload).
     """
 
     @staticmethod
@@ -750,6 +787,60 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/ApproveStep',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/LoadModel',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/UnloadModel',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ type AdminServiceClient interface {
 	ExplainRollout(ctx context.Context, in *ExplainRolloutRequest, opts ...grpc.CallOption) (*ExplainRolloutResponse, error)
 	// Approve the current manual step of an automatic rollout.
 	ApproveStep(ctx context.Context, in *ApproveStepRequest, opts ...grpc.CallOption) (*ApproveStepResponse, error)
+	// Load (or reload) a model's versions from the repository directory, or one version.
+	LoadModel(ctx context.Context, in *LoadModelRequest, opts ...grpc.CallOption) (*LoadModelResponse, error)
+	// Stop serving a model, or one version of it; refused for what routing uses.
+	UnloadModel(ctx context.Context, in *UnloadModelRequest, opts ...grpc.CallOption) (*UnloadModelResponse, error)
 }
 
 type adminServiceClient struct {
@@ -226,6 +230,24 @@ func (c *adminServiceClient) ApproveStep(ctx context.Context, in *ApproveStepReq
 	return out, nil
 }
 
+func (c *adminServiceClient) LoadModel(ctx context.Context, in *LoadModelRequest, opts ...grpc.CallOption) (*LoadModelResponse, error) {
+	out := new(LoadModelResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/LoadModel", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnloadModel(ctx context.Context, in *UnloadModelRequest, opts ...grpc.CallOption) (*UnloadModelResponse, error) {
+	out := new(UnloadModelResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/UnloadModel", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility
@@ -262,6 +284,10 @@ type AdminServiceServer interface {
 	ExplainRollout(context.Context, *ExplainRolloutRequest) (*ExplainRolloutResponse, error)
 	// Approve the current manual step of an automatic rollout.
 	ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error)
+	// Load (or reload) a model's versions from the repository directory, or one version.
+	LoadModel(context.Context, *LoadModelRequest) (*LoadModelResponse, error)
+	// Stop serving a model, or one version of it; refused for what routing uses.
+	UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -316,6 +342,12 @@ func (UnimplementedAdminServiceServer) ExplainRollout(context.Context, *ExplainR
 }
 func (UnimplementedAdminServiceServer) ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ApproveStep not implemented")
+}
+func (UnimplementedAdminServiceServer) LoadModel(context.Context, *LoadModelRequest) (*LoadModelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LoadModel not implemented")
+}
+func (UnimplementedAdminServiceServer) UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UnloadModel not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 
@@ -621,6 +653,42 @@ func _AdminService_ApproveStep_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_LoadModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).LoadModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/LoadModel",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).LoadModel(ctx, req.(*LoadModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnloadModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnloadModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnloadModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/UnloadModel",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnloadModel(ctx, req.(*UnloadModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "canaryserve.admin.v1.AdminService",
 	HandlerType: (*AdminServiceServer)(nil),
@@ -684,6 +752,14 @@ var _AdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApproveStep",
 			Handler:    _AdminService_ApproveStep_Handler,
+		},
+		{
+			MethodName: "LoadModel",
+			Handler:    _AdminService_LoadModel_Handler,
+		},
+		{
+			MethodName: "UnloadModel",
+			Handler:    _AdminService_UnloadModel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
