@@ -26,7 +26,9 @@ from server.api.auth import (
 from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
-from server.fleet.etcd import Election, EtcdStore, parse_store_url
+from server.fleet.client import parse_store_url
+from server.fleet.election import Election
+from server.fleet.store import EtcdStore
 from server.promotion.controller import PromotionController
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable

@@ -18,7 +18,7 @@ import pytest
 
 from protos.etcd.etcdserverpb import rpc_pb2 as rpc
 from server.errors import StoreUnavailable
-from server.fleet.etcd import EtcdClient, parse_store_url
+from server.fleet.client import EtcdClient, parse_store_url
 
 ETCD = os.environ.get("CANARYSERVE_ETCD", "/usr/bin/etcd")
 

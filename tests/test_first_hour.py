@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -187,12 +188,16 @@ def test_a_metrics_port_in_use_names_the_port_and_the_flag(server: App, tmp_path
 
 def test_the_package_builds_without_warnings_and_ships_the_model_configs(tmp_path: Path) -> None:
     quiet = ["--no-deps", "--no-build-isolation", "-q"]
+    leftovers = [ROOT / "build", ROOT / "canaryserve.egg-info"]
+    existed = {path for path in leftovers if path.exists()}
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", *quiet, "-w", str(tmp_path), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
     )
+    for path in set(leftovers) - existed:  # setuptools builds in the source tree
+        shutil.rmtree(path, ignore_errors=True)
     assert done.returncode == 0, done.stderr
     assert "would be ignored" not in done.stderr  # setuptools' package-data warning
     (wheel,) = tmp_path.glob("canaryserve-*.whl")

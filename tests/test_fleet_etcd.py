@@ -19,7 +19,8 @@ from client.inference import InferenceClient
 from server.app import App
 from server.config import ConfigError
 from server.errors import RevisionMismatch
-from server.fleet.etcd import EtcdStore, parse_store_url
+from server.fleet.client import parse_store_url
+from server.fleet.store import EtcdStore
 from server.rollout.router import route
 from server.rollout.state import Phase, initial_state
 from server.rollout.store import AuditEntry

@@ -1,7 +1,7 @@
 """The fleet: rollout state shared by every replica through etcd (docs/fleet.md).
 
-`etcd` holds the etcd v3 client over stubs generated from etcd's own API protos
-(protos/etcd), the EtcdStore (a rollout StateStore with a watch) and the Election the
+`client` is the etcd v3 client over stubs generated from etcd's own API protos (protos/etcd),
+`store` the EtcdStore (a rollout StateStore with a watch) and `election` the Election the
 promotion controller runs under. The package talks gRPC, so it lives outside the
 transport-free core: it may import `rollout` (the store protocol and the state) and the
 leaves; `app` wires it in; nothing in the core imports it.

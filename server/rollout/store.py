@@ -2,7 +2,7 @@
 
 SqliteStore is the embedded default (one file, WAL, synchronous=FULL, so a committed change
 survives kill -9 and power loss); server.testing.MemoryStore is a fake with the same semantics;
-server.fleet.etcd.EtcdStore is the shared backend of a fleet (docs/fleet.md).
+server.fleet.store.EtcdStore is the shared backend of a fleet (docs/fleet.md).
 
 Every store has a watch: `watch(on_change)` calls `on_change(states)` from a background thread
 with every saved state whenever the store may have changed — through this process or any
