@@ -22,7 +22,7 @@ from client.errors import ClientError
 from client.inference import InferenceClient
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from server.app import App
-from tests.conftest import make_repository, start_app
+from tests.support.servers import make_repository, start_app
 
 TOKENS = {"alice": "tok-a", "bob": "tok-b"}
 X = np.zeros((1, 4), dtype=np.float32)

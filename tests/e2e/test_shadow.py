@@ -14,7 +14,7 @@ from client.admin import AdminClient
 from client.inference import InferenceClient
 from models.build import build_classifier_faulty, build_classifier_perturbed
 from server.app import App
-from tests.conftest import start_app
+from tests.support.servers import start_app
 
 TOKEN = "shadow-test-token"
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client.admin import AdminClient
 from client.inference import InferenceClient
-from tests.conftest import start_app
+from tests.support.servers import start_app
 
 
 def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:

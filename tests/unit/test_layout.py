@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: What each part of server/ may import from the rest of server/ (docs: server/__init__.py).
 LEAVES = {"errors", "clock", "intervals"}

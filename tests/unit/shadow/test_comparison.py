@@ -1,4 +1,4 @@
-"""Output comparison (server/comparison.py): hand-computed cases of agreeing and disagreeing."""
+"""Output comparison (server.shadow.comparison): hand-computed cases of agreeing and disagreeing."""
 
 from __future__ import annotations
 

@@ -207,7 +207,7 @@ def test_wrong_datatype_name(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
 
 
 def test_oversized_message_is_resource_exhausted(tmp_path, client: InferenceClient) -> None:
-    from tests.conftest import start_app
+    from tests.support.servers import start_app
 
     small = start_app(tmp_path, max_message_bytes=4096)
     try:

@@ -1,17 +1,15 @@
-"""Tests of the promotion policy and the pure decide() in server/promotion.py."""
+"""decide(), the pure promotion gates: each gate at its edges, the decisions, and properties."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from types import MappingProxyType
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.errors import InvalidInput
 from server.promotion.decision import (
     Action,
     Check,
@@ -24,7 +22,6 @@ from server.promotion.decision import (
 from server.promotion.documents import InvalidPromotionInput
 from server.promotion.gates import decide, first_step
 from server.promotion.policy import SHADOW_STEP, Policy
-from server.rollout.state import Phase, RolloutState
 
 POLICY = Policy()
 # 0 errors in 5,000: one-sided 95% upper bound 0.054%, so the error limit is 1.054%.
@@ -277,83 +274,6 @@ def test_step_index_must_be_in_the_policy() -> None:
         decide(POLICY, evidence(step_index=5))
     with pytest.raises(ValueError, match="step_index"):
         evidence(step_index=-2)
-
-
-def test_windows_validate() -> None:
-    with pytest.raises(ValueError, match="errors"):
-        VersionWindow(5, 6)
-    with pytest.raises(ValueError, match="p99_ms"):
-        VersionWindow(5, 0, p99_ms=float("nan"))
-    with pytest.raises(ValueError, match="disagreements"):
-        ShadowWindow(5, 6, 0)
-
-
-# --- policy as data ----------------------------------------------------------------------------
-
-
-def test_policy_round_trip_and_frozen_state_mapping() -> None:
-    policy = Policy(steps=(100, 5000), manual_steps=(1, 0), shadow_ppm=0, min_duration_s=1)
-    assert Policy.from_dict(policy.as_dict()) == policy
-    assert Policy.from_json(policy.to_json()) == policy
-    assert policy.manual_steps == (0, 1) and policy.min_duration_s == 1.0
-    state = RolloutState(
-        model="m", stable="1", candidate="2", phase=Phase.SHADOW, policy=policy.as_dict()
-    )
-    assert isinstance(state.policy, MappingProxyType)
-    assert Policy.from_dict(state.policy) == policy
-    assert Policy.from_dict({}) == Policy()
-
-
-@pytest.mark.parametrize(
-    ("doc", "match"),
-    [
-        ({"step_weights": [1, 2]}, "unknown Policy key 'step_weights'"),
-        ({"steps": []}, "steps"),
-        ({"steps": [10, 10]}, "steps must increase"),
-        ({"steps": [20, 10]}, "steps must increase"),
-        ({"steps": [0, 10]}, r"steps\[0\]"),
-        ({"steps": [10, 1_000_001]}, r"steps\[1\]"),
-        ({"steps": [10.0]}, r"steps\[0\]"),
-        ({"steps": [True]}, r"steps\[0\]"),
-        ({"steps": "10,20"}, "steps must be a list"),
-        ({"shadow_ppm": -1}, "shadow_ppm"),
-        ({"min_requests": 0}, "min_requests"),
-        ({"failure_threshold": 1.5}, "failure_threshold"),
-        ({"confidence": 1.0}, "confidence"),
-        ({"confidence": 0.5}, "confidence"),
-        ({"max_error_rate_increase": 2}, "max_error_rate_increase"),
-        ({"interval_s": 0}, "interval_s"),
-        ({"min_duration_s": float("inf")}, "min_duration_s"),
-        ({"manual_steps": [5]}, r"manual_steps\[0\]"),
-        ({"manual_steps": [1, 1]}, "duplicates"),
-        ({"manual_steps": [-1], "shadow_ppm": 0}, r"manual_steps\[0\]"),
-    ],
-)
-def test_policy_rejects(doc: dict[str, Any], match: str) -> None:
-    with pytest.raises(InvalidPromotionInput, match=match) as caught:
-        Policy.from_dict(doc)
-    assert isinstance(caught.value, ValueError) and isinstance(caught.value, InvalidInput)
-
-
-def test_decision_json_round_trip() -> None:
-    ev = evidence(
-        candidate=cand(150, 8, traces=("trace-a", "trace-b")),
-        shadow=ShadowWindow(50, 1, 2, ("req-1",)),
-        failed_checks=1,
-    )
-    d = decide(POLICY, ev)
-    text = json.dumps(d.as_dict(), allow_nan=False)
-    doc = json.loads(text)
-    assert doc["action"] == "rollback" and doc["failed_checks"] == 2
-    assert doc["evidence"]["candidate"]["error_trace_ids"] == ["trace-a", "trace-b"]
-    assert doc["evidence"]["shadow"]["worst_request_ids"] == ["req-1"]
-    assert {c["name"]: c["status"] for c in doc["checks"]}["error_rate"] == "fail"
-    assert Decision.from_dict(doc) == d
-    assert Decision.from_json(d.to_json()) == d
-    with pytest.raises(InvalidPromotionInput, match="unknown Decision key 'extra'"):
-        Decision.from_dict({**doc, "extra": 1})
-    with pytest.raises(InvalidPromotionInput, match="missing the key 'requests'"):
-        Evidence.from_dict({**doc["evidence"], "stable": {"errors": 0}})
 
 
 # --- properties --------------------------------------------------------------------------------

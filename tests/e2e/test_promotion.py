@@ -18,7 +18,7 @@ from client.errors import ClientError
 from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
-from tests.conftest import start_app
+from tests.support.servers import start_app
 
 TOKEN = "promo"
 POLICY = {

@@ -22,7 +22,7 @@ from client.inference import InferenceClient
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.app import App
-from tests.conftest import start_app
+from tests.support.servers import start_app
 
 X = np.zeros((1, 4), dtype=np.float32)
 

@@ -20,7 +20,7 @@ from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
 from server.config import load_config
 from server.telemetry.tracing import key_hash
-from tests.conftest import make_repository, start_app
+from tests.support.servers import make_repository, start_app
 
 X = np.zeros((1, 4), np.float32)
 TOKEN = "telemetry-token"

@@ -36,7 +36,7 @@ from typing import NoReturn
 import pytest
 from google.protobuf import descriptor_pb2
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROTOS = REPO / "protos"
 #: The files linted: canaryserve's own API (paths relative to the repository root).
 OWN_PROTOS = sorted(p.relative_to(REPO) for p in (PROTOS / "canaryserve").rglob("*.proto"))

@@ -27,9 +27,9 @@ from client.admin import AdminClient
 from client.channel import open_channel
 from client.inference import InferenceClient
 from server.app import App
-from tests.conftest import start_app
+from tests.support.servers import start_app
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "client" / "node"
 GO_DIR = REPO / "client" / "go"
 VECTORS = REPO / "protos" / "routing_vectors.json"

@@ -1,7 +1,7 @@
-"""Tests of the pure router (server/router.py) and the routing spec's test vectors.
+"""Tests of the pure router (server.rollout.router) and the routing spec's test vectors.
 
-Regenerate protos/routing_vectors.json with `PYTHONPATH=. python tests/test_router.py` (from the
-repo root).
+Regenerate protos/routing_vectors.json with
+`PYTHONPATH=. python tests/unit/rollout/test_router.py` (from the repo root).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from server.rollout.router import (
     stage_of,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "protos" / "routing_vectors.json"
 
 # --------------------------------------------------------------------------- helpers

@@ -11,7 +11,7 @@ import pytest
 
 from server.app import App
 
-CHECKS = Path(__file__).parent / "interop" / "tritonclient_checks.py"
+CHECKS = Path(__file__).parent / "tritonclient_checks.py"
 NAMES = [
     "server_live_and_ready",
     "model_ready",

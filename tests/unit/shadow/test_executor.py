@@ -1,4 +1,4 @@
-"""Shadow execution (server/shadow.py): never blocks, counts every job, keeps the evidence."""
+"""Shadow execution (server.shadow.executor): never blocks, counts every job, keeps the evidence."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import cast
 import numpy as np
 import pytest
 
-from server.intervals import wilson_interval
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob, ShadowOutcome, ShadowResult
@@ -203,25 +202,6 @@ def test_a_failing_policy_lookup_counts_as_an_error_and_is_logged(
     assert stats.recent_errors() == ["internal: KeyError('m')"]
     assert "shadow job of model m request r0 failed" in caplog.text
     assert executor.shutdown(WAIT)
-
-
-@pytest.mark.parametrize(
-    ("successes", "n", "low", "high"),
-    [
-        (0, 0, 0.0, 1.0),
-        (5, 100, 0.0215, 0.1118),
-        (0, 10, 0.0, 0.2775),
-        (10, 10, 0.7225, 1.0),
-        (50, 100, 0.4038, 0.5962),
-    ],
-)
-def test_wilson_interval_known_values(successes: int, n: int, low: float, high: float) -> None:
-    assert wilson_interval(successes, n) == pytest.approx((low, high), abs=5e-5)
-
-
-def test_wilson_interval_rejects_impossible_counts() -> None:
-    with pytest.raises(ValueError, match="successes"):
-        wilson_interval(3, 2)
 
 
 def test_busy_budget_sheds_instead_of_queueing() -> None:
