@@ -103,3 +103,25 @@ def test_modules_import_each_other_one_way() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+TESTS = ROOT / "tests"
+#: Where test modules live: unit mirrors server/ by package; e2e and interop are marked by place.
+TEST_DIRS = ("unit", "e2e", "interop")
+
+
+def test_every_test_module_lives_in_unit_e2e_or_interop() -> None:
+    """A test module elsewhere would carry no marker and run in the fast loop, server or not."""
+    stray = [
+        str(path.relative_to(TESTS))
+        for path in sorted(TESTS.rglob("test_*.py"))
+        if path.relative_to(TESTS).parts[0] not in TEST_DIRS
+    ]
+    assert stray == [], f"move {stray} under tests/unit, tests/e2e or tests/interop"
+
+
+def test_unit_packages_mirror_server_packages() -> None:
+    """tests/unit/<package>/ exists only for a package of server/ (and every package has one)."""
+    server_packages = {p.parent.name for p in (ROOT / "server").glob("*/__init__.py")}
+    unit_packages = {p.parent.name for p in (TESTS / "unit").glob("*/__init__.py")}
+    assert unit_packages == server_packages - {"api"}, "tests/unit/<package> mirrors server/"
