@@ -1,1 +1,1 @@
-"""Helpers the test tree shares: real servers for e2e and interop tests."""
+"""Helpers the test tree shares: waiting on events, real servers, spans and shadow results."""
