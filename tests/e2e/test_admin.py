@@ -6,10 +6,10 @@ and the audit log start from the same place: classifier stable "2", no rollout.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from client.inference import InferenceClient
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from server.app import App
 from tests.support.servers import make_repository, start_app
+from tests.support.waiting import WAIT, wait_for
 
 TOKENS = {"alice": "tok-a", "bob": "tok-b"}
 X = np.zeros((1, 4), dtype=np.float32)
@@ -462,11 +463,13 @@ def test_watch_stream_sees_every_change_in_order(admin: AdminClient, target: str
     try:
         admin.start("classifier", "1")
         # The stream is live once it delivers something: nudge until it does.
-        for shadow in range(1, 100):
-            if not events.empty() or failures:
-                break
-            admin.set_shadow("classifier", shadow)
-            time.sleep(0.05)
+        nudges = itertools.count(1)
+        wait_for(
+            lambda: not events.empty() or failures,
+            message="the watch stream delivered an event",
+            nudge=lambda: admin.set_shadow("classifier", next(nudges)),
+            poll=0.05,
+        )
 
         admin.set_weight("classifier", 10_000)
         admin.set_weight("classifier", 10_000)  # a no-op: no event
@@ -476,10 +479,10 @@ def test_watch_stream_sees_every_change_in_order(admin: AdminClient, target: str
         admin.transition("promote", "classifier")
         seen: list[pb.WatchRolloutsResponse] = []
         while not seen or seen[-1].audit.operation != "promote":
-            seen.append(events.get(timeout=5))
+            seen.append(events.get(timeout=WAIT))
     finally:
         watcher.close()
-        thread.join(5)
+        thread.join(WAIT)
     assert not failures
     # The start and the nudges may or may not have reached the stream: set them aside.
     got = [e for e in seen if e.audit.operation not in ("start", "set_shadow")]
@@ -507,6 +510,8 @@ def test_weight_changes_under_inference_load_fail_no_call(admin: AdminClient, ta
     stop = threading.Event()
     failures: list[BaseException] = []
     answered: list[str] = []
+    workers = 4
+    per_worker = [0] * workers  # calls each worker has had answered
 
     def load(worker: int) -> None:
         with InferenceClient(target) as client:
@@ -515,25 +520,35 @@ def test_weight_changes_under_inference_load_fail_no_call(admin: AdminClient, ta
                 key = f"load-{worker}-{i % 200}"
                 try:
                     answered.append(version_of(client, key))
+                    per_worker[worker] += 1
                 except BaseException as exc:
                     failures.append(exc)
                 i += 1
 
-    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    def calls_answered(more: int) -> None:
+        """Wait until every worker has had `more` further calls answered (or one failed)."""
+        goal = [n + more for n in per_worker]
+        wait_for(
+            lambda: failures or all(n >= g for n, g in zip(per_worker, goal, strict=True)),
+            message=f"{more} more calls answered by each of {workers} workers",
+        )
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(workers)]
     for t in threads:
         t.start()
     try:
+        calls_answered(5)  # stable only, before the rollout
         admin.start("classifier", "1", canary_ppm=10_000)
         for ppm in (50_000, 250_000, 500_000, 1_000_000):
-            time.sleep(0.15)
+            calls_answered(5)
             admin.set_weight("classifier", ppm)
-        time.sleep(0.15)
+        calls_answered(5)
         admin.transition("promote", "classifier")
-        time.sleep(0.15)
+        calls_answered(2)  # each worker's last call began after the promotion
     finally:
         stop.set()
         for t in threads:
-            t.join(10)
+            t.join(WAIT)
     assert failures == []
     assert len(answered) > 100
     assert {"1", "2"} <= set(answered)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import stat
 import subprocess
@@ -23,6 +24,7 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.app import App
 from tests.support.servers import start_app
+from tests.support.waiting import WAIT, wait_for
 
 X = np.zeros((1, 4), dtype=np.float32)
 
@@ -137,7 +139,7 @@ def test_watch_stream_with_the_token_delivers_changes(tmp_path: Path) -> None:
             AdminClient(open_channel(target), "tok-a") as admin,
         ):
             stream = pb_grpc.AdminServiceStub(channel).WatchRollouts(
-                pb.WatchRolloutsRequest(model="classifier"), metadata=VALID, timeout=10
+                pb.WatchRolloutsRequest(model="classifier"), metadata=VALID, timeout=3 * WAIT
             )
 
             def consume() -> None:
@@ -150,13 +152,15 @@ def test_watch_stream_with_the_token_delivers_changes(tmp_path: Path) -> None:
             thread.start()
             admin.start("classifier", "1")
             # The stream is live once it delivers: nudge the rollout until it does.
-            for shadow in range(1, 100):
-                if received or failures:
-                    break
-                admin.set_shadow("classifier", shadow, reason="nudge")
-                thread.join(0.05)
+            nudges = itertools.count(1)
+            wait_for(
+                lambda: received or failures,
+                message="the watch stream delivered an event",
+                nudge=lambda: admin.set_shadow("classifier", next(nudges), reason="nudge"),
+                poll=0.05,
+            )
             stream.cancel()
-            thread.join(5)
+            thread.join(WAIT)
     finally:
         app.stop(0)
     assert not failures

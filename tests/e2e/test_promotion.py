@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
 from tests.support.servers import start_app
+from tests.support.waiting import wait_for
 
 TOKEN = "promo"
 POLICY = {
@@ -78,21 +78,27 @@ class Load:
         self.thread.join()
 
 
-def _wait_idle(admin: AdminClient, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rollout = admin.get("classifier")
-        if not rollout.candidate_version:
-            return str(rollout.phase)
-        time.sleep(0.05)
-    raise AssertionError(f"rollout still active: {admin.get('classifier')}")
+def _wait_idle(admin: AdminClient, timeout: float = 60.0) -> None:
+    """Wait until the controller has promoted or rolled back the candidate."""
+    wait_for(
+        lambda: not admin.get("classifier").candidate_version,
+        timeout,
+        message="the automatic rollout of classifier ended",
+        poll=0.05,
+    )
+
+
+def _add_candidate(app: App, model: str, version: str = "1") -> None:
+    """Version 3 (2 for the counter) of `model`: a copy of `version`, loaded."""
+    repo = app.config.models_dir / model
+    new = "3" if model == "classifier" else "2"
+    shutil.copytree(repo / version, repo / new)
+    with InferenceClient(f"127.0.0.1:{app.port}") as c:
+        c.load(model)
 
 
 def test_identical_candidate_is_promoted_by_itself(server: App) -> None:
-    repo = server.config.models_dir / "classifier"
-    shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
-        c.load("classifier")
+    _add_candidate(server, "classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         start = admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))
         assert start.rollout.automatic and start.rollout.canary_weight_ppm == 100_000
@@ -127,18 +133,14 @@ def test_faulty_candidate_is_rolled_back_and_explained(server: App) -> None:
 
 
 def test_no_traffic_holds_and_says_why(server: App) -> None:
-    repo = server.config.models_dir / "classifier"
-    shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
-        c.load("classifier")
+    _add_candidate(server, "classifier")
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))
-        deadline = time.monotonic() + 10
-        explained = admin.explain("classifier")
-        while not explained.evaluated and time.monotonic() < deadline:
-            time.sleep(0.05)
-            explained = admin.explain("classifier")
-        time.sleep(0.5)
+        # Several evaluations, past min_duration_s: only the missing traffic holds it.
+        wait_for(
+            lambda: server.promotion.counts[("classifier", "hold")] >= 4,
+            message="four evaluations of classifier's rollout",
+        )
         explained = admin.explain("classifier")
         rollout = admin.get("classifier")
     assert rollout.candidate_version == "3" and rollout.canary_weight_ppm == 100_000
@@ -147,14 +149,28 @@ def test_no_traffic_holds_and_says_why(server: App) -> None:
 
 
 def test_paused_rollout_is_left_alone(server: App) -> None:
-    repo = server.config.models_dir / "classifier"
-    shutil.copytree(repo / "1", repo / "3")
-    with InferenceClient(f"127.0.0.1:{server.port}") as c:
-        c.load("classifier")
+    """While paused, a rollout with all the evidence it needs is not evaluated, tick after tick."""
+    _add_candidate(server, "classifier")
+    _add_candidate(server, "counter")  # an unpaused witness: its evaluations mark the ticks
+    counts = server.promotion.counts
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         admin.start("classifier", "3", automatic=True, policy_json=json.dumps(POLICY))
         admin.transition("pause", "classifier")
+        admin.start("counter", "2", automatic=True, policy_json=json.dumps(POLICY))
         with Load(server):
-            time.sleep(2.0)
+            wait_for(
+                lambda: (
+                    server.telemetry.windows.summary("classifier", "3", window_s=600).requests
+                    >= 2 * POLICY["min_requests"]
+                ),
+                message="twice min_requests candidate calls",
+            )
+            witnessed = counts[("counter", "hold")]
+            # Past min_duration_s with that traffic, and three ticks that evaluated the witness.
+            wait_for(
+                lambda: counts[("counter", "hold")] >= witnessed + 3,
+                message="three more evaluations of the witness",
+            )
         rollout = admin.get("classifier")
     assert rollout.candidate_version == "3" and rollout.canary_weight_ppm == 100_000
+    assert [key for key in counts if key[0] == "classifier"] == []  # never evaluated

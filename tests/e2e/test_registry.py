@@ -12,6 +12,7 @@ import pytest
 from client.errors import ClientError
 from client.inference import InferenceClient
 from tests.support.servers import start_app
+from tests.support.waiting import WAIT, wait_for
 
 X = np.zeros((1, 4), dtype=np.float32)
 
@@ -45,33 +46,40 @@ def test_load_and_unload_under_concurrent_inference(tmp_path: Path) -> None:
     target = f"127.0.0.1:{app.port}"
     stop = threading.Event()
     failures: list[str] = []
-    served = [0]
+    served = [0] * 4  # calls answered, per worker
 
-    def load_loop() -> None:
+    def load_loop(worker: int) -> None:
         with InferenceClient(target) as c:
             while not stop.is_set():
                 try:
                     c.infer("classifier", {"input": X})
-                    served[0] += 1
+                    served[worker] += 1
                 except ClientError as exc:  # pragma: no cover - the assertion reports it
                     failures.append(str(exc))
 
-    workers = [threading.Thread(target=load_loop) for _ in range(4)]
+    def calls_served(more: int) -> None:
+        goal = sum(served) + more
+        wait_for(lambda: failures or sum(served) >= goal, message=f"{more} more calls served")
+
+    workers = [threading.Thread(target=load_loop, args=(w,)) for w in range(len(served))]
     for w in workers:
         w.start()
     try:
         with InferenceClient(target) as admin:
+            calls_served(20)  # the load is running before anything reloads
             new = app.config.models_dir / "classifier" / "3"
             shutil.copytree(app.config.models_dir / "classifier" / "1", new)
             for _ in range(3):
                 admin.load("classifier")
+                calls_served(5)
                 admin.unload("counter")
                 admin.load("counter")
+                calls_served(5)
             assert admin.model_ready("classifier", "3")
     finally:
         stop.set()
         for w in workers:
-            w.join()
+            w.join(WAIT)
         app.stop(0)
     assert failures == []
-    assert served[0] > 0
+    assert sum(served) > 0

@@ -15,8 +15,7 @@ from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob, ShadowOutcome, ShadowResult
 from server.shadow.stats import ShadowStats
 from server.testing import FakeClock, FakeRunner
-
-WAIT = 5.0  # upper bound for waits that normally take milliseconds
+from tests.support.waiting import WAIT
 
 
 def job(runner: FakeRunner, i: int, x: object = 0.0, at: float | None = None) -> ShadowJob:
