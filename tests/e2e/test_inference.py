@@ -52,6 +52,7 @@ def test_request_without_version_gets_highest(app: App, client: InferenceClient)
 
 
 def test_int64_and_bytes_models(app: App, client: InferenceClient) -> None:
+    """INT64 and BYTES models answer exactly what onnxruntime answers."""
     ids = np.array([[1, 2, 3], [10, -4, 7]], dtype=np.int64)
     out = client.infer("counter", {"ids": ids})
     want = direct(app, "counter", "1", {"ids": ids})
@@ -65,6 +66,7 @@ def test_int64_and_bytes_models(app: App, client: InferenceClient) -> None:
 
 
 def test_typed_contents_equal_raw(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    """Inputs sent as typed contents get the same answer as raw inputs."""
     raw = stub.ModelInfer(infer_request(input=X))
     typed = pb.ModelInferRequest(model_name="classifier")
     t = typed.inputs.add(name="input", datatype="FP32", shape=X.shape)
@@ -74,6 +76,7 @@ def test_typed_contents_equal_raw(stub: pb_grpc.GRPCInferenceServiceStub) -> Non
 
 
 def test_requested_output_subset(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    """Asking for one output returns only that output."""
     request = pb.ModelInferRequest(model_name="counter")
     ids = np.array([[1, 2]], dtype=np.int64)
     request.inputs.add(name="ids", datatype="INT64", shape=ids.shape)
@@ -197,6 +200,7 @@ def test_bad_input_gets_clear_status(
 
 
 def test_wrong_datatype_name(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    """A datatype the model does not take is INVALID_ARGUMENT naming both."""
     request = pb.ModelInferRequest(model_name="classifier")
     request.inputs.add(name="input", datatype="FP64", shape=[1, 4])
     request.raw_input_contents.append(np.zeros((1, 4)).tobytes())
@@ -224,6 +228,7 @@ def test_oversized_message_is_resource_exhausted(tmp_path, client: InferenceClie
 def test_metadata_config_and_statistics(
     client: InferenceClient, stub: pb_grpc.GRPCInferenceServiceStub
 ) -> None:
+    """Metadata, config and Triton-style statistics describe each version."""
     meta = client.metadata("classifier")
     assert list(meta.versions) == ["1", "2"]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
@@ -247,6 +252,7 @@ def test_metadata_config_and_statistics(
 
 
 def test_health_and_readiness(client: InferenceClient, target: str) -> None:
+    """The server, its models and grpc.health all report serving."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     assert client.live() and client.ready()

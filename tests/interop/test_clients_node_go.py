@@ -179,6 +179,7 @@ def client_result(
 
 
 def test_health_and_metadata(client_result: dict[str, Any], python_metadata: Any) -> None:
+    """Each client reads liveness, readiness and the model metadata as Python does."""
     assert client_result["live"] is True
     assert client_result["ready"] is True
     meta = client_result["metadata"]
@@ -227,6 +228,7 @@ def test_scores_equal_the_python_clients(
 
 
 def test_admin_list_rollouts(client_result: dict[str, Any]) -> None:
+    """Each client lists the rollouts, the 50 % canary of classifier among them."""
     rollouts = {r["model"]: r for r in client_result["rollouts"]}
     assert {"classifier", "counter", "shouter"} <= set(rollouts)
     classifier = rollouts[MODEL]
@@ -239,6 +241,7 @@ def test_admin_list_rollouts(client_result: dict[str, Any]) -> None:
 
 
 def test_admin_route(client_result: dict[str, Any], routes: dict[str, Any]) -> None:
+    """Each client's Route answers equal the admin service's for the same keys."""
     assert [r["key"] for r in client_result["route"]] == list(routes)
     for r in client_result["route"]:
         want = routes[r["key"]]
@@ -253,6 +256,7 @@ def test_admin_route(client_result: dict[str, Any], routes: dict[str, Any]) -> N
 
 @pytest.mark.parametrize("name", ["node", "go"])
 def test_bad_token_fails(name: str, request: pytest.FixtureRequest, target: str) -> None:
+    """A wrong admin token makes each client exit non-zero saying unauthenticated."""
     flag = "--" if name == "node" else "-"
     proc = _run([*_client_command(name, request, target), f"{flag}token", "wrong"])
     assert proc.returncode != 0
@@ -262,6 +266,7 @@ def test_bad_token_fails(name: str, request: pytest.FixtureRequest, target: str)
 
 @pytest.mark.parametrize("name", ["node", "go"])
 def test_unreachable_server_fails(name: str, request: pytest.FixtureRequest) -> None:
+    """A server that is not there makes each client exit non-zero, naming the call."""
     flag = "--" if name == "node" else "-"
     args = [*_client_command(name, request, "127.0.0.1:1"), f"{flag}token", TOKEN]
     proc = _run([*args, f"{flag}timeout", "2" if name == "node" else "2s"])
@@ -286,6 +291,7 @@ def _conformance_command(name: str, request: pytest.FixtureRequest, vectors: Pat
 
 @pytest.mark.parametrize("name", ["node", "go"])
 def test_routing_conformance(name: str, request: pytest.FixtureRequest) -> None:
+    """Each client's routing hash agrees with every vector of the spec."""
     proc = _run(_conformance_command(name, request, VECTORS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{_vector_count()} vectors checked, 0 mismatches" in proc.stdout

@@ -261,12 +261,14 @@ def rule_comments(fd: FileProto) -> list[str]:
 
 
 def test_own_protos_found() -> None:
+    """The lint sees the admin proto (it would pass vacuously on no files)."""
     assert Path("protos/canaryserve/admin/v1/admin.proto") in OWN_PROTOS
 
 
 @pytest.mark.parametrize("proto", OWN_PROTOS, ids=str)
 @pytest.mark.parametrize("rule", sorted(NAME_RULES))
 def test_names(proto: Path, rule: str) -> None:
+    """Each proto passes each naming rule: package, RPC messages, enums, case."""
     problems = NAME_RULES[rule](compiled(proto), "protos")
     assert not problems, "\n".join(problems)
 
@@ -362,6 +364,7 @@ def test_rules_catch_violations(tmp_path: Path) -> None:
     [("Phase", "PHASE"), ("CohortTarget", "COHORT_TARGET"), ("HTTPCode", "HTTP_CODE")],
 )
 def test_upper_snake(enum: str, prefix: str) -> None:
+    """A PascalCase enum name becomes the UPPER_SNAKE_CASE prefix buf expects."""
     assert upper_snake(enum) == prefix
 
 

@@ -42,9 +42,11 @@ def triton_results(app: App) -> dict[str, str]:
 
 
 def test_every_check_ran(triton_results: dict[str, str]) -> None:
+    """The subprocess ran every tritonclient check, no more and no fewer."""
     assert sorted(triton_results) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tritonclient(triton_results: dict[str, str], name: str) -> None:
+    """Each tritonclient check passes against canaryserve, as it would against Triton."""
     assert triton_results[name] == "ok", triton_results[name]

@@ -18,6 +18,7 @@ from server.intervals import clopper_pearson_lower, wilson_interval
     ],
 )
 def test_wilson_interval_known_values(successes: int, n: int, low: float, high: float) -> None:
+    """Wilson's interval matches published values."""
     assert wilson_interval(successes, n) == pytest.approx((low, high), abs=5e-5)
 
 

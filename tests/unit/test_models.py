@@ -129,6 +129,7 @@ def test_faulty_matches_v1_below_threshold_and_raises_above(tmp_path: Path) -> N
 
 
 def test_mlp_shape_and_seed(tmp_path: Path) -> None:
+    """The benchmark MLP is deterministic per seed and maps 256 inputs to 10 logits."""
     path = build_mlp(tmp_path / "a.onnx", seed=7)
     assert path.read_bytes() == build_mlp(tmp_path / "b.onnx", seed=7).read_bytes()
     assert path.read_bytes() != build_mlp(tmp_path / "c.onnx", seed=8).read_bytes()

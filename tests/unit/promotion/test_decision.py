@@ -16,6 +16,7 @@ STABLE = VersionWindow(5000, 0, p50_ms=5.0, p95_ms=8.0, p99_ms=10.0, window_s=60
 
 
 def test_windows_validate() -> None:
+    """Windows refuse impossible counts and non-finite latencies."""
     with pytest.raises(ValueError, match="errors"):
         VersionWindow(5, 6)
     with pytest.raises(ValueError, match="p99_ms"):
@@ -25,6 +26,7 @@ def test_windows_validate() -> None:
 
 
 def test_decision_json_round_trip() -> None:
+    """A decision survives JSON both ways and refuses unknown or missing keys."""
     candidate = VersionWindow(150, 8, 4.0, 7.0, 10.0, ("trace-a", "trace-b"), 60.0)
     ev = Evidence(
         "clf", "1", "2", 0, 60.0, STABLE, candidate,

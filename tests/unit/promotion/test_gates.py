@@ -70,6 +70,7 @@ def names(decision: Decision) -> list[str]:
 def test_error_rate_gate(
     candidate: VersionWindow, stable: VersionWindow, status: CheckStatus
 ) -> None:
+    """The error-rate gate fails on significance, passes within the limit, else waits."""
     c = check(decide(POLICY, evidence(candidate=candidate, stable=stable)), "error_rate")
     assert c.status is status
     assert c.threshold is not None and c.threshold > POLICY.max_error_rate_increase
@@ -116,6 +117,7 @@ def test_failing_candidate_names_trace_ids() -> None:
 def test_latency_gate(
     cand_n: int, stable_n: int, p99: float | None, stable_p99: float | None, status: CheckStatus
 ) -> None:
+    """The p99 gate compares like samples and allows the ratio plus a noise slack."""
     stable = VersionWindow(stable_n, 0, p99_ms=stable_p99)
     c = check(
         decide(POLICY, evidence(candidate=cand(cand_n, 0, p99), stable=stable)), "latency_p99"
@@ -187,12 +189,14 @@ def test_shadow_gate_on_a_canary_step_is_advisory_unless_it_fails() -> None:
     [(30.0, CheckStatus.PASS), (29.999, CheckStatus.NO_DATA), (0.0, CheckStatus.NO_DATA)],
 )
 def test_min_duration(seconds: float, status: CheckStatus) -> None:
+    """A step holds until min_duration_s has passed, then advances."""
     d = decide(POLICY, evidence(seconds_in_step=seconds))
     assert check(d, "min_duration").status is status
     assert d.action is (Action.ADVANCE if status is CheckStatus.PASS else Action.HOLD)
 
 
 def test_min_requests_boundary() -> None:
+    """min_requests passes at exactly the minimum, not one below."""
     policy = Policy(min_requests=300)
     for n, status in ((299, CheckStatus.NO_DATA), (300, CheckStatus.PASS)):
         c = check(decide(policy, evidence(candidate=cand(n, 0))), "min_requests")
@@ -254,6 +258,7 @@ def test_advance_through_every_step_then_promote() -> None:
 
 
 def test_first_step_without_shadow() -> None:
+    """Without a shadow rate the first step is the first canary weight."""
     assert first_step(Policy(shadow_ppm=0, steps=(500, 1000))) == (0, 500, 0)
 
 

@@ -52,6 +52,7 @@ def test_policy_round_trip_and_frozen_state_mapping() -> None:
     ],
 )
 def test_policy_rejects(doc: dict[str, Any], match: str) -> None:
+    """A malformed policy is refused as invalid input, naming the key."""
     with pytest.raises(InvalidPromotionInput, match=match) as caught:
         Policy.from_dict(doc)
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, InvalidInput)

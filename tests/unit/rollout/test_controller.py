@@ -121,6 +121,7 @@ def test_execute_writes_one_audit_row_per_change(env: Env, ctl: RolloutControlle
 
 
 def test_execute_errors(ctl: RolloutController, env: Env) -> None:
+    """Refused commands say why and write nothing to the audit log."""
     base = env.audit_count()
     with pytest.raises(ModelNotFound, match="known models: m, n, o"):
         ctl.execute("zzz", Pause(), actor="a", reason="r")
@@ -209,6 +210,7 @@ def test_store_conflict_from_another_writer_reloads(env: Env, ctl: RolloutContro
 
 
 def test_kill_switch(env: Env, ctl: RolloutController) -> None:
+    """The kill switch rolls back every active candidate, each with its audit row."""
     ctl.execute("m", StartRollout("2", canary_ppm=10), actor="a", reason="r")
     ctl.execute("n", StartRollout("2", shadow_ppm=10), actor="a", reason="r")
     base = env.audit_count()

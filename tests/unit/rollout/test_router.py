@@ -264,6 +264,7 @@ def test_bucket_arithmetic_is_exact_at_boundaries(b: int) -> None:
 
 
 def test_hash_extremes() -> None:
+    """The smallest and largest hashes map into bucket 0..PPM-1 and position [0, 1)."""
     assert _bucket_of(0) == 0 and _position_of(0) == 0.0
     top = 2**64 - 1
     assert _bucket_of(top) == PPM - 1
@@ -272,6 +273,7 @@ def test_hash_extremes() -> None:
 
 
 def test_domains_are_independent_draws() -> None:
+    """Canary and shadow hash one key differently."""
     assert bucket("s", "user-1", DOMAIN_CANARY) != bucket("s", "user-1", DOMAIN_SHADOW)
 
 
@@ -290,6 +292,7 @@ def test_key_that_is_not_valid_text_is_invalid_input() -> None:
 
 
 def test_same_key_same_route() -> None:
+    """Equal tables route a key the same way every time."""
     t = table(canary=300_000, shadow=300_000)
     for key in keys(200, seed=1):
         first = route(t, "resnet", key, NO_MD, None)
@@ -383,6 +386,7 @@ def test_canary_share_is_uniform_and_fine_grained() -> None:
 
 
 def test_weight_extremes() -> None:
+    """Weight 0 sends every key to stable, weight PPM every key to the candidate."""
     for key in keys(500, seed=5):
         assert route(table(canary=0), "resnet", key, NO_MD, None).version == "v1"
         assert route(table(canary=PPM), "resnet", key, NO_MD, None).version == "v2"
@@ -392,6 +396,7 @@ def test_weight_extremes() -> None:
 
 
 def test_unknown_model() -> None:
+    """An unknown model is NOT_FOUND listing the known ones, before any pin."""
     with pytest.raises(ModelNotFound, match="known models: bert, resnet") as exc:
         route(table(), "gpt", "user-1", NO_MD, None)
     assert exc.value.model == "gpt"
@@ -400,6 +405,7 @@ def test_unknown_model() -> None:
 
 
 def test_no_rollout() -> None:
+    """Without a rollout every call goes to stable with reason no_rollout."""
     md = {"tier": "beta"}
     r = route(table(rollout=False), "resnet", "user-1", md, None)
     assert r == Route("v1", Stage.STABLE, RouteReason.NO_ROLLOUT)
@@ -448,6 +454,7 @@ RULES = (
     ],
 )
 def test_cohort_rules_precedence(metadata: dict[str, str], expected: str) -> None:
+    """The first matching cohort rule wins over the hash and a missing key."""
     for canary in (0, PPM):  # cohort rules beat the hash either way
         for key in ("user-1", None):  # ... and the missing key
             r = route(table(canary=canary, rules=RULES), "resnet", key, metadata, None)
@@ -507,6 +514,7 @@ def test_cohort_rule_target_is_validated_and_normalized() -> None:
     ],
 )
 def test_pinning_matrix(allow: bool, pinned: str | None, expected: object) -> None:
+    """A pin wins over rules and hashing when allowed and ready, else says why."""
     t = table(canary=500_000, shadow=PPM, rules=RULES, allow_pinning=allow)
     md = {"tier": "beta"}  # a cohort rule and a full shadow rate: pins ignore both
     if isinstance(expected, type) and issubclass(expected, Exception):
@@ -531,6 +539,7 @@ def test_pin_to_a_shadow_only_candidate_reports_shadow() -> None:
 
 
 def test_pin_without_rollout() -> None:
+    """A pin to a loaded non-stable version is stage loaded."""
     assert route(table(rollout=False), "resnet", "k", NO_MD, "v2") == Route(
         "v2", Stage.LOADED, RouteReason.PINNED
     )
@@ -563,6 +572,7 @@ def test_shadow_sample_is_not_the_canary_cohort() -> None:
 
 
 def test_stage_of() -> None:
+    """A version's stage: stable, canary or shadow candidate, or merely loaded."""
     canary = table(canary=1).models["resnet"]
     shadow_only = table(canary=0, shadow=50_000).models["resnet"]
     none = table(rollout=False).models["resnet"]
@@ -576,6 +586,7 @@ def test_stage_of() -> None:
 
 @pytest.mark.parametrize("bad", [-1, PPM + 1, True, 0.5, "10"])
 def test_rollout_rejects_bad_rates(bad: object) -> None:
+    """Rates outside 0..PPM (or not integers) are refused."""
     with pytest.raises(ValueError, match="canary_ppm"):
         CandidateRouting("v2", "s", canary_ppm=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shadow_ppm"):

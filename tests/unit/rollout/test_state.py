@@ -105,6 +105,7 @@ VALID: list[tuple[str, Command, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("start", "command", "changes"), VALID)
 def test_valid_transition(start: str, command: Command, changes: dict[str, Any]) -> None:
+    """Each allowed command changes exactly the expected fields and the revision."""
     before = STATES[start]
     after = run(before, command)
     expected = dataclasses.replace(
@@ -337,6 +338,7 @@ def test_json_round_trip(state: RolloutState) -> None:
 
 
 def test_build_table() -> None:
+    """build_table turns states and ready sets into an immutable routing table."""
     rules = (CohortRule("region", "eu", Stage.CANARY),)
     canary = dataclasses.replace(CANARY, model="b", cohort_rules=rules)
     states = {"b": canary, "a": dataclasses.replace(IDLE, model="a"), "c": ROLLED_BACK}

@@ -7,6 +7,7 @@ from server.serving.signature import TensorSpec, shape_matches
 
 
 def test_shape_mismatch_messages() -> None:
+    """A shape that does not fit says which rank or dimension is wrong."""
     spec = TensorSpec("x", by_oip("FP32"), (None, 4))  # type: ignore[arg-type]
     assert shape_matches(spec, [3, 4]) is None
     assert "rank 2" in (shape_matches(spec, [4]) or "")

@@ -102,6 +102,7 @@ def test_top_k_overlap_by_hand() -> None:
 
 
 def test_relative_and_absolute_error() -> None:
+    """Errors are measured absolutely and relative to the primary."""
     p = np.array([1.0, 2.0, 4.0, 0.0])
     s = np.array([1.1, 2.0, 3.0, 0.0])
     y = one(compare({"y": p}, {"y": s}))
@@ -156,6 +157,7 @@ def test_empty_batch_of_class_scores() -> None:
 
 
 def test_policy_is_validated() -> None:
+    """A comparison policy refuses impossible settings."""
     with pytest.raises(ValueError, match="top_k"):
         ComparisonPolicy(top_k=0)
     with pytest.raises(ValueError, match="atol"):
