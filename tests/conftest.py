@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.servers import make_repository, start_app
 
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from server.app import App
 
 __all__ = ["make_repository", "start_app"]  # e2e modules import these from here too
+
+# Hypothesis times each example (200 ms) and its data generation: on a loaded machine that
+# measures the machine, failing a property that holds (DeadlineExceeded, then Flaky). The
+# properties keep their examples and assertions; only the stopwatch goes.
+settings.register_profile(
+    "canaryserve", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("canaryserve")
 
 TESTS = Path(__file__).resolve().parent
 #: Directory -> the marker every test in it carries.
