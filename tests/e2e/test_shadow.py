@@ -27,6 +27,7 @@ def server(tmp_path: Path) -> Iterator[App]:
         admin_tokens={"ops": TOKEN},
         shadow_queue_size=4096,
         shadow_max_busy=100.0,  # these tests count every shadow run: no budget shedding
+        shadow_timeout_seconds=60.0,  # ... and no expiry in the queue on a loaded machine
         models={"classifier": {"stable": "1"}},
     )
     yield app

@@ -39,6 +39,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[App, InMemorySpanExporter]]:
             "admin_tokens": {"ops": TOKEN},
             "models": {"classifier": {"stable": "1"}},
             "stable_trace_ratio": 1.0,  # every call traced: these tests count spans
+            "shadow_timeout_seconds": 60.0,  # a shadow run is compared, however loaded the machine
             "idle_trace_ratio": 1.0,
         },
     )
