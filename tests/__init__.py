@@ -1,0 +1,1 @@
+"""canaryserve tests: unit/ (pure logic), e2e/ (a real server), interop/ (third-party clients)."""

@@ -100,14 +100,19 @@ def render(
             stage = s.phase.value
             labels = _labels(model=s.model, version=s.candidate, stage=stage)
             out.append(f"canaryserve_version_stage{labels} 1")
+    # Each family's samples follow its own HELP and TYPE, as the text format requires.
     family("canaryserve_canary_weight_ratio", "gauge", "Share of keyed traffic on the candidate.")
+    out.extend(
+        f"canaryserve_canary_weight_ratio{_labels(model=s.model)} {s.canary_ppm / 1e6:g}"
+        for s in states
+    )
     family("canaryserve_shadow_rate_ratio", "gauge", "Share of stable traffic shadowed.")
+    out.extend(
+        f"canaryserve_shadow_rate_ratio{_labels(model=s.model)} {s.shadow_ppm / 1e6:g}"
+        for s in states
+    )
     family("canaryserve_rollout_revision", "gauge", "Revision of the model's rollout state.")
-    for s in states:
-        m = _labels(model=s.model)
-        out.append(f"canaryserve_canary_weight_ratio{m} {s.canary_ppm / 1e6:g}")
-        out.append(f"canaryserve_shadow_rate_ratio{m} {s.shadow_ppm / 1e6:g}")
-        out.append(f"canaryserve_rollout_revision{m} {s.revision}")
+    out.extend(f"canaryserve_rollout_revision{_labels(model=s.model)} {s.revision}" for s in states)
 
     reports = shadow.snapshot()
     for counter in _SHADOW_COUNTERS:

@@ -1,7 +1,7 @@
 """Checks run by tritonclient.grpc against a running server, in their own process.
 
 tritonclient registers Triton's own `inference.*` protobuf descriptors, which cannot share a
-process with canaryserve's generated ones, so tests/test_interop.py runs this file as a
+process with canaryserve's generated ones, so tests/interop/test_tritonclient.py runs this file as a
 subprocess: `python tritonclient_checks.py HOST:PORT MODELS_DIR ADMIN_TOKEN` prints one JSON object,
 check name → "ok" or the failure.
 """

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real server on port 0, real clients (marked e2e)."""

@@ -1,0 +1,1 @@
+"""Interop tests: third-party clients and tools against canaryserve (marked interop)."""

@@ -1,0 +1,1 @@
+"""Unit tests of server.promotion: policy, decisions, gates and the controller."""

@@ -1,0 +1,1 @@
+"""Unit tests of server.serving: dtypes, signatures, tensors, runner, registry, data plane."""

@@ -1,0 +1,1 @@
+"""Unit tests of server.shadow: the executor, comparison and aggregates."""

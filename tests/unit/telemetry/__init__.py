@@ -1,0 +1,1 @@
+"""Unit tests of server.telemetry: windows, metrics rendering and tracing."""

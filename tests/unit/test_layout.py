@@ -1,0 +1,131 @@
+"""The package graph: imports flow one way and the core packages are transport-free."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: What each part of server/ may import from the rest of server/ (docs: server/__init__.py).
+LEAVES = {"errors", "clock", "intervals"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "clock": set(),
+    "intervals": set(),
+    "rollout": {"errors", "clock"},
+    "shadow": {"clock", "intervals"},
+    "telemetry": LEAVES | {"rollout", "shadow"},
+    "promotion": LEAVES | {"rollout", "shadow", "telemetry"},
+    "serving": LEAVES | {"rollout", "shadow", "telemetry"},
+    "api": LEAVES | {"config", "rollout", "shadow", "promotion", "serving", "telemetry"},
+    # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
+    "fleet": LEAVES | {"rollout"},
+    "config": LEAVES | {"promotion"},
+    "testing": LEAVES | {"rollout", "serving"},
+    "app": LEAVES
+    | {"api", "config", "fleet", "promotion", "rollout", "serving", "shadow", "telemetry"},
+    "__main__": {"app", "config"},
+}
+#: Packages that must not touch the transport or generated code.
+TRANSPORT_FREE = {"rollout", "shadow", "promotion", "telemetry", "errors", "clock", "intervals"}
+
+
+def imports(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def part_of(path: Path) -> str:
+    rel = path.relative_to(ROOT / "server").with_suffix("")
+    return rel.parts[0]
+
+
+SERVER_FILES = sorted((ROOT / "server").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SERVER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_server_imports_follow_the_package_graph(path: Path) -> None:
+    part = part_of(path)
+    if part == "__init__":
+        return
+    assert part in ALLOWED, f"{part} is not in the package graph; add it to server/__init__.py"
+    for module in imports(path):
+        if module.startswith("server.") or module == "server":
+            target = module.split(".")[1] if "." in module else "__init__"
+            if target not in (part, "__init__"):
+                assert target in ALLOWED[part], f"{path.name}: {part} may not import {module}"
+        if part in TRANSPORT_FREE:
+            top = module.split(".")[0]
+            assert top not in {"grpc", "protos", "grpc_health", "grpc_reflection"}, (
+                f"{path.name}: {part} must stay transport-free, imports {module}"
+            )
+
+
+def test_the_package_graph_has_no_cycles() -> None:
+    seen: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        if seen.get(node) == 2:
+            return
+        assert seen.get(node) != 1, f"import cycle: {' -> '.join([*stack, node])}"
+        seen[node] = 1
+        for nxt in sorted(ALLOWED.get(node, set())):
+            visit(nxt, [*stack, node])
+        seen[node] = 2
+
+    for part in sorted(ALLOWED):
+        visit(part, [])
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def test_modules_import_each_other_one_way() -> None:
+    graph = {module_name(p): set(imports(p)) for p in SERVER_FILES}
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        if state.get(node) == 2:
+            return
+        assert state.get(node) != 1, f"import cycle: {' -> '.join([*stack, node])}"
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if target in graph and target != node:
+                visit(target, [*stack, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+TESTS = ROOT / "tests"
+#: Where test modules live: unit mirrors server/ by package; e2e and interop are marked by place.
+TEST_DIRS = ("unit", "e2e", "interop")
+
+
+def test_every_test_module_lives_in_unit_e2e_or_interop() -> None:
+    """A test module elsewhere would carry no marker and run in the fast loop, server or not."""
+    stray = [
+        str(path.relative_to(TESTS))
+        for path in sorted(TESTS.rglob("test_*.py"))
+        if path.relative_to(TESTS).parts[0] not in TEST_DIRS
+    ]
+    assert stray == [], f"move {stray} under tests/unit, tests/e2e or tests/interop"
+
+
+def test_unit_packages_mirror_server_packages() -> None:
+    """tests/unit/<package>/ exists only for a package of server/ (and every package has one),
+    and tests/unit/client/ for the client."""
+    server_packages = {p.parent.name for p in (ROOT / "server").glob("*/__init__.py")}
+    unit_packages = {p.parent.name for p in (TESTS / "unit").glob("*/__init__.py")}
+    assert unit_packages == server_packages | {"client"}, "tests/unit/<package> mirrors server/"
