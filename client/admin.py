@@ -70,6 +70,7 @@ class AdminClient:
         reason: str = "",
         automatic: bool = False,
         policy_json: str = "",
+        no_guard: bool = False,
     ) -> pb.StartRolloutResponse:
         request = pb.StartRolloutRequest(
             model=model,
@@ -82,6 +83,7 @@ class AdminClient:
             reason=reason,
             automatic=automatic,
             policy_json=policy_json,
+            no_guard=no_guard,
         )
         response: pb.StartRolloutResponse = self._call(self._stub.StartRollout, request)
         return response

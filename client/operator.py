@@ -94,6 +94,7 @@ def _rollout_line(r: pb.Rollout) -> str:
             f" shadow {_pct(r.shadow_rate_ppm)}"
         )
         text += " (paused)" if r.paused else ""
+        text += " (auto)" if r.automatic else " (guarded)" if r.guarded else " (no guard)"
     return text + f"  rev {r.revision}"
 
 
@@ -121,11 +122,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         explained = admin.explain(args.model) if args.model else None
     lines = [_rollout_line(r) for r in rollouts]
     data: Any = [_dict(r) for r in rollouts]
-    if explained is not None and explained.evaluated:
+    if explained is not None and _worth_showing(rollouts[0], explained):
         lines += _explain_lines(explained)
         data = {"rollout": data[0], "decision": json.loads(explained.decision_json)}
     _print(args, data, "\n".join(lines))
     return 0
+
+
+def _worth_showing(rollout: pb.Rollout, e: pb.ExplainRolloutResponse) -> bool:
+    """An automatic rollout's decision always; guard rails' only once they see a failure."""
+    if not e.evaluated:
+        return False
+    return rollout.automatic or e.action != "hold" or any(c.status == "fail" for c in e.checks)
 
 
 def _explain_lines(e: pb.ExplainRolloutResponse) -> list[str]:
@@ -141,7 +149,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         _print(args, json.loads(e.decision_json) if e.evaluated else None, "")
     elif not e.evaluated:
-        print(f"{args.model}: no decision yet (not an automatic rollout, or not evaluated yet)")
+        print(
+            f"{args.model}: no decision yet (not automatic, no guard rails, or not evaluated yet)"
+        )
     else:
         print(f"{args.model}:")
         print("\n".join(_explain_lines(e)))
@@ -187,6 +197,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     cohort_rules=[_cohort(c) for c in args.cohort],
                     automatic=args.auto or bool(policy),
                     policy_json=policy,
+                    no_guard=args.no_guard,
                     **write,
                 )
                 rollout = response.rollout
@@ -313,6 +324,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     )
     start.add_argument(
         "--policy", metavar="FILE.json", help="promotion policy (docs/promotion.md); implies --auto"
+    )
+    start.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="manual rollouts: no guard rails (by default a decisively failing gate rolls back)",
     )
     for name, helptext in (
         ("weight", "set the canary percent"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -21,6 +21,7 @@ from server.rollout.changes import CommandResult
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
     Command,
+    JSONValue,
     Pause,
     Promote,
     Resume,
@@ -68,7 +69,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         return self._auth.identify(context.invocation_metadata())
 
     def _write(
-        self, request: Any, context: grpc.ServicerContext, command: Command
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        command: Command,
+        extra: Mapping[str, JSONValue] | None = None,
     ) -> CommandResult:
         return self._controller.execute(
             _require_model(request.model),
@@ -77,6 +82,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             reason=request.reason,
             expected_revision=request.expected_revision or None,
             dry_run=request.dry_run,
+            extra=extra,
         )
 
     def _respond(
@@ -113,19 +119,32 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         if not request.candidate_version:
             raise InvalidInput("'candidate_version' is required")
         shadow_ppm, canary_ppm = request.shadow_rate_ppm, request.canary_weight_ppm
-        policy = None
+        policy = guard = None
+        extra: dict[str, JSONValue] = {}
         if request.automatic or request.policy_json:
+            if request.no_guard:
+                raise InvalidInput(
+                    "no_guard is for manual rollouts: an automatic rollout's policy is its"
+                    " guard rails (pause it to take over)"
+                )
             policy = self._policy(request)
             if not shadow_ppm and not canary_ppm:
                 _, canary_ppm, shadow_ppm = first_step(policy)
+            extra["guard_rails"] = "policy"
+        elif request.no_guard:
+            extra["guard_rails"] = "off (no_guard)"
+        else:
+            guard = self._configured_policy(request.model) or Policy()
+            extra["guard_rails"] = "on"
         command = StartRollout(
             candidate=request.candidate_version,
             shadow_ppm=shadow_ppm,
             canary_ppm=canary_ppm,
             cohort_rules=tuple(cohort_rule(r) for r in request.cohort_rules),
             policy=policy.as_dict() if policy is not None else None,
+            guard=guard.as_dict() if guard is not None else None,
         )
-        out = self._write(request, context, command)
+        out = self._write(request, context, command, extra)
         return pb.StartRolloutResponse(
             rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
         )

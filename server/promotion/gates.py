@@ -11,6 +11,7 @@ probability. The records it reads and returns are in `server.promotion.policy` a
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from statistics import NormalDist
 
 from server.intervals import clopper_pearson_lower, wilson_interval
@@ -18,7 +19,7 @@ from server.promotion.decision import Action, Check, CheckStatus, Decision, Evid
 from server.promotion.documents import InvalidPromotionInput
 from server.promotion.policy import SHADOW_STEP, Policy
 
-__all__ = ["decide", "first_step"]
+__all__ = ["decide", "first_step", "guard"]
 
 
 def first_step(policy: Policy) -> tuple[int, int, int]:
@@ -161,3 +162,28 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
     nxt = ev.step_index + 1
     why = f"advance: every gate passed at {here}; next {_step_name(p, nxt)}"
     return made(Action.ADVANCE, why, 0, nxt)
+
+
+#: How a guard decision's reason starts: it names who acted, beside the automatic decisions'.
+GUARD_PREFIX = "guard rails: "
+
+
+def guard(policy: Policy, evidence: Evidence) -> Decision:
+    """The guard rails of a manual rollout: decide()'s gates, statistics and failure threshold,
+    but only a rollback acts. Steps and promotion stay the operator's, so anything else is a
+    hold that says whether a gate is failing."""
+    d = decide(policy, evidence)
+    if d.action is Action.ROLLBACK:
+        return replace(d, reason=GUARD_PREFIX + d.reason)
+    failing = any(c.status is CheckStatus.FAIL for c in d.checks)
+    if failing:  # "check failed 1 of 2 before rollback: ..."
+        return replace(d, reason=GUARD_PREFIX + d.reason)
+    why = GUARD_PREFIX + "no gate fails (a manual rollout: steps and promotion are the operator's)"
+    return replace(
+        d,
+        action=Action.HOLD,
+        reason=why,
+        next_step_index=None,
+        next_canary_ppm=None,
+        next_shadow_ppm=None,
+    )

@@ -43,7 +43,7 @@ class CohortRule(_message.Message):
     def __init__(self, metadata_key: _Optional[str] = ..., value: _Optional[str] = ..., target: _Optional[_Union[CohortTarget, str]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json")
+    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json", "guarded", "guard_policy_json")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,8 @@ class Rollout(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    GUARDED_FIELD_NUMBER: _ClassVar[int]
+    GUARD_POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
@@ -76,7 +78,9 @@ class Rollout(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     automatic: bool
     policy_json: str
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
+    guarded: bool
+    guard_policy_json: str
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., guarded: _Optional[bool] = ..., guard_policy_json: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("id", "at", "actor", "model", "operation", "before_json", "after_json", "reason", "extra_json")
@@ -123,7 +127,7 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json")
+    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json", "no_guard")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +138,7 @@ class StartRolloutRequest(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    NO_GUARD_FIELD_NUMBER: _ClassVar[int]
     model: str
     candidate_version: str
     canary_weight_ppm: int
@@ -144,7 +149,8 @@ class StartRolloutRequest(_message.Message):
     reason: str
     automatic: bool
     policy_json: str
-    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
+    no_guard: bool
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., no_guard: _Optional[bool] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout", "changed")
