@@ -71,6 +71,7 @@ class AdminClient:
         automatic: bool = False,
         policy_json: str = "",
         no_guard: bool = False,
+        allow_signature_change: bool = False,
     ) -> pb.StartRolloutResponse:
         request = pb.StartRolloutRequest(
             model=model,
@@ -84,6 +85,7 @@ class AdminClient:
             automatic=automatic,
             policy_json=policy_json,
             no_guard=no_guard,
+            allow_signature_change=allow_signature_change,
         )
         response: pb.StartRolloutResponse = self._call(self._stub.StartRollout, request)
         return response

@@ -198,6 +198,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     automatic=args.auto or bool(policy),
                     policy_json=policy,
                     no_guard=args.no_guard,
+                    allow_signature_change=args.allow_signature_change,
                     **write,
                 )
                 rollout = response.rollout
@@ -329,6 +330,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         "--no-guard",
         action="store_true",
         help="manual rollouts: no guard rails (by default a decisively failing gate rolls back)",
+    )
+    start.add_argument(
+        "--allow-signature-change",
+        action="store_true",
+        help="start even if the candidate's inputs/outputs are incompatible with stable's",
     )
     for name, helptext in (
         ("weight", "set the canary percent"),

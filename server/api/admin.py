@@ -13,7 +13,7 @@ from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
 from server.api.status import code_for, translate_errors
-from server.errors import CanaryServeError, InvalidInput
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
 from server.promotion.policy import Policy
@@ -31,6 +31,8 @@ from server.rollout.state import (
     StartRollout,
 )
 from server.serving.dataplane import DataPlane
+from server.serving.registry import Registry
+from server.serving.signature import incompatibilities
 from server.shadow.executor import ShadowExecutor
 
 __all__ = ["AdminServicer"]
@@ -57,6 +59,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         shadow: ShadowExecutor,
         promotion: PromotionController,
         configured_policy: PolicySource,
+        registry: Registry | None = None,
     ) -> None:
         self._controller = controller
         self._auth = auth
@@ -64,6 +67,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._shadow = shadow
         self._promotion = promotion
         self._configured_policy = configured_policy
+        self._registry = registry
 
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
@@ -136,6 +140,17 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         else:
             guard = self._configured_policy(request.model) or Policy()
             extra["guard_rails"] = "on"
+        changes = self._signature_changes(request.model, request.candidate_version)
+        if changes and not request.allow_signature_change:
+            raise FailedPrecondition(
+                f"version {request.candidate_version} of model '{request.model}' is not"
+                " compatible with the stable version: "
+                + "; ".join(changes)
+                + " (pass allow_signature_change, --allow-signature-change, to roll it out"
+                " anyway)"
+            )
+        if changes:
+            extra["signature_change"] = changes
         command = StartRollout(
             candidate=request.candidate_version,
             shadow_ppm=shadow_ppm,
@@ -241,6 +256,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         response.disagreement_rate_high = rate.high
         response.report_json = json.dumps(report.as_dict(), sort_keys=True)
         return response
+
+    def _signature_changes(self, model: str, candidate: str) -> list[str]:
+        """How `candidate` would break callers of `model`'s stable version (docs/promotion.md);
+        empty when it is compatible, or when the stage machine will refuse the start anyway."""
+        if self._registry is None or not model:
+            return []
+        stable = self._controller.get(model).stable
+        if candidate == stable:
+            return []
+        try:
+            old = self._registry.get(model, stable).signature
+            new = self._registry.get(model, candidate).signature
+        except CanaryServeError:  # not ready: apply() says so, in its words
+            return []
+        return incompatibilities(old, new)
 
     def _policy(self, request: pb.StartRolloutRequest) -> Policy:
         if request.policy_json:

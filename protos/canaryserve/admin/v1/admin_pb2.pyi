@@ -127,7 +127,7 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json", "no_guard")
+    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json", "no_guard", "allow_signature_change")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class StartRolloutRequest(_message.Message):
     AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     NO_GUARD_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SIGNATURE_CHANGE_FIELD_NUMBER: _ClassVar[int]
     model: str
     candidate_version: str
     canary_weight_ppm: int
@@ -150,7 +151,8 @@ class StartRolloutRequest(_message.Message):
     automatic: bool
     policy_json: str
     no_guard: bool
-    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., no_guard: _Optional[bool] = ...) -> None: ...
+    allow_signature_change: bool
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., no_guard: _Optional[bool] = ..., allow_signature_change: _Optional[bool] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout", "changed")
