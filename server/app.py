@@ -31,7 +31,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore
 from server.serving.dataplane import DataPlane
-from server.serving.registry import LoadState, Registry, RunnerFactory
+from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.runner import OnnxRunner, Runner
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
@@ -124,6 +124,20 @@ class App:
             if rollout is not None and self._salts.get(name) != rollout.salt:
                 self._salts[name] = rollout.salt  # a new rollout: its shadow report starts at zero
                 self.shadow.reset(name, rollout.candidate)
+
+    def _audit_replaced(self, change: VersionChange) -> None:
+        """A forced load replaced a version's file under the same number: say so."""
+        self.rollouts.append_audit(
+            change.model,
+            "version_replaced",
+            "repository",
+            f"forced load: {change.describe()}",
+            {
+                "version": change.version,
+                "old_sha256": change.old_sha256,
+                "new_sha256": change.new_sha256,
+            },
+        )
 
     def _comparison_policy(self, model: str) -> ComparisonPolicy:
         settings = self.config.models.get(model) or ModelConfig()
@@ -224,6 +238,7 @@ class App:
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
+        self.registry.on_replace(self._audit_replaced)
         self.dataplane.starting = False  # every model loaded and routed: NOT_FOUND means so
         if self.config.metrics_port >= 0:
             try:

@@ -26,6 +26,7 @@ from server.rollout.state import (
     Promote,
     Resume,
     Rollback,
+    RolloutState,
     SetShadow,
     SetWeight,
     StartRollout,
@@ -69,6 +70,24 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._configured_policy = configured_policy
         self._registry = registry
 
+    def _rollout(self, state: RolloutState) -> pb.Rollout:
+        """The rollout message, with the sha256 of each version's model file as loaded."""
+        message = rollout_pb(state)
+        message.stable_sha256 = self._sha256(state.model, state.stable)
+        if state.candidate is not None:
+            message.candidate_sha256 = self._sha256(state.model, state.candidate)
+        return message
+
+    def _sha256(self, model: str, version: str) -> str:
+        if self._registry is None:
+            return ""
+        mv = (
+            self._registry.versions(model).get(version)
+            if model in self._registry.models()
+            else None
+        )
+        return mv.sha256 if mv is not None else ""
+
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
 
@@ -98,7 +117,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> R:
         """Execute a write and answer with the rollout after it (changed: False on dry runs)."""
         out = self._write(request, context, command)
-        return response(rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run)
+        return response(
+            rollout=self._rollout(out.after), changed=out.changed and not request.dry_run
+        )
 
     @translate_errors
     def GetRollout(
@@ -106,7 +127,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.GetRolloutResponse:
         self._actor(context)
         return pb.GetRolloutResponse(
-            rollout=rollout_pb(self._controller.get(_require_model(request.model)))
+            rollout=self._rollout(self._controller.get(_require_model(request.model)))
         )
 
     @translate_errors
@@ -114,7 +135,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.ListRolloutsRequest, context: grpc.ServicerContext
     ) -> pb.ListRolloutsResponse:
         self._actor(context)
-        return pb.ListRolloutsResponse(rollouts=[rollout_pb(s) for s in self._controller.states()])
+        return pb.ListRolloutsResponse(
+            rollouts=[self._rollout(s) for s in self._controller.states()]
+        )
 
     @translate_errors
     def StartRollout(
@@ -151,6 +174,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             )
         if changes:
             extra["signature_change"] = changes
+        stable = self._controller.get(_require_model(request.model)).stable
+        extra["stable_sha256"] = self._sha256(request.model, stable)
+        extra["candidate_sha256"] = self._sha256(request.model, request.candidate_version)
         command = StartRollout(
             candidate=request.candidate_version,
             shadow_ppm=shadow_ppm,
@@ -161,7 +187,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
         out = self._write(request, context, command, extra)
         return pb.StartRolloutResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+            rollout=self._rollout(out.after), changed=out.changed and not request.dry_run
         )
 
     @translate_errors
@@ -207,7 +233,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         outcomes = self._controller.kill_switch(
             actor=self._actor(context), reason=request.reason, dry_run=request.dry_run
         )
-        return pb.KillSwitchResponse(rolled_back=[rollout_pb(o.after) for o in outcomes])
+        return pb.KillSwitchResponse(rolled_back=[self._rollout(o.after) for o in outcomes])
 
     @translate_errors
     def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
@@ -318,7 +344,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         model = _require_model(request.model)
         self._promotion.approve(model)
         self._controller.append_audit(model, "approve_step", actor, request.reason)
-        return pb.ApproveStepResponse(rollout=rollout_pb(self._controller.get(model)))
+        return pb.ApproveStepResponse(rollout=self._rollout(self._controller.get(model)))
 
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext
@@ -333,7 +359,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         try:
             if request.send_current:
                 for state in current:
-                    yield pb.WatchRolloutsResponse(sequence=0, rollout=rollout_pb(state))
+                    yield pb.WatchRolloutsResponse(sequence=0, rollout=self._rollout(state))
             while context.is_active():
                 try:
                     event = sub.get(timeout=_WATCH_POLL_S)
@@ -345,7 +371,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                     continue
                 yield pb.WatchRolloutsResponse(
                     sequence=event.sequence,
-                    rollout=rollout_pb(event.result.after),
+                    rollout=self._rollout(event.result.after),
                     audit=audit_pb(event.audit),
                 )
         finally:

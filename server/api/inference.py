@@ -113,6 +113,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 for s in sig.outputs
             ],
         )
+        config.parameters["sha256"].string_value = mv.sha256
         config.version_policy.specific.versions.extend(
             sorted(int(v) for v in self._registry.ready_versions(request.name))
         )
@@ -169,7 +170,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        loaded = self._registry.load(request.model_name)
+        force = request.parameters.get("force")
+        loaded = self._registry.load(
+            request.model_name, force=force is not None and force.bool_param
+        )
         failed = [mv for mv in loaded if mv.state is not LoadState.READY]
         if failed:
             ready = [mv.version for mv in loaded if mv.state is LoadState.READY]

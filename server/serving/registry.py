@@ -7,7 +7,9 @@ and swap it in, so a reload never interrupts calls in flight on unchanged versio
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import hashlib
 import logging
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import TypeAlias
 
 from server.errors import (
     CanaryServeError,
+    FailedPrecondition,
     ModelNotFound,
     ModelNotReady,
     ModelVersionNotFound,
@@ -33,6 +36,7 @@ __all__ = [
     "ModelVersion",
     "Registry",
     "RunnerFactory",
+    "VersionChange",
     "VersionStats",
     "WarmupFor",
 ]
@@ -108,11 +112,42 @@ class ModelVersion:
     runner: Runner | None = None
     stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file the runner was built from
     stats: VersionStats = field(default_factory=VersionStats, compare=False)
+    # sha256 of the model file the runner was built from: the version's identity. Kept when
+    # the version is unloaded, so a later load still notices a file changed under its number.
+    sha256: str = ""
 
     @property
     def signature(self) -> Signature:
         assert self.runner is not None, "only ready versions have a signature"
         return self.runner.signature
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """A version whose model file changed under the same number: refused, or forced."""
+
+    model: str
+    version: str
+    old_sha256: str
+    new_sha256: str
+
+    def describe(self) -> str:
+        return (
+            f"version {self.version} changed on disk (sha256 {self.old_sha256[:12]}… →"
+            f" {self.new_sha256[:12]}…)"
+        )
+
+
+#: Called with each forced change after the new version serves (the app audits it).
+ReplaceListener: TypeAlias = Callable[[VersionChange], None]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -132,10 +167,15 @@ class Registry:
         self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
         self._write = threading.Lock()
         self._listeners: list[ChangeListener] = []
+        self._replace_listeners: list[ReplaceListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call `listener(model)` after every load or unload of `model`."""
         self._listeners.append(listener)
+
+    def on_replace(self, listener: ReplaceListener) -> None:
+        """Call `listener(change)` after a forced load replaced a version's file."""
+        self._replace_listeners.append(listener)
 
     # -- reading (no locks) --
 
@@ -216,19 +256,47 @@ class Registry:
             if model_dir.is_dir() and not model_dir.name.startswith((".", "_")):
                 self.load(model_dir.name)
 
-    def load(self, model: str) -> list[ModelVersion]:
-        """(Re)load a model's versions from disk; new sessions are ready before old ones go."""
+    def load(self, model: str, force: bool = False) -> list[ModelVersion]:
+        """(Re)load a model's versions from disk; new sessions are ready before old ones go.
+
+        Versions are immutable: a version whose file's sha256 differs from the one it was
+        loaded from keeps serving the old session, and once the others are loaded this raises
+        FailedPrecondition naming it, unless `force` (each forced change is reported to the
+        on_replace listeners).
+        """
         model_dir = self.root / model
         if not model_dir.is_dir() or model.startswith((".", "_")) or "/" in model:
             raise ModelNotFound(model, known=self._on_disk())
+        refused: list[VersionChange] = []
+        forced: list[VersionChange] = []
         with self._write:
             old = self._models.get(model, {})
             fresh: dict[str, ModelVersion] = {}
             for vdir in sorted(model_dir.iterdir()):
                 if vdir.is_dir() and vdir.name.isdigit() and int(vdir.name) > 0:
-                    fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+                    before = old.get(vdir.name)
+                    mv, change = self._load_version(model, vdir, before, force)
+                    if change is not None and not force:
+                        refused.append(change)
+                        assert before is not None
+                        mv = before
+                    elif change is not None:
+                        forced.append(change)
+                    fresh[vdir.name] = mv
             self._models = {**self._models, model: fresh}
         self._notify(model)
+        for change in forced:
+            log.warning("model %s: forced load: %s", model, change.describe())
+            for replaced in self._replace_listeners:
+                replaced(change)
+        if refused:
+            detail = "; ".join(c.describe() for c in refused)
+            numbers = ", ".join(c.version for c in refused)
+            raise FailedPrecondition(
+                f"model '{model}': {detail}; give it a new version number (a version is"
+                f" immutable; version {numbers} keeps serving what it loaded; load with"
+                " force to replace it anyway)"
+            )
         return sorted(fresh.values(), key=lambda mv: int(mv.version))
 
     def unload(self, model: str) -> None:
@@ -238,28 +306,46 @@ class Registry:
             self._models = {
                 **self._models,
                 model: {
-                    v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
+                    v: ModelVersion(
+                        model, v, mv.path, LoadState.UNAVAILABLE, "unloaded", sha256=mv.sha256
+                    )
                     for v, mv in old.items()
                 },
             }
         self._notify(model)
 
-    def _load_version(self, model: str, vdir: Path, old: ModelVersion | None) -> ModelVersion:
+    def _load_version(
+        self, model: str, vdir: Path, old: ModelVersion | None, force: bool = False
+    ) -> tuple[ModelVersion, VersionChange | None]:
+        """The version as loaded now, and the change of its file's identity, if any (the
+        caller keeps `old` when that change is not forced)."""
         path = vdir / MODEL_FILE
         version = vdir.name
         if not path.is_file():
             return ModelVersion(
                 model, version, path, LoadState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
-            )
+            ), None
         stamp = _stamp(path)
         if old is not None and old.state is LoadState.READY and old.stamp == stamp:
-            return old  # unchanged file: keep the warm session and its statistics
+            return old, None  # unchanged file: keep the warm session and its statistics
+        try:
+            sha256 = file_sha256(path)
+        except OSError as exc:
+            reason = f"failed to read: {exc.strerror}"
+            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), None
+        change = None
+        if old is not None and old.sha256 and old.sha256 != sha256:
+            change = VersionChange(model, version, old.sha256, sha256)
+            if not force:
+                return old, change
+        elif old is not None and old.state is LoadState.READY and old.sha256 == sha256:
+            return dataclasses.replace(old, stamp=stamp), None  # touched, same bytes
         try:
             runner = self._factory(path)
         except Exception as exc:  # a broken version must never stop the others
             reason = f"failed to load: {exc}".strip()
             log.warning("model %s version %s %s", model, version, reason)
-            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
         settings = self._warmup_for(model)
         try:
             warm_up(runner, vdir.parent, settings)
@@ -267,7 +353,7 @@ class Registry:
             if settings is not None:  # the configured sample is meant to work: as in Triton
                 reason = f"warm-up failed: {exc}".strip()
                 log.warning("model %s version %s %s", model, version, reason)
-                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
             # A synthesized sample the model refuses says nothing about real input.
             log.warning(
                 "model %s version %s: warm-up with synthesized zeros failed (%s); serving it "
@@ -277,8 +363,9 @@ class Registry:
                 str(exc).strip(),
                 model,
             )
-        log.info("loaded model %s version %s", model, version)
-        return ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
+        log.info("loaded model %s version %s (sha256 %s)", model, version, sha256)
+        ready = ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
+        return dataclasses.replace(ready, sha256=sha256), change
 
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():

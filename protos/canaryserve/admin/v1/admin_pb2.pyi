@@ -43,7 +43,7 @@ class CohortRule(_message.Message):
     def __init__(self, metadata_key: _Optional[str] = ..., value: _Optional[str] = ..., target: _Optional[_Union[CohortTarget, str]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json", "guarded", "guard_policy_json")
+    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json", "guarded", "guard_policy_json", "stable_sha256", "candidate_sha256")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,8 @@ class Rollout(_message.Message):
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     GUARDED_FIELD_NUMBER: _ClassVar[int]
     GUARD_POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    STABLE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_SHA256_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
@@ -80,7 +82,9 @@ class Rollout(_message.Message):
     policy_json: str
     guarded: bool
     guard_policy_json: str
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., guarded: _Optional[bool] = ..., guard_policy_json: _Optional[str] = ...) -> None: ...
+    stable_sha256: str
+    candidate_sha256: str
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., guarded: _Optional[bool] = ..., guard_policy_json: _Optional[str] = ..., stable_sha256: _Optional[str] = ..., candidate_sha256: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("id", "at", "actor", "model", "operation", "before_json", "after_json", "reason", "extra_json")
