@@ -101,12 +101,13 @@ class AdminClient:
         return response
 
     def transition(self, action: str, model: str, **write: Any) -> pb.Rollout:
-        """promote, rollback, pause or resume; `write` takes expected_revision, dry_run, reason."""
+        """promote, rollback, pause, resume or undo; `write`: expected_revision, dry_run, reason."""
         rpc, request_type = {
             "promote": (self._stub.Promote, pb.PromoteRequest),
             "rollback": (self._stub.Rollback, pb.RollbackRequest),
             "pause": (self._stub.Pause, pb.PauseRequest),
             "resume": (self._stub.Resume, pb.ResumeRequest),
+            "undo": (self._stub.UndoPromotion, pb.UndoPromotionRequest),
         }[action]
         response = self._call(rpc, request_type(model=model, **write))
         rollout: pb.Rollout = response.rollout

@@ -345,6 +345,9 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         p.add_argument("percent", type=float)
     for name in ("promote", "rollback", "pause", "resume"):
         actions.add_parser(name, help=f"{name} the model's candidate").add_argument("model")
+    actions.add_parser(
+        "undo", help="undo the last promotion (within the rollback grace period)"
+    ).add_argument("model")
     actions.add_parser("kill-switch", help="roll back every active rollout now")
     actions.add_parser(
         "explain", help="the latest promotion decision and its evidence"

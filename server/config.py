@@ -115,8 +115,8 @@ class Config:
     inference_token: str | None = None
     """When set, inference calls need `authorization: Bearer <this token>` too."""
     rollback_grace_seconds: float = 600.0
-    """After a promotion, how long the previous stable is recorded as the rollback target
-    (every version on disk stays loaded, so going back is one rollout away)."""
+    """After a promotion, how long `rollout undo` may restore the previous stable in one
+    audited change (every version on disk stays loaded; later, going back is a new rollout)."""
     shadow_workers: int = 1
     """Threads running shadow candidates, separate from the request threads."""
     shadow_queue_size: int = 64

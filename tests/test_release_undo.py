@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
+from pathlib import Path
 
 import pytest
 
+from client.cli import main
+from client.errors import ClientError
 from server.errors import InvalidTransition
 from server.rollout.state import (
     Phase,
@@ -16,6 +21,7 @@ from server.rollout.state import (
     apply,
     initial_state,
 )
+from tests.release_support import TOKEN, admin, serve
 
 NOW = 1_000.0
 GRACE = 300.0
@@ -68,3 +74,48 @@ def test_undo_twice_is_refused() -> None:
     undone = run(run(CANARY, Promote()), Undo())
     with pytest.raises(InvalidTransition, match="no promotion to undo"):
         run(undone, Undo())
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+def test_rollout_undo_restores_the_previous_stable_in_one_audited_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = serve(tmp_path)
+    target = f"127.0.0.1:{app.port}"
+    try:
+        with admin(app) as ops:
+            ops.start("classifier", "2", canary_ppm=100_000)
+            promoted = ops.transition("promote", "classifier")
+            assert (promoted.stable_version, promoted.previous_stable_version) == ("2", "1")
+        cli = ["--target", target, "rollout", "undo", "classifier", "--token", TOKEN]
+        assert main([*cli, "--reason", "v2 hurts checkout", "--json"]) == 0
+        undone = json.loads(capsys.readouterr().out)
+        assert undone["stable_version"] == "1" and undone["phase"] == "PHASE_ROLLED_BACK"
+        assert undone["last_candidate_version"] == "2"
+        with admin(app) as ops:
+            rows = ops.audit("classifier")
+            assert ops.route("classifier", "user-1").version == "1"
+            with pytest.raises(ClientError) as again:
+                ops.transition("undo", "classifier")
+        assert rows[-1].operation == "undo" and rows[-1].reason == "v2 hurts checkout"
+        assert [r.operation for r in rows].count("undo") == 1
+        assert again.value.code == "FAILED_PRECONDITION"
+        assert "no promotion to undo" in again.value.details
+    finally:
+        app.stop(0)
+
+
+def test_undo_after_the_grace_period_is_refused(tmp_path: Path) -> None:
+    app = serve(tmp_path, rollback_grace_seconds=0.0)
+    try:
+        with admin(app) as ops:
+            ops.start("classifier", "2", canary_ppm=100_000)
+            ops.transition("promote", "classifier")
+            time.sleep(0.01)
+            with pytest.raises(ClientError, match="grace period after promoting '2' ended"):
+                ops.transition("undo", "classifier")
+            assert ops.get("classifier").stable_version == "2"
+    finally:
+        app.stop(0)

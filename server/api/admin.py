@@ -30,6 +30,7 @@ from server.rollout.state import (
     SetShadow,
     SetWeight,
     StartRollout,
+    Undo,
 )
 from server.serving.dataplane import DataPlane
 from server.serving.registry import Registry
@@ -225,6 +226,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     @translate_errors
     def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
         return self._respond(request, context, Resume(), pb.ResumeResponse)
+
+    @translate_errors
+    def UndoPromotion(
+        self, request: pb.UndoPromotionRequest, context: grpc.ServicerContext
+    ) -> pb.UndoPromotionResponse:
+        return self._respond(request, context, Undo(), pb.UndoPromotionResponse)
 
     @translate_errors
     def KillSwitch(

@@ -452,3 +452,23 @@ class ApproveStepResponse(_message.Message):
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout
     def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class UndoPromotionRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UndoPromotionResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...

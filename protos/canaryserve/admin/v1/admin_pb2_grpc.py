@@ -115,6 +115,11 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
                 _registered_method=True)
+        self.UndoPromotion = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/UndoPromotion',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -233,6 +238,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UndoPromotion(self, request, context):
+        """Undo the last promotion within the rollback grace period: the previous stable version
+        is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +328,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ApproveStep,
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.SerializeToString,
+            ),
+            'UndoPromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoPromotion,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -750,6 +768,33 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/ApproveStep',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.ApproveStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoPromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/UndoPromotion',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.FromString,
             options,
             channel_credentials,
             insecure,

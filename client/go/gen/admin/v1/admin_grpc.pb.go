@@ -49,6 +49,9 @@ type AdminServiceClient interface {
 	ExplainRollout(ctx context.Context, in *ExplainRolloutRequest, opts ...grpc.CallOption) (*ExplainRolloutResponse, error)
 	// Approve the current manual step of an automatic rollout.
 	ApproveStep(ctx context.Context, in *ApproveStepRequest, opts ...grpc.CallOption) (*ApproveStepResponse, error)
+	// Undo the last promotion within the rollback grace period: the previous stable version
+	// is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+	UndoPromotion(ctx context.Context, in *UndoPromotionRequest, opts ...grpc.CallOption) (*UndoPromotionResponse, error)
 }
 
 type adminServiceClient struct {
@@ -226,6 +229,15 @@ func (c *adminServiceClient) ApproveStep(ctx context.Context, in *ApproveStepReq
 	return out, nil
 }
 
+func (c *adminServiceClient) UndoPromotion(ctx context.Context, in *UndoPromotionRequest, opts ...grpc.CallOption) (*UndoPromotionResponse, error) {
+	out := new(UndoPromotionResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/UndoPromotion", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility
@@ -262,6 +274,9 @@ type AdminServiceServer interface {
 	ExplainRollout(context.Context, *ExplainRolloutRequest) (*ExplainRolloutResponse, error)
 	// Approve the current manual step of an automatic rollout.
 	ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error)
+	// Undo the last promotion within the rollback grace period: the previous stable version
+	// is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+	UndoPromotion(context.Context, *UndoPromotionRequest) (*UndoPromotionResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -316,6 +331,9 @@ func (UnimplementedAdminServiceServer) ExplainRollout(context.Context, *ExplainR
 }
 func (UnimplementedAdminServiceServer) ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ApproveStep not implemented")
+}
+func (UnimplementedAdminServiceServer) UndoPromotion(context.Context, *UndoPromotionRequest) (*UndoPromotionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UndoPromotion not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 
@@ -621,6 +639,24 @@ func _AdminService_ApproveStep_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UndoPromotion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UndoPromotionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UndoPromotion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/UndoPromotion",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UndoPromotion(ctx, req.(*UndoPromotionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "canaryserve.admin.v1.AdminService",
 	HandlerType: (*AdminServiceServer)(nil),
@@ -684,6 +720,10 @@ var _AdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApproveStep",
 			Handler:    _AdminService_ApproveStep_Handler,
+		},
+		{
+			MethodName: "UndoPromotion",
+			Handler:    _AdminService_UndoPromotion_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
