@@ -78,6 +78,8 @@ class _Track:
 
     revision: int
     failed_checks: int = 0
+    step_downs: int = 0
+    stepped_down: bool = False  # this step began with a step-down
     approved: bool = False
     last: Decision | None = None
     last_reason: str = ""
@@ -197,6 +199,7 @@ class PromotionController:
             )
             track.last = decision
             track.failed_checks = decision.failed_checks
+            track.step_downs = decision.step_downs
         self._act(state, decision)
         return decision
 
@@ -222,8 +225,19 @@ class PromotionController:
                 and track.last is not None
                 and (track.last.evidence.candidate_version == state.candidate)
             )
-            failed = track.failed_checks if track is not None and same_rollout else 0
-            track = _Track(revision=state.revision, failed_checks=failed)
+            kept = track if track is not None and same_rollout else None
+            stepped_down = (
+                kept is not None
+                and kept.last is not None
+                and kept.last.action is Action.STEP_DOWN
+                and kept.last.next_canary_ppm == state.canary_ppm
+            )
+            track = _Track(
+                revision=state.revision,
+                failed_checks=kept.failed_checks if kept else 0,
+                step_downs=kept.step_downs if kept else 0,
+                stepped_down=stepped_down,
+            )
             self._tracks[state.model] = track
         return track
 
@@ -231,6 +245,11 @@ class PromotionController:
         assert state.candidate is not None
         now = self._clock()
         step_start = state.updated_at
+        if track.stepped_down:
+            # The failing step's calls in the window bucket the step-down fell in would count
+            # against the lower step: its evidence starts at the next whole bucket.
+            bucket = self._windows.bucket_s
+            step_start = step_start - step_start % bucket + bucket if bucket > 0 else step_start
         candidate = self._windows.summary(
             state.model, state.candidate, window_s=now - step_start + 1.0, since=step_start
         )
@@ -262,6 +281,7 @@ class PromotionController:
             shadow=shadow,
             failed_checks=track.failed_checks,
             approved=track.approved,
+            step_downs=track.step_downs,
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
@@ -274,6 +294,9 @@ class PromotionController:
         if not automatic:  # guard rails: only a rollback acts
             if decision.action is Action.ROLLBACK:
                 commands.append(Rollback())
+        elif decision.action is Action.STEP_DOWN:
+            assert decision.next_canary_ppm is not None
+            commands.append(SetWeight(decision.next_canary_ppm))
         elif decision.action is Action.ADVANCE:
             if decision.next_shadow_ppm is not None:
                 commands.append(SetShadow(decision.next_shadow_ppm))

@@ -139,17 +139,29 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
         detail = f"{here} {'is approved' if ev.approved else 'waits for'} an operator's approval"
         checks.append(Check("manual_approval", status, None, None, detail))
 
-    def made(action: Action, reason: str, failed: int, nxt: int | None = None) -> Decision:
+    def made(
+        action: Action, reason: str, failed: int, nxt: int | None = None, downs: int | None = None
+    ) -> Decision:
         canary = p.steps[nxt] if nxt is not None else None
         shadow = 0 if nxt is not None and shadow_step else None  # leaving shadow: sampling stops
-        return Decision(action, reason, nxt, canary, shadow, failed, tuple(checks), ev)
+        downs = ev.step_downs if downs is None else downs
+        return Decision(action, reason, nxt, canary, shadow, failed, tuple(checks), ev, downs)
 
     fails = [c for c in checks if c.status is CheckStatus.FAIL]
     if fails:
         count, limit = ev.failed_checks + 1, p.failure_threshold
         why = "; ".join(f"{c.name} failed: {c.detail}" for c in fails)
+        if count >= limit and ev.step_downs < p.step_down_limit and ev.step_index > 0:
+            nxt, downs = ev.step_index - 1, ev.step_downs + 1
+            why = (
+                f"step down to {_step_name(p, nxt)} after {count} failed checks in a row"
+                f" (step-down {downs} of {p.step_down_limit}): {why}"
+            )
+            return made(Action.STEP_DOWN, why, 0, nxt, downs)
         if count >= limit:
-            why = f"rollback after {count} failed checks in a row: {why}"
+            spent = p.step_down_limit and ev.step_downs >= p.step_down_limit
+            limit_note = f" (all {p.step_down_limit} step-downs spent)" if spent else ""
+            why = f"rollback after {count} failed checks in a row{limit_note}: {why}"
             return made(Action.ROLLBACK, why, count)
         return made(Action.HOLD, f"check failed {count} of {limit} before rollback: {why}", count)
     basics = ("min_requests", "min_duration", "manual_approval")  # named first when holding
@@ -172,7 +184,7 @@ def guard(policy: Policy, evidence: Evidence) -> Decision:
     """The guard rails of a manual rollout: decide()'s gates, statistics and failure threshold,
     but only a rollback acts. Steps and promotion stay the operator's, so anything else is a
     hold that says whether a gate is failing."""
-    d = decide(policy, evidence)
+    d = decide(replace(policy, step_down_limit=0), evidence)  # weights are the operator's
     if d.action is Action.ROLLBACK:
         return replace(d, reason=GUARD_PREFIX + d.reason)
     failing = any(c.status is CheckStatus.FAIL for c in d.checks)

@@ -39,6 +39,9 @@ class Policy(Document):
     min_latency_samples: int = 100
     max_disagreement_rate: float = 0.005
     manual_steps: tuple[int, ...] = ()  # step indices (-1: the shadow step) needing approval
+    # Instead of rolling back, step the weight down one step this many times per rollout
+    # (0: roll back at once); at step 0 a failure still rolls back.
+    step_down_limit: int = 0
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -53,6 +56,7 @@ class Policy(Document):
         put(self, "steps", steps)
         for name in ("min_requests", "failure_threshold", "min_latency_samples"):
             check_int(name, getattr(self, name), 1)
+        check_int("step_down_limit", self.step_down_limit, 0)
         for name in ("min_duration_s", "interval_s", "max_latency_p99_ratio", "latency_slack_ms"):
             put(self, name, check_number(name, getattr(self, name), 0.0))
         for name in ("confidence", "max_error_rate_increase", "max_disagreement_rate"):
