@@ -282,6 +282,7 @@ class PromotionController:
             failed_checks=track.failed_checks,
             approved=track.approved,
             step_downs=track.step_downs,
+            now=now,
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:

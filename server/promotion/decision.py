@@ -103,6 +103,7 @@ class Evidence(Document):
     failed_checks: int = 0  # consecutive failed evaluations so far in this rollout
     approved: bool = False  # an operator approved the current (manual) step
     step_downs: int = 0  # step-downs so far in this rollout (Policy.step_down_limit)
+    now: float | None = None  # epoch seconds of the evaluation (Policy.release_window)
 
     def __post_init__(self) -> None:
         check_int("step_index", self.step_index, SHADOW_STEP)

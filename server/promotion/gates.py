@@ -139,6 +139,21 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
         detail = f"{here} {'is approved' if ev.approved else 'waits for'} an operator's approval"
         checks.append(Check("manual_approval", status, None, None, detail))
 
+    window = p.release_window
+    if window is not None:
+        if ev.now is None:
+            status, detail = CheckStatus.NO_DATA, "no clock reading to judge the release window"
+        elif window.is_open(ev.now):
+            status, detail = CheckStatus.PASS, f"inside the release window ({window.describe()})"
+        else:
+            at = window.local(ev.now)
+            status = CheckStatus.NO_DATA
+            detail = (
+                f"outside the release window ({window.describe()}; now"
+                f" {at:%a %H:%M} there): automatic steps and promotion wait"
+            )
+        checks.append(Check("release_window", status, None, None, detail))
+
     def made(
         action: Action, reason: str, failed: int, nxt: int | None = None, downs: int | None = None
     ) -> Decision:
@@ -164,7 +179,7 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
             why = f"rollback after {count} failed checks in a row{limit_note}: {why}"
             return made(Action.ROLLBACK, why, count)
         return made(Action.HOLD, f"check failed {count} of {limit} before rollback: {why}", count)
-    basics = ("min_requests", "min_duration", "manual_approval")  # named first when holding
+    basics = ("release_window", "min_requests", "min_duration", "manual_approval")  # first
     held = [c for c in checks if c.required and c.status is not CheckStatus.PASS]
     waiting = [c.detail for c in sorted(held, key=lambda c: c.name not in basics)]
     if waiting:
