@@ -255,6 +255,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(worst: dict[str, Any]) -> str:
+    """The raw routing key when the server shows it, else its hash (marked #)."""
+    if worst.get("routing_key"):
+        return str(worst["routing_key"])
+    return f"#{worst['routing_key_hash']}" if worst.get("routing_key_hash") else "-"
+
+
 def cmd_shadow(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         r = admin.shadow_report(args.model)
@@ -286,7 +293,7 @@ def cmd_shadow(args: argparse.Namespace) -> int:
         )
     for w in report.get("worst", [])[:5]:
         lines.append(
-            f"  worst: request {w.get('request_id') or '-'} key {w.get('routing_key') or '-'} "
+            f"  worst: request {w.get('request_id') or '-'} key {_key(w)} "
             f"output {w.get('output')} ({w.get('reason')}, max abs err "
             f"{w.get('max_abs_err') or 0:.4g})"
         )

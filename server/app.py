@@ -212,6 +212,7 @@ class App:
             self.promotion,
             lambda model: (self.config.models.get(model) or ModelConfig()).promotion,
             registry=self.registry,
+            raw_routing_keys=self.config.shadow_report_raw_keys,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

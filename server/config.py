@@ -143,6 +143,11 @@ class Config:
     current step its baseline looks back 10 minutes, which early in a rollout reaches into
     this sparser period. Exact request counts stay in ModelStatistics and
     `canaryserve_inference_requests_total`."""
+    shadow_report_raw_keys: bool = False
+    """Whether the shadow report (`canaryserve shadow`, the admin GetShadowReport) shows the
+    worst disagreements' raw routing keys; by default it shows their hashes (`routing_key_hash`,
+    the digest spans carry as `canary.routing_key.hash`), so the report reveals no more than a
+    trace does."""
     promotion_tick_seconds: float = 1.0
     """How often the promotion controller looks for rollouts whose interval has elapsed."""
     otlp_endpoint: str | None = None

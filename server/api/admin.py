@@ -36,6 +36,7 @@ from server.serving.dataplane import DataPlane
 from server.serving.registry import Registry
 from server.serving.signature import incompatibilities
 from server.shadow.executor import ShadowExecutor
+from server.telemetry.tracing import key_hash
 
 __all__ = ["AdminServicer"]
 
@@ -62,6 +63,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         promotion: PromotionController,
         configured_policy: PolicySource,
         registry: Registry | None = None,
+        raw_routing_keys: bool = False,
     ) -> None:
         self._controller = controller
         self._auth = auth
@@ -70,6 +72,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._promotion = promotion
         self._configured_policy = configured_policy
         self._registry = registry
+        self._raw_routing_keys = raw_routing_keys
 
     def _rollout(self, state: RolloutState) -> pb.Rollout:
         """The rollout message, with the sha256 of each version's model file as loaded."""
@@ -287,7 +290,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         response.disagreement_rate = rate.rate or 0.0
         response.disagreement_rate_low = rate.low
         response.disagreement_rate_high = rate.high
-        response.report_json = json.dumps(report.as_dict(), sort_keys=True)
+        doc = report.as_dict()
+        if not self._raw_routing_keys:  # as spans do: a digest that correlates, not the key
+            for worst in doc["worst"]:
+                key = worst.pop("routing_key")
+                worst["routing_key_hash"] = key_hash(key) if key is not None else None
+        response.report_json = json.dumps(doc, sort_keys=True)
         return response
 
     def _signature_changes(self, model: str, candidate: str) -> list[str]:

@@ -2348,7 +2348,8 @@ type GetShadowReportResponse struct {
 	// Shadow jobs waiting now (all models).
 	QueueDepth uint32 `protobuf:"varint,12,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
 	// The full report as JSON: per-output statistics, latency, worst disagreements with request
-	// ids and routing keys, recent errors.
+	// ids and routing-key hashes (raw routing keys only with the server's
+	// shadow_report_raw_keys), recent errors.
 	ReportJson string `protobuf:"bytes,13,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"`
 }
 
