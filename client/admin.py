@@ -145,6 +145,30 @@ class AdminClient:
         response: pb.ApproveStepResponse = self._call(self._stub.ApproveStep, request)
         return response.rollout
 
+    def start_drill(
+        self,
+        model: str,
+        *,
+        error_ppm: int = 0,
+        added_latency_ms: float = 0.0,
+        canary_ppm: int = 0,
+        reason: str = "",
+    ) -> pb.StartDrillResponse:
+        request = pb.StartDrillRequest(
+            model=model,
+            error_rate_ppm=error_ppm,
+            added_latency_ms=added_latency_ms,
+            canary_weight_ppm=canary_ppm,
+            reason=reason,
+        )
+        response: pb.StartDrillResponse = self._call(self._stub.StartDrill, request)
+        return response
+
+    def end_drill(self, model: str, reason: str = "") -> pb.EndDrillResponse:
+        request = pb.EndDrillRequest(model=model, reason=reason)
+        response: pb.EndDrillResponse = self._call(self._stub.EndDrill, request)
+        return response
+
     def watch(
         self, model: str = "", send_current: bool = False
     ) -> Iterator[pb.WatchRolloutsResponse]:

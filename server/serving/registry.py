@@ -314,6 +314,35 @@ class Registry:
             }
         self._notify(model)
 
+    def add_copy(self, model: str, base: str, wrap: Callable[[Runner], Runner]) -> ModelVersion:
+        """Serve a copy of ready version `base` under the next free version number, its runner
+        wrapped by `wrap` (a drill's faulty candidate). It has no directory of its own: the
+        next load() of the model drops it; remove() ends it sooner."""
+        with self._write:
+            versions = self.versions(model)
+            mv = self.get(model, base)
+            assert mv.runner is not None
+            number = str(max(int(v) for v in versions) + 1)
+            copy = dataclasses.replace(
+                mv,
+                version=number,
+                reason=f"a drill's copy of version {base}",
+                runner=wrap(mv.runner),
+                stats=VersionStats(),
+            )
+            self._models = {**self._models, model: {**versions, number: copy}}
+        self._notify(model)
+        return copy
+
+    def remove(self, model: str, version: str) -> None:
+        """Forget a version that has no directory (a drill's copy)."""
+        with self._write:
+            versions = dict(self.versions(model))
+            if versions.pop(version, None) is None:
+                return
+            self._models = {**self._models, model: versions}
+        self._notify(model)
+
     def _load_version(
         self, model: str, vdir: Path, old: ModelVersion | None, force: bool = False
     ) -> tuple[ModelVersion, VersionChange | None]:

@@ -472,3 +472,51 @@ class UndoPromotionResponse(_message.Message):
     rollout: Rollout
     changed: bool
     def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class StartDrillRequest(_message.Message):
+    __slots__ = ("model", "error_rate_ppm", "added_latency_ms", "canary_weight_ppm", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_PPM_FIELD_NUMBER: _ClassVar[int]
+    ADDED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    error_rate_ppm: int
+    added_latency_ms: float
+    canary_weight_ppm: int
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., error_rate_ppm: _Optional[int] = ..., added_latency_ms: _Optional[float] = ..., canary_weight_ppm: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartDrillResponse(_message.Message):
+    __slots__ = ("rollout", "drill_version")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    DRILL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    drill_version: str
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., drill_version: _Optional[str] = ...) -> None: ...
+
+class EndDrillRequest(_message.Message):
+    __slots__ = ("model", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EndDrillResponse(_message.Message):
+    __slots__ = ("caught", "seconds_to_rollback", "candidate_requests", "callers_affected", "drill_version", "rollout", "report_json")
+    CAUGHT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_TO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    DRILL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    caught: bool
+    seconds_to_rollback: float
+    candidate_requests: int
+    callers_affected: int
+    drill_version: str
+    rollout: Rollout
+    report_json: str
+    def __init__(self, caught: _Optional[bool] = ..., seconds_to_rollback: _Optional[float] = ..., candidate_requests: _Optional[int] = ..., callers_affected: _Optional[int] = ..., drill_version: _Optional[str] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
