@@ -71,6 +71,8 @@ class AdminClient:
         reason: str = "",
         automatic: bool = False,
         policy_json: str = "",
+        no_guard: bool = False,
+        allow_signature_change: bool = False,
     ) -> pb.StartRolloutResponse:
         request = pb.StartRolloutRequest(
             model=model,
@@ -83,6 +85,8 @@ class AdminClient:
             reason=reason,
             automatic=automatic,
             policy_json=policy_json,
+            no_guard=no_guard,
+            allow_signature_change=allow_signature_change,
         )
         response: pb.StartRolloutResponse = self._call(self._stub.StartRollout, request)
         return response
@@ -98,12 +102,13 @@ class AdminClient:
         return response
 
     def transition(self, action: str, model: str, **write: Any) -> pb.Rollout:
-        """promote, rollback, pause or resume; `write` takes expected_revision, dry_run, reason."""
+        """promote, rollback, pause, resume or undo; `write`: expected_revision, dry_run, reason."""
         rpc, request_type = {
             "promote": (self._stub.Promote, pb.PromoteRequest),
             "rollback": (self._stub.Rollback, pb.RollbackRequest),
             "pause": (self._stub.Pause, pb.PauseRequest),
             "resume": (self._stub.Resume, pb.ResumeRequest),
+            "undo": (self._stub.UndoPromotion, pb.UndoPromotionRequest),
         }[action]
         response = self._call(rpc, request_type(model=model, **write))
         rollout: pb.Rollout = response.rollout
@@ -156,6 +161,30 @@ class AdminClient:
         request = pb.UnloadModelRequest(model=model, version=version, reason=reason)
         response: pb.UnloadModelResponse = self._call(self._stub.UnloadModel, request)
         return list(response.versions)
+
+    def start_drill(
+        self,
+        model: str,
+        *,
+        error_ppm: int = 0,
+        added_latency_ms: float = 0.0,
+        canary_ppm: int = 0,
+        reason: str = "",
+    ) -> pb.StartDrillResponse:
+        request = pb.StartDrillRequest(
+            model=model,
+            error_rate_ppm=error_ppm,
+            added_latency_ms=added_latency_ms,
+            canary_weight_ppm=canary_ppm,
+            reason=reason,
+        )
+        response: pb.StartDrillResponse = self._call(self._stub.StartDrill, request)
+        return response
+
+    def end_drill(self, model: str, reason: str = "") -> pb.EndDrillResponse:
+        request = pb.EndDrillRequest(model=model, reason=reason)
+        response: pb.EndDrillResponse = self._call(self._stub.EndDrill, request)
+        return response
 
     def watch(
         self, model: str = "", send_current: bool = False

@@ -53,11 +53,28 @@ def _inference(args: argparse.Namespace) -> InferenceClient:
 def cmd_models(args: argparse.Namespace) -> int:
     with _inference(args) as client:
         index = client.index()
+        # The sha256 of each ready version's model file, from its ModelConfig parameters.
+        digests = {
+            (m.name, m.version): client.config(m.name, m.version).parameters["sha256"].string_value
+            for m in index
+            if m.state == "READY"
+        }
     rows = [
-        {"model": m.name, "version": m.version, "state": m.state, "reason": m.reason} for m in index
+        {
+            "model": m.name,
+            "version": m.version,
+            "state": m.state,
+            "sha256": digests.get((m.name, m.version), ""),
+            "reason": m.reason,
+        }
+        for m in index
     ]
-    lines = [f"{'MODEL':<20} {'VERSION':<8} {'STATE':<12} REASON"]
-    lines += [f"{r['model']:<20} {r['version']:<8} {r['state']:<12} {r['reason']}" for r in rows]
+    lines = [f"{'MODEL':<20} {'VERSION':<8} {'STATE':<12} {'SHA256':<12} REASON"]
+    lines += [
+        f"{r['model']:<20} {r['version']:<8} {r['state']:<12} {r['sha256'][:12] or '-':<12}"
+        f" {r['reason']}"
+        for r in rows
+    ]
     _emit(args, rows, "\n".join(lines))
     return 0
 

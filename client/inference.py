@@ -110,8 +110,17 @@ class InferenceClient:
     def index(self) -> list[pb.RepositoryIndexResponse.ModelIndex]:
         return list(self._call(self._stub.RepositoryIndex, pb.RepositoryIndexRequest()).models)
 
-    def load(self, model: str) -> None:
-        self._call(self._stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name=model))
+    def load(self, model: str, *, force: bool = False) -> None:
+        """(Re)load `model`; `force` replaces a version whose file changed under its number."""
+        request = pb.RepositoryModelLoadRequest(model_name=model)
+        if force:
+            request.parameters["force"].bool_param = True
+        self._call(self._stub.RepositoryModelLoad, request)
+
+    def config(self, model: str, version: str = "") -> pb.ModelConfig:
+        request = pb.ModelConfigRequest(name=model, version=version)
+        response: pb.ModelConfigResponse = self._call(self._stub.ModelConfig, request)
+        return response.config
 
     def unload(self, model: str) -> None:
         request = pb.RepositoryModelUnloadRequest(model_name=model)

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def _rollout_line(r: pb.Rollout) -> str:
             f" shadow {_pct(r.shadow_rate_ppm)}"
         )
         text += " (paused)" if r.paused else ""
+        text += " (auto)" if r.automatic else " (guarded)" if r.guarded else " (no guard)"
     return text + f"  rev {r.revision}"
 
 
@@ -121,11 +123,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         explained = admin.explain(args.model) if args.model else None
     lines = [_rollout_line(r) for r in rollouts]
     data: Any = [_dict(r) for r in rollouts]
-    if explained is not None and explained.evaluated:
+    if explained is not None and _worth_showing(rollouts[0], explained):
         lines += _explain_lines(explained)
         data = {"rollout": data[0], "decision": json.loads(explained.decision_json)}
     _print(args, data, "\n".join(lines))
     return 0
+
+
+def _worth_showing(rollout: pb.Rollout, e: pb.ExplainRolloutResponse) -> bool:
+    """An automatic rollout's decision always; guard rails' only once they see a failure."""
+    if not e.evaluated:
+        return False
+    return rollout.automatic or e.action != "hold" or any(c.status == "fail" for c in e.checks)
 
 
 def _explain_lines(e: pb.ExplainRolloutResponse) -> list[str]:
@@ -141,7 +150,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         _print(args, json.loads(e.decision_json) if e.evaluated else None, "")
     elif not e.evaluated:
-        print(f"{args.model}: no decision yet (not an automatic rollout, or not evaluated yet)")
+        print(
+            f"{args.model}: no decision yet (not automatic, no guard rails, or not evaluated yet)"
+        )
     else:
         print(f"{args.model}:")
         print("\n".join(_explain_lines(e)))
@@ -187,6 +198,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     cohort_rules=[_cohort(c) for c in args.cohort],
                     automatic=args.auto or bool(policy),
                     policy_json=policy,
+                    no_guard=args.no_guard,
+                    allow_signature_change=args.allow_signature_change,
                     **write,
                 )
                 rollout = response.rollout
@@ -243,6 +256,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(worst: dict[str, Any]) -> str:
+    """The raw routing key when the server shows it, else its hash (marked #)."""
+    if worst.get("routing_key"):
+        return str(worst["routing_key"])
+    return f"#{worst['routing_key_hash']}" if worst.get("routing_key_hash") else "-"
+
+
 def cmd_shadow(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         r = admin.shadow_report(args.model)
@@ -274,7 +294,7 @@ def cmd_shadow(args: argparse.Namespace) -> int:
         )
     for w in report.get("worst", [])[:5]:
         lines.append(
-            f"  worst: request {w.get('request_id') or '-'} key {w.get('routing_key') or '-'} "
+            f"  worst: request {w.get('request_id') or '-'} key {_key(w)} "
             f"output {w.get('output')} ({w.get('reason')}, max abs err "
             f"{w.get('max_abs_err') or 0:.4g})"
         )
@@ -293,6 +313,67 @@ def cmd_model(args: argparse.Namespace) -> int:
         for v in versions
     ]
     _print(args, [_dict(v) for v in versions], "\n".join(lines))
+    return 0
+
+
+def _injection(specs: list[str]) -> tuple[int, float]:
+    """--inject errors=5% / latency=+20ms → (error ppm, added milliseconds)."""
+    errors, latency = 0, 0.0
+    for spec in specs:
+        kind, sep, value = spec.partition("=")
+        try:
+            if kind == "errors" and sep and value.endswith("%"):
+                errors = percent_to_ppm(float(value[:-1]))
+                continue
+            if kind == "latency" and sep and value.endswith("ms"):
+                latency = float(value.removeprefix("+")[:-2])
+                if latency >= 0:
+                    continue
+        except ValueError:
+            pass
+        raise ClientError(
+            "INVALID_ARGUMENT", f"--inject {spec!r}: use errors=PCT% or latency=+MSms"
+        )
+    return errors, latency
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    errors, latency = _injection(args.inject)
+    with _admin(args) as admin:
+        started = admin.start_drill(
+            args.model,
+            error_ppm=errors,
+            added_latency_ms=latency,
+            canary_ppm=percent_to_ppm(args.weight),
+            reason=args.reason,
+        )
+        version = started.drill_version
+        if not args.json:
+            print(
+                f"{args.model}: drill started: version {version} (a copy of"
+                f" {started.rollout.stable_version}) on {_pct(started.rollout.canary_weight_ppm)}"
+                f" with {' '.join(args.inject)}; watching for up to {args.duration:g} s"
+            )
+            sys.stdout.flush()
+        deadline = time.monotonic() + args.duration
+        try:
+            while time.monotonic() < deadline:
+                if admin.get(args.model).candidate_version != version:
+                    break  # the guard rails (or an operator) rolled it back
+                time.sleep(0.2)
+        finally:
+            report = admin.end_drill(args.model, args.reason)
+    data = json.loads(report.report_json)
+    if report.caught:
+        verdict = f"caught: rolled back by the guard rails {report.seconds_to_rollback:.1f} s in"
+    else:
+        verdict = f"NOT caught within {args.duration:g} s: rolled back by the drill"
+    text = (
+        f"{args.model}: drill of version {version}: {verdict}\n"
+        f"  candidate requests served: {report.candidate_requests}\n"
+        f"  callers affected: {report.callers_affected}"
+    )
+    _print(args, data, text)
     return 0
 
 
@@ -326,6 +407,16 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     start.add_argument(
         "--policy", metavar="FILE.json", help="promotion policy (docs/promotion.md); implies --auto"
     )
+    start.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="manual rollouts: no guard rails (by default a decisively failing gate rolls back)",
+    )
+    start.add_argument(
+        "--allow-signature-change",
+        action="store_true",
+        help="start even if the candidate's inputs/outputs are incompatible with stable's",
+    )
     for name, helptext in (
         ("weight", "set the canary percent"),
         ("shadow", "set the shadow percent"),
@@ -335,6 +426,9 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         p.add_argument("percent", type=float)
     for name in ("promote", "rollback", "pause", "resume"):
         actions.add_parser(name, help=f"{name} the model's candidate").add_argument("model")
+    actions.add_parser(
+        "undo", help="undo the last promotion (within the rollback grace period)"
+    ).add_argument("model")
     actions.add_parser("kill-switch", help="roll back every active rollout now")
     actions.add_parser(
         "explain", help="the latest promotion decision and its evidence"
@@ -371,6 +465,22 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         p.add_argument("--reason", default="", help="why, for the audit log")
         common(p)
     model.set_defaults(func=cmd_model)
+    drill = sub.add_parser(
+        "drill", help="roll out a copy of stable with injected faults: do the guard rails catch it?"
+    )
+    drill.add_argument("model")
+    drill.add_argument(
+        "--inject",
+        action="append",
+        required=True,
+        metavar="errors=PCT%|latency=+MSms",
+        help="the fault in the copy's path; repeat for both",
+    )
+    drill.add_argument("--duration", type=float, default=60.0, help="seconds to wait at most")
+    drill.add_argument("--weight", type=float, default=10.0, help="canary percent of the copy")
+    drill.add_argument("--reason", default="", help="why, for the audit log")
+    common(drill)
+    drill.set_defaults(func=cmd_drill)
 
     audit = sub.add_parser("audit", help="the audit log")
     audit.add_argument("model", nargs="?")

@@ -34,7 +34,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
-from server.serving.registry import LoadState, Registry, RunnerFactory
+from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.runner import OnnxRunner, Runner
 from server.shadow.comparison import ComparisonPolicy
@@ -152,6 +152,20 @@ class App:
                 self._salts[name] = rollout.salt  # a new rollout: its shadow report starts at zero
                 self.shadow.reset(name, rollout.candidate)
 
+    def _audit_replaced(self, change: VersionChange) -> None:
+        """A forced load replaced a version's file under the same number: say so."""
+        self.rollouts.append_audit(
+            change.model,
+            "version_replaced",
+            "repository",
+            f"forced load: {change.describe()}",
+            {
+                "version": change.version,
+                "old_sha256": change.old_sha256,
+                "new_sha256": change.new_sha256,
+            },
+        )
+
     def _comparison_policy(self, model: str) -> ComparisonPolicy:
         settings = self.config.models.get(model) or ModelConfig()
         return ComparisonPolicy(
@@ -227,6 +241,8 @@ class App:
             self.promotion,
             lambda model: (self.config.models.get(model) or ModelConfig()).promotion,
             self.repository,
+            registry=self.registry,
+            raw_routing_keys=self.config.shadow_report_raw_keys,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -253,6 +269,7 @@ class App:
         self._adopt()
         # Later loads: new models get a state, new versions become pinnable (never stable).
         self.registry.on_change(self._adopt)
+        self.registry.on_replace(self._audit_replaced)
         self.dataplane.starting = False  # every model loaded and routed: NOT_FOUND means so
         # Other processes and replicas writing the same store: follow them.
         self.store.watch(self.rollouts.sync)

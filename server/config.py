@@ -128,8 +128,8 @@ class Config:
     inference_token: str | None = None
     """When set, inference calls need `authorization: Bearer <this token>` too."""
     rollback_grace_seconds: float = 600.0
-    """After a promotion, how long the previous stable is recorded as the rollback target
-    (every version on disk stays loaded, so going back is one rollout away)."""
+    """After a promotion, how long `rollout undo` may restore the previous stable in one
+    audited change (every version on disk stays loaded; later, going back is a new rollout)."""
     shadow_workers: int = 1
     """Threads running shadow candidates, separate from the request threads."""
     shadow_queue_size: int = 64
@@ -156,6 +156,11 @@ class Config:
     current step its baseline looks back 10 minutes, which early in a rollout reaches into
     this sparser period. Exact request counts stay in ModelStatistics and
     `canaryserve_inference_requests_total`."""
+    shadow_report_raw_keys: bool = False
+    """Whether the shadow report (`canaryserve shadow`, the admin GetShadowReport) shows the
+    worst disagreements' raw routing keys; by default it shows their hashes (`routing_key_hash`,
+    the digest spans carry as `canary.routing_key.hash`), so the report reveals no more than a
+    trace does."""
     promotion_tick_seconds: float = 1.0
     """How often the promotion controller looks for rollouts whose interval has elapsed."""
     otlp_endpoint: str | None = None

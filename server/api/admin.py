@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -14,7 +16,7 @@ from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
 from server.api.status import code_for, message_for, translate_errors
-from server.errors import CanaryServeError, InvalidInput
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
 from server.promotion.policy import Policy
@@ -22,28 +24,48 @@ from server.rollout.changes import CommandResult
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
     Command,
+    JSONValue,
     Pause,
     Promote,
     Resume,
     Rollback,
+    RolloutState,
     SetShadow,
     SetWeight,
     StartRollout,
+    Undo,
 )
 from server.serving.dataplane import DataPlane
+from server.serving.faults import FaultyRunner
 from server.serving.names import (
     check_model_name,
     check_optional_model_name,
     check_optional_version,
     check_version,
 )
-from server.serving.registry import ModelVersion
+from server.serving.registry import ModelVersion, Registry
 from server.serving.repository import ModelRepository
+from server.serving.signature import incompatibilities
 from server.shadow.executor import ShadowExecutor
+from server.telemetry.tracing import key_hash
 
 __all__ = ["AdminServicer"]
 
 _WATCH_POLL_S = 0.5
+#: A drill's canary weight when the request names none: 10 %.
+_DRILL_DEFAULT_PPM = 100_000
+
+
+@dataclass(frozen=True)
+class _Drill:
+    """A drill in progress (memory only: a restart forgets it; the audit log keeps it)."""
+
+    version: str
+    started_at: float
+    error_ppm: int
+    added_latency_ms: float
+
+
 R = TypeVar("R")
 PolicySource = Callable[[str], Policy | None]
 
@@ -68,6 +90,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         promotion: PromotionController,
         configured_policy: PolicySource,
         repository: ModelRepository,
+        registry: Registry | None = None,
+        raw_routing_keys: bool = False,
     ) -> None:
         self._repository = repository
         self._controller = controller
@@ -76,12 +100,38 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._shadow = shadow
         self._promotion = promotion
         self._configured_policy = configured_policy
+        self._registry = registry
+        self._raw_routing_keys = raw_routing_keys
+        self._drills: dict[str, _Drill] = {}
+        self._drill_lock = threading.Lock()
+
+    def _rollout(self, state: RolloutState) -> pb.Rollout:
+        """The rollout message, with the sha256 of each version's model file as loaded."""
+        message = rollout_pb(state)
+        message.stable_sha256 = self._sha256(state.model, state.stable)
+        if state.candidate is not None:
+            message.candidate_sha256 = self._sha256(state.model, state.candidate)
+        return message
+
+    def _sha256(self, model: str, version: str) -> str:
+        if self._registry is None:
+            return ""
+        mv = (
+            self._registry.versions(model).get(version)
+            if model in self._registry.models()
+            else None
+        )
+        return mv.sha256 if mv is not None else ""
 
     def _actor(self, context: grpc.ServicerContext) -> str:
         return self._auth.identify(context.invocation_metadata())
 
     def _write(
-        self, request: Any, context: grpc.ServicerContext, command: Command
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        command: Command,
+        extra: Mapping[str, JSONValue] | None = None,
     ) -> CommandResult:
         return self._controller.execute(
             _require_model(request.model),
@@ -90,6 +140,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             reason=request.reason,
             expected_revision=request.expected_revision or None,
             dry_run=request.dry_run,
+            extra=extra,
         )
 
     def _respond(
@@ -101,7 +152,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> R:
         """Execute a write and answer with the rollout after it (changed: False on dry runs)."""
         out = self._write(request, context, command)
-        return response(rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run)
+        return response(
+            rollout=self._rollout(out.after), changed=out.changed and not request.dry_run
+        )
 
     @translate_errors
     def GetRollout(
@@ -109,7 +162,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.GetRolloutResponse:
         self._actor(context)
         return pb.GetRolloutResponse(
-            rollout=rollout_pb(self._controller.get(_require_model(request.model)))
+            rollout=self._rollout(self._controller.get(_require_model(request.model)))
         )
 
     @translate_errors
@@ -117,7 +170,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.ListRolloutsRequest, context: grpc.ServicerContext
     ) -> pb.ListRolloutsResponse:
         self._actor(context)
-        return pb.ListRolloutsResponse(rollouts=[rollout_pb(s) for s in self._controller.states()])
+        return pb.ListRolloutsResponse(
+            rollouts=[self._rollout(s) for s in self._controller.states()]
+        )
 
     @translate_errors
     def StartRollout(
@@ -125,21 +180,48 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.StartRolloutResponse:
         check_version(request.candidate_version, "candidate_version")
         shadow_ppm, canary_ppm = request.shadow_rate_ppm, request.canary_weight_ppm
-        policy = None
+        policy = guard = None
+        extra: dict[str, JSONValue] = {}
         if request.automatic or request.policy_json:
+            if request.no_guard:
+                raise InvalidInput(
+                    "no_guard is for manual rollouts: an automatic rollout's policy is its"
+                    " guard rails (pause it to take over)"
+                )
             policy = self._policy(request)
             if not shadow_ppm and not canary_ppm:
                 _, canary_ppm, shadow_ppm = first_step(policy)
+            extra["guard_rails"] = "policy"
+        elif request.no_guard:
+            extra["guard_rails"] = "off (no_guard)"
+        else:
+            guard = self._configured_policy(request.model) or Policy()
+            extra["guard_rails"] = "on"
+        changes = self._signature_changes(request.model, request.candidate_version)
+        if changes and not request.allow_signature_change:
+            raise FailedPrecondition(
+                f"version {request.candidate_version} of model '{request.model}' is not"
+                " compatible with the stable version: "
+                + "; ".join(changes)
+                + " (pass allow_signature_change, --allow-signature-change, to roll it out"
+                " anyway)"
+            )
+        if changes:
+            extra["signature_change"] = changes
+        stable = self._controller.get(_require_model(request.model)).stable
+        extra["stable_sha256"] = self._sha256(request.model, stable)
+        extra["candidate_sha256"] = self._sha256(request.model, request.candidate_version)
         command = StartRollout(
             candidate=request.candidate_version,
             shadow_ppm=shadow_ppm,
             canary_ppm=canary_ppm,
             cohort_rules=tuple(cohort_rule(r) for r in request.cohort_rules),
             policy=policy.as_dict() if policy is not None else None,
+            guard=guard.as_dict() if guard is not None else None,
         )
-        out = self._write(request, context, command)
+        out = self._write(request, context, command, extra)
         return pb.StartRolloutResponse(
-            rollout=rollout_pb(out.after), changed=out.changed and not request.dry_run
+            rollout=self._rollout(out.after), changed=out.changed and not request.dry_run
         )
 
     @translate_errors
@@ -179,13 +261,143 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         return self._respond(request, context, Resume(), pb.ResumeResponse)
 
     @translate_errors
+    def UndoPromotion(
+        self, request: pb.UndoPromotionRequest, context: grpc.ServicerContext
+    ) -> pb.UndoPromotionResponse:
+        return self._respond(request, context, Undo(), pb.UndoPromotionResponse)
+
+    @translate_errors
+    def StartDrill(
+        self, request: pb.StartDrillRequest, context: grpc.ServicerContext
+    ) -> pb.StartDrillResponse:
+        actor = self._actor(context)
+        model = _require_model(request.model)
+        if self._registry is None:
+            raise FailedPrecondition("this server cannot run drills (no registry)")
+        errors, latency = request.error_rate_ppm, request.added_latency_ms
+        if not errors and not latency:
+            raise InvalidInput("a drill injects something: error_rate_ppm or added_latency_ms")
+        if errors > 1_000_000 or not 0 <= latency <= 60_000:
+            raise InvalidInput("error_rate_ppm must be <= 1000000 and added_latency_ms 0..60000")
+        with self._drill_lock:
+            if model in self._drills:
+                raise FailedPrecondition(f"model '{model}' has a drill running; end it first")
+            state = self._controller.get(model)
+            if state.active:
+                raise FailedPrecondition(
+                    f"model '{model}' has an active rollout of version '{state.candidate}';"
+                    " a drill needs the model to itself"
+                )
+            copy = self._registry.add_copy(
+                model,
+                state.stable,
+                lambda r: FaultyRunner(r, error_ppm=errors, added_latency_ms=latency),
+            )
+            guard = self._configured_policy(model) or Policy()
+            drill: dict[str, JSONValue] = {
+                "version": copy.version,
+                "copy_of": state.stable,
+                "error_rate_ppm": errors,
+                "added_latency_ms": latency,
+            }
+            try:
+                out = self._controller.execute(
+                    model,
+                    StartRollout(
+                        candidate=copy.version,
+                        canary_ppm=request.canary_weight_ppm or _DRILL_DEFAULT_PPM,
+                        guard=guard.as_dict(),
+                    ),
+                    actor=actor,
+                    reason=request.reason or "drill",
+                    operation="drill_start",
+                    extra={"drill": drill, "guard_rails": "on"},
+                )
+            except Exception:
+                self._registry.remove(model, copy.version)
+                raise
+            self._drills[model] = _Drill(copy.version, out.after.updated_at, errors, latency)
+        return pb.StartDrillResponse(rollout=self._rollout(out.after), drill_version=copy.version)
+
+    @translate_errors
+    def EndDrill(
+        self, request: pb.EndDrillRequest, context: grpc.ServicerContext
+    ) -> pb.EndDrillResponse:
+        actor = self._actor(context)
+        model = _require_model(request.model)
+        assert self._registry is not None
+        with self._drill_lock:
+            drill = self._drills.get(model)
+            if drill is None:
+                raise FailedPrecondition(f"model '{model}' has no drill running")
+            state = self._controller.get(model)
+            caught_at = None
+            if state.candidate == drill.version:  # the guard rails did not catch it
+                state = self._controller.execute(
+                    model, Rollback(), actor=actor, reason="drill ended", operation="drill_end"
+                ).after
+            else:
+                rows = self._controller.audit(model, limit=1000)
+                caught_at = next(
+                    (
+                        e.at
+                        for e in rows
+                        if e.operation == "guard_rollback"
+                        and e.at >= drill.started_at
+                        and e.before is not None
+                        and f'"candidate":"{drill.version}"' in e.before
+                    ),
+                    None,
+                )
+            mv = self._registry.versions(model).get(drill.version)
+            served = 0 if mv is None else mv.stats.success_count + mv.stats.fail_count
+            failed = 0 if mv is None else mv.stats.fail_count
+            affected = served if drill.added_latency_ms else failed
+            report: dict[str, JSONValue] = {
+                "drill_version": drill.version,
+                "error_rate_ppm": drill.error_ppm,
+                "added_latency_ms": drill.added_latency_ms,
+                "caught": caught_at is not None,
+                "seconds_to_rollback": (
+                    round(caught_at - drill.started_at, 3) if caught_at is not None else None
+                ),
+                "candidate_requests": served,
+                "callers_affected": affected,
+            }
+            verdict = (
+                f"caught by the guard rails after {report['seconds_to_rollback']} s"
+                if caught_at is not None
+                else "NOT caught by the guard rails"
+            )
+            self._controller.append_audit(
+                model,
+                "drill_report",
+                actor,
+                f"drill of version {drill.version}: {verdict}; {served} candidate requests,"
+                f" {affected} callers affected"
+                + (f" ({request.reason})" if request.reason else ""),
+                report,
+            )
+            self._registry.remove(model, drill.version)
+            del self._drills[model]
+        return pb.EndDrillResponse(
+            caught=caught_at is not None,
+            seconds_to_rollback=(caught_at - drill.started_at) if caught_at is not None else 0.0,
+            candidate_requests=served,
+            callers_affected=affected,
+            drill_version=drill.version,
+            rollout=self._rollout(state),
+            report_json=json.dumps(report, sort_keys=True),
+        )
+
+    @translate_errors
     def KillSwitch(
         self, request: pb.KillSwitchRequest, context: grpc.ServicerContext
     ) -> pb.KillSwitchResponse:
         outcomes = self._controller.kill_switch(
             actor=self._actor(context), reason=request.reason, dry_run=request.dry_run
         )
-        return pb.KillSwitchResponse(rolled_back=[rollout_pb(o.after) for o in outcomes])
+        return pb.KillSwitchResponse(rolled_back=[self._rollout(o.after) for o in outcomes])
 
     @translate_errors
     def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
@@ -234,8 +446,28 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         response.disagreement_rate = rate.rate or 0.0
         response.disagreement_rate_low = rate.low
         response.disagreement_rate_high = rate.high
-        response.report_json = json.dumps(report.as_dict(), sort_keys=True)
+        doc = report.as_dict()
+        if not self._raw_routing_keys:  # as spans do: a digest that correlates, not the key
+            for worst in doc["worst"]:
+                key = worst.pop("routing_key")
+                worst["routing_key_hash"] = key_hash(key) if key is not None else None
+        response.report_json = json.dumps(doc, sort_keys=True)
         return response
+
+    def _signature_changes(self, model: str, candidate: str) -> list[str]:
+        """How `candidate` would break callers of `model`'s stable version (docs/promotion.md);
+        empty when it is compatible, or when the stage machine will refuse the start anyway."""
+        if self._registry is None or not model:
+            return []
+        stable = self._controller.get(model).stable
+        if candidate == stable:
+            return []
+        try:
+            old = self._registry.get(model, stable).signature
+            new = self._registry.get(model, candidate).signature
+        except CanaryServeError:  # not ready: apply() says so, in its words
+            return []
+        return incompatibilities(old, new)
 
     def _policy(self, request: pb.StartRolloutRequest) -> Policy:
         if request.policy_json:
@@ -283,7 +515,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         model = _require_model(request.model)
         self._promotion.approve(model)
         self._controller.append_audit(model, "approve_step", actor, request.reason)
-        return pb.ApproveStepResponse(rollout=rollout_pb(self._controller.get(model)))
+        return pb.ApproveStepResponse(rollout=self._rollout(self._controller.get(model)))
 
     @translate_errors
     def LoadModel(
@@ -326,7 +558,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         try:
             if request.send_current:
                 for state in current:
-                    yield pb.WatchRolloutsResponse(sequence=0, rollout=rollout_pb(state))
+                    yield pb.WatchRolloutsResponse(sequence=0, rollout=self._rollout(state))
             while context.is_active():
                 try:
                     event = sub.get(timeout=_WATCH_POLL_S)
@@ -338,7 +570,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                     continue
                 yield pb.WatchRolloutsResponse(
                     sequence=event.sequence,
-                    rollout=rollout_pb(event.result.after),
+                    rollout=self._rollout(event.result.after),
                     audit=audit_pb(event.audit),
                 )
         finally:

@@ -55,6 +55,8 @@ def rollout_pb(state: RolloutState) -> pb.Rollout:
         updated_at=_ts(state.updated_at),
         automatic=state.policy is not None,
         policy_json=json.dumps(_plain(state.policy), sort_keys=True) if state.policy else "",
+        guarded=state.guard is not None,
+        guard_policy_json=json.dumps(_plain(state.guard), sort_keys=True) if state.guard else "",
     )
 
 

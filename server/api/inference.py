@@ -148,6 +148,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 for s in sig.outputs
             ],
         )
+        config.parameters["sha256"].string_value = mv.sha256
         config.version_policy.specific.versions.extend(
             sorted(int(v) for v in self._registry.ready_versions(request.name))
         )
@@ -208,8 +209,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelLoadResponse:
         actor = self._operator(context, "RepositoryModelLoad")
         model = check_model_name(request.model_name, "model_name")
-        _supported(request.parameters, "RepositoryModelLoad", {})
-        self._repository.load(model, None, actor=actor, reason="", rpc="RepositoryModelLoad")
+        _supported(request.parameters, "RepositoryModelLoad", {"force": "bool_param"})
+        force = "force" in request.parameters and request.parameters["force"].bool_param
+        self._repository.load(
+            model, None, actor=actor, reason="", rpc="RepositoryModelLoad", force=force
+        )
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors

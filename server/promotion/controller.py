@@ -1,4 +1,4 @@
-"""The promotion controller: evaluates each automatic rollout on an interval and acts.
+"""The promotion controller: evaluates each automatic or guarded rollout on an interval, acts.
 
 It reads the per-version windows and shadow aggregates, asks the pure `promotion.decide()`,
 and acts through the same RolloutController as the admin service — so every step, promotion
@@ -6,6 +6,10 @@ and rollback is compare-and-set, durable and audited (actor "promotion", the dec
 evidence). Holds are audited when their reason changes. Operators take over at any time: a
 paused rollout is skipped, a manual step waits for `approve()`, and any admin write simply
 changes the revision the next evaluation starts from.
+
+A manual rollout started with guard rails (the default) carries a guard policy instead: the
+same gates judge it (`promotion.guard()`), but only a rollback acts ("guard_rollback"); its
+steps and promotion stay the operator's.
 """
 
 from __future__ import annotations
@@ -20,8 +24,15 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
-from server.promotion.decision import Action, Decision, Evidence, ShadowWindow, VersionWindow
-from server.promotion.gates import decide
+from server.promotion.decision import (
+    Action,
+    CheckStatus,
+    Decision,
+    Evidence,
+    ShadowWindow,
+    VersionWindow,
+)
+from server.promotion.gates import decide, guard
 from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
@@ -55,12 +66,20 @@ def step_of(state: RolloutState, policy: Policy) -> int:
     return below[-1] if below else 0
 
 
+def _watched(state: RolloutState) -> bool:
+    """An active, unpaused rollout that is automatic or has guard rails."""
+    guarded = state.policy is not None or state.guard is not None
+    return state.active and guarded and not state.paused
+
+
 @dataclass
 class _Track:
     """What the controller remembers of one rollout between evaluations (memory only)."""
 
     revision: int
     failed_checks: int = 0
+    step_downs: int = 0
+    stepped_down: bool = False  # this step began with a step-down
     approved: bool = False
     last: Decision | None = None
     last_reason: str = ""
@@ -155,7 +174,7 @@ class PromotionController:
         now = self._clock()
         decisions = []
         for state in self._rollouts.states():
-            if not state.active or state.policy is None or state.paused:
+            if not _watched(state):
                 continue
             policy = self._policy(state)
             if now < self._next_at.get(state.model, 0.0):
@@ -172,28 +191,33 @@ class PromotionController:
             state = self._rollouts.get(model)
         except ModelNotFound:
             return None
-        if not state.active or state.policy is None or state.paused:
+        if not _watched(state):
             return None
         policy = self._policy(state)
         with self._lock:
             track = self._track(state)
             evidence = self._evidence(state, policy, track)
-            decision = decide(policy, evidence)
+            decision = (
+                decide(policy, evidence) if state.policy is not None else guard(policy, evidence)
+            )
             track.last = decision
             track.failed_checks = decision.failed_checks
+            track.step_downs = decision.step_downs
         if not self._is_leader():
             return decision  # explained here; the fleet's leader acts
         self._act(state, decision)
         return decision
 
     def _policy(self, state: RolloutState) -> Policy:
-        """The rollout's policy, parsed once per rollout from the document its state stores."""
-        assert state.policy is not None
+        """The rollout's policy (or a manual rollout's guard policy), parsed once per rollout
+        from the document its state stores."""
+        document = state.policy if state.policy is not None else state.guard
+        assert document is not None
         key = (state.model, state.rollout_id)
         policy = self._policies.get(key)
         if policy is None:
             self._policies = {k: v for k, v in self._policies.items() if k[0] != state.model}
-            policy = self._policies[key] = Policy.from_dict(state.policy)
+            policy = self._policies[key] = Policy.from_dict(document)
         return policy
 
     def _track(self, state: RolloutState) -> _Track:
@@ -206,8 +230,19 @@ class PromotionController:
                 and track.last is not None
                 and (track.last.evidence.candidate_version == state.candidate)
             )
-            failed = track.failed_checks if track is not None and same_rollout else 0
-            track = _Track(revision=state.revision, failed_checks=failed)
+            kept = track if track is not None and same_rollout else None
+            stepped_down = (
+                kept is not None
+                and kept.last is not None
+                and kept.last.action is Action.STEP_DOWN
+                and kept.last.next_canary_ppm == state.canary_ppm
+            )
+            track = _Track(
+                revision=state.revision,
+                failed_checks=kept.failed_checks if kept else 0,
+                step_downs=kept.step_downs if kept else 0,
+                stepped_down=stepped_down,
+            )
             self._tracks[state.model] = track
         return track
 
@@ -215,6 +250,11 @@ class PromotionController:
         assert state.candidate is not None
         now = self._clock()
         step_start = state.updated_at
+        if track.stepped_down:
+            # The failing step's calls in the window bucket the step-down fell in would count
+            # against the lower step: its evidence starts at the next whole bucket.
+            bucket = self._windows.bucket_s
+            step_start = step_start - step_start % bucket + bucket if bucket > 0 else step_start
         candidate = self._windows.summary(
             state.model, state.candidate, window_s=now - step_start + 1.0, since=step_start
         )
@@ -246,14 +286,24 @@ class PromotionController:
             shadow=shadow,
             failed_checks=track.failed_checks,
             approved=track.approved,
+            step_downs=track.step_downs,
+            now=now,
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
         self.counts[(state.model, decision.action.value)] += 1
         if self._on_decision is not None:
             self._on_decision(decision)
+        automatic = state.policy is not None
+        kind = "auto" if automatic else "guard"
         commands: list[Command] = []
-        if decision.action is Action.ADVANCE:
+        if not automatic:  # guard rails: only a rollback acts
+            if decision.action is Action.ROLLBACK:
+                commands.append(Rollback())
+        elif decision.action is Action.STEP_DOWN:
+            assert decision.next_canary_ppm is not None
+            commands.append(SetWeight(decision.next_canary_ppm))
+        elif decision.action is Action.ADVANCE:
             if decision.next_shadow_ppm is not None:
                 commands.append(SetShadow(decision.next_shadow_ppm))
             if decision.next_canary_ppm is not None:
@@ -264,12 +314,15 @@ class PromotionController:
             commands.append(Rollback())
         extra = decision.as_dict()
         if not commands:  # a hold: audit it when its reason changes, not every interval
+            failing = any(c.status is CheckStatus.FAIL for c in decision.checks)
+            if not automatic and not failing:
+                return  # a guard that sees nothing wrong has nothing to say
             with self._lock:
                 track = self._tracks.get(state.model)
                 if track is None or track.last_reason == decision.reason:
                     return
                 track.last_reason = decision.reason
-            self._rollouts.append_audit(state.model, "auto_hold", ACTOR, decision.reason, extra)
+            self._rollouts.append_audit(state.model, f"{kind}_hold", ACTOR, decision.reason, extra)
             return
         expected: int | None = state.revision
         try:
@@ -281,7 +334,7 @@ class PromotionController:
                     actor=ACTOR,
                     reason=decision.reason,
                     expected_revision=expected,
-                    operation=f"auto_{decision.action.value}",
+                    operation=f"{kind}_{decision.action.value}",
                     extra=extra,
                 )
                 expected = outcome.after.revision

@@ -34,6 +34,7 @@ class Action(enum.StrEnum):
     ADVANCE = "advance"  # set next_canary_ppm (and next_shadow_ppm when not None)
     PROMOTE = "promote"  # the candidate becomes stable
     ROLLBACK = "rollback"  # the candidate is withdrawn
+    STEP_DOWN = "step_down"  # back one step (next_canary_ppm) instead of rolling back
 
 
 class CheckStatus(enum.StrEnum):
@@ -101,10 +102,13 @@ class Evidence(Document):
     shadow: ShadowWindow | None = None
     failed_checks: int = 0  # consecutive failed evaluations so far in this rollout
     approved: bool = False  # an operator approved the current (manual) step
+    step_downs: int = 0  # step-downs so far in this rollout (Policy.step_down_limit)
+    now: float | None = None  # epoch seconds of the evaluation (Policy.release_window)
 
     def __post_init__(self) -> None:
         check_int("step_index", self.step_index, SHADOW_STEP)
         check_int("failed_checks", self.failed_checks, 0)
+        check_int("step_downs", self.step_downs, 0)
         secs = check_number("seconds_in_step", self.seconds_in_step, 0.0)
         object.__setattr__(self, "seconds_in_step", secs)
         if not isinstance(self.approved, bool):
@@ -136,12 +140,13 @@ class Decision(Document):
     }
     action: Action
     reason: str
-    next_step_index: int | None  # ADVANCE only
-    next_canary_ppm: int | None  # ADVANCE only
+    next_step_index: int | None  # ADVANCE and STEP_DOWN only
+    next_canary_ppm: int | None  # ADVANCE and STEP_DOWN only
     next_shadow_ppm: int | None  # ADVANCE only; None: leave the shadow rate as it is
     failed_checks: int  # the new consecutive-failure count, to pass into the next Evidence
     checks: tuple[Check, ...]
     evidence: Evidence
+    step_downs: int = 0  # the new step-down count, to pass into the next Evidence
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action", Action(self.action))

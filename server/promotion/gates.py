@@ -11,6 +11,7 @@ probability. The records it reads and returns are in `server.promotion.policy` a
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from statistics import NormalDist
 
 from server.intervals import clopper_pearson_lower, wilson_interval
@@ -18,7 +19,7 @@ from server.promotion.decision import Action, Check, CheckStatus, Decision, Evid
 from server.promotion.documents import InvalidPromotionInput
 from server.promotion.policy import SHADOW_STEP, Policy
 
-__all__ = ["decide", "first_step"]
+__all__ = ["decide", "first_step", "guard"]
 
 
 def first_step(policy: Policy) -> tuple[int, int, int]:
@@ -138,20 +139,47 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
         detail = f"{here} {'is approved' if ev.approved else 'waits for'} an operator's approval"
         checks.append(Check("manual_approval", status, None, None, detail))
 
-    def made(action: Action, reason: str, failed: int, nxt: int | None = None) -> Decision:
+    window = p.release_window
+    if window is not None:
+        if ev.now is None:
+            status, detail = CheckStatus.NO_DATA, "no clock reading to judge the release window"
+        elif window.is_open(ev.now):
+            status, detail = CheckStatus.PASS, f"inside the release window ({window.describe()})"
+        else:
+            at = window.local(ev.now)
+            status = CheckStatus.NO_DATA
+            detail = (
+                f"outside the release window ({window.describe()}; now"
+                f" {at:%a %H:%M} there): automatic steps and promotion wait"
+            )
+        checks.append(Check("release_window", status, None, None, detail))
+
+    def made(
+        action: Action, reason: str, failed: int, nxt: int | None = None, downs: int | None = None
+    ) -> Decision:
         canary = p.steps[nxt] if nxt is not None else None
         shadow = 0 if nxt is not None and shadow_step else None  # leaving shadow: sampling stops
-        return Decision(action, reason, nxt, canary, shadow, failed, tuple(checks), ev)
+        downs = ev.step_downs if downs is None else downs
+        return Decision(action, reason, nxt, canary, shadow, failed, tuple(checks), ev, downs)
 
     fails = [c for c in checks if c.status is CheckStatus.FAIL]
     if fails:
         count, limit = ev.failed_checks + 1, p.failure_threshold
         why = "; ".join(f"{c.name} failed: {c.detail}" for c in fails)
+        if count >= limit and ev.step_downs < p.step_down_limit and ev.step_index > 0:
+            nxt, downs = ev.step_index - 1, ev.step_downs + 1
+            why = (
+                f"step down to {_step_name(p, nxt)} after {count} failed checks in a row"
+                f" (step-down {downs} of {p.step_down_limit}): {why}"
+            )
+            return made(Action.STEP_DOWN, why, 0, nxt, downs)
         if count >= limit:
-            why = f"rollback after {count} failed checks in a row: {why}"
+            spent = p.step_down_limit and ev.step_downs >= p.step_down_limit
+            limit_note = f" (all {p.step_down_limit} step-downs spent)" if spent else ""
+            why = f"rollback after {count} failed checks in a row{limit_note}: {why}"
             return made(Action.ROLLBACK, why, count)
         return made(Action.HOLD, f"check failed {count} of {limit} before rollback: {why}", count)
-    basics = ("min_requests", "min_duration", "manual_approval")  # named first when holding
+    basics = ("release_window", "min_requests", "min_duration", "manual_approval")  # first
     held = [c for c in checks if c.required and c.status is not CheckStatus.PASS]
     waiting = [c.detail for c in sorted(held, key=lambda c: c.name not in basics)]
     if waiting:
@@ -161,3 +189,28 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
     nxt = ev.step_index + 1
     why = f"advance: every gate passed at {here}; next {_step_name(p, nxt)}"
     return made(Action.ADVANCE, why, 0, nxt)
+
+
+#: How a guard decision's reason starts: it names who acted, beside the automatic decisions'.
+GUARD_PREFIX = "guard rails: "
+
+
+def guard(policy: Policy, evidence: Evidence) -> Decision:
+    """The guard rails of a manual rollout: decide()'s gates, statistics and failure threshold,
+    but only a rollback acts. Steps and promotion stay the operator's, so anything else is a
+    hold that says whether a gate is failing."""
+    d = decide(replace(policy, step_down_limit=0), evidence)  # weights are the operator's
+    if d.action is Action.ROLLBACK:
+        return replace(d, reason=GUARD_PREFIX + d.reason)
+    failing = any(c.status is CheckStatus.FAIL for c in d.checks)
+    if failing:  # "check failed 1 of 2 before rollback: ..."
+        return replace(d, reason=GUARD_PREFIX + d.reason)
+    why = GUARD_PREFIX + "no gate fails (a manual rollout: steps and promotion are the operator's)"
+    return replace(
+        d,
+        action=Action.HOLD,
+        reason=why,
+        next_step_index=None,
+        next_canary_ppm=None,
+        next_shadow_ppm=None,
+    )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.promotion.documents import (
     Document,
@@ -13,10 +17,72 @@ from server.promotion.documents import (
 )
 from server.rollout.router import PPM
 
-__all__ = ["SHADOW_STEP", "Policy"]
+__all__ = ["DAYS", "SHADOW_STEP", "Policy", "ReleaseWindow"]
 
 #: Evidence.step_index of the shadow step (the candidate runs off the request path only).
 SHADOW_STEP = -1
+
+
+#: Days of the week as a release window names them, Monday first (datetime.weekday order).
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _minutes(where: str, value: object) -> int:
+    """ "HH:MM" (00:00 .. 24:00) as minutes since midnight."""
+    text = value if isinstance(value, str) else ""
+    hh, sep, mm = text.partition(":")
+    if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2):
+        raise InvalidPromotionInput(f'{where} must be "HH:MM", got {value!r}')
+    minutes = int(hh) * 60 + int(mm)
+    if int(mm) > 59 or minutes > 24 * 60:
+        raise InvalidPromotionInput(f"{where} must be within 00:00..24:00, got {value!r}")
+    return minutes
+
+
+@dataclass(frozen=True)
+class ReleaseWindow(Document):
+    """When automatic steps and promotion may happen: days of the week and hours, in a time
+    zone. Outside it the controller holds (rollbacks and step-downs still happen)."""
+
+    days: tuple[str, ...] = DAYS
+    start: str = "00:00"  # local time, inclusive
+    end: str = "24:00"  # local time, exclusive; before `start`: the window spans midnight
+    timezone: str = "UTC"  # an IANA name (zoneinfo), e.g. "Europe/Berlin"
+
+    def __post_init__(self) -> None:
+        days = check_list("release_window.days", self.days, str)
+        for day in days:
+            if day not in DAYS:
+                raise InvalidPromotionInput(
+                    f"release_window.days: {day!r} is not one of {', '.join(DAYS)}"
+                )
+        if not days:
+            raise InvalidPromotionInput("release_window.days must name at least one day")
+        object.__setattr__(self, "days", tuple(d for d in DAYS if d in days))
+        if _minutes("release_window.start", self.start) == _minutes("release_window.end", self.end):
+            raise InvalidPromotionInput("release_window: start and end must differ")
+        try:
+            if not isinstance(self.timezone, str) or not self.timezone:
+                raise ValueError
+            ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise InvalidPromotionInput(
+                f"release_window.timezone must be an IANA time zone, got {self.timezone!r}"
+            ) from None
+
+    def local(self, now: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+
+    def is_open(self, now: float) -> bool:
+        """Whether `now` (epoch seconds) falls in the window, on the local day of `now`."""
+        at = self.local(now)
+        minute = at.hour * 60 + at.minute
+        start, end = _minutes("start", self.start), _minutes("end", self.end)
+        inside = start <= minute < end if start < end else minute >= start or minute < end
+        return inside and DAYS[at.weekday()] in self.days
+
+    def describe(self) -> str:
+        return f"{','.join(self.days)} {self.start}-{self.end} {self.timezone}"
 
 
 @dataclass(frozen=True)
@@ -39,9 +105,20 @@ class Policy(Document):
     min_latency_samples: int = 100
     max_disagreement_rate: float = 0.005
     manual_steps: tuple[int, ...] = ()  # step indices (-1: the shadow step) needing approval
+    # Instead of rolling back, step the weight down one step this many times per rollout
+    # (0: roll back at once); at step 0 a failure still rolls back.
+    step_down_limit: int = 0
+    # When automatic steps and promotion may happen (None: any time).
+    release_window: ReleaseWindow | None = None
+
+    _NESTED: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "release_window": ReleaseWindow.from_dict,
+    }
 
     def __post_init__(self) -> None:
         put = object.__setattr__
+        if self.release_window is not None and not isinstance(self.release_window, ReleaseWindow):
+            raise InvalidPromotionInput("release_window must be a table (docs/promotion.md)")
         check_int("shadow_ppm", self.shadow_ppm, 0, PPM)
         steps = check_list("steps", self.steps, int)
         for i, step in enumerate(steps):
@@ -53,6 +130,7 @@ class Policy(Document):
         put(self, "steps", steps)
         for name in ("min_requests", "failure_threshold", "min_latency_samples"):
             check_int(name, getattr(self, name), 1)
+        check_int("step_down_limit", self.step_down_limit, 0)
         for name in ("min_duration_s", "interval_s", "max_latency_p99_ratio", "latency_slack_ms"):
             put(self, name, check_number(name, getattr(self, name), 0.0))
         for name in ("confidence", "max_error_rate_increase", "max_disagreement_rate"):

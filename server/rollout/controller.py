@@ -33,6 +33,7 @@ from server.rollout.state import (
     Rollback,
     RolloutState,
     StartRollout,
+    Undo,
     apply,
     build_table,
     initial_state,
@@ -192,7 +193,11 @@ class RolloutController:
                 command,
                 now=now,
                 new_salt=self._salt() if starting else before.salt,
-                ready=self._ready_versions(model) if starting else frozenset(),
+                ready=(
+                    self._ready_versions(model)
+                    if starting or isinstance(command, Undo)
+                    else frozenset()
+                ),
                 grace_seconds=self._grace,
             )
             if dry_run or after is before:

@@ -37,6 +37,7 @@ __all__ = [
     "SetShadow",
     "SetWeight",
     "StartRollout",
+    "Undo",
     "apply",
     "build_table",
     "initial_state",
@@ -111,6 +112,9 @@ class RolloutState:
     policy: Mapping[str, JSONValue] | None = field(default=None, hash=False)
     last_candidate: str | None = None
     updated_at: float = 0.0
+    # A manual rollout's guard rails: the policy whose gates may roll it back (None: no guard).
+    # Excluded from hashing like `policy`.
+    guard: Mapping[str, JSONValue] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phase", Phase(self.phase))
@@ -123,6 +127,12 @@ class RolloutState:
             if not isinstance(self.policy, Mapping):
                 raise ValueError("policy must be a JSON object or None")
             object.__setattr__(self, "policy", _freeze(self.policy, "policy"))
+        if self.guard is not None:
+            if not isinstance(self.guard, Mapping):
+                raise ValueError("guard must be a JSON object or None")
+            if self.policy is not None:
+                raise ValueError("an automatic rollout's policy is its guard: not both")
+            object.__setattr__(self, "guard", _freeze(self.guard, "guard"))
         for name in ("canary_ppm", "shadow_ppm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= PPM:
@@ -132,8 +142,8 @@ class RolloutState:
         if (self.candidate is not None) != (self.phase in _ACTIVE):
             raise ValueError(f"phase {self.phase} with candidate {self.candidate!r}")
         if self.candidate is None:
-            if self.canary_ppm or self.shadow_ppm or self.paused or self.cohort_rules:
-                raise ValueError("weights, pause and cohort rules need an active candidate")
+            if self.canary_ppm or self.shadow_ppm or self.paused or self.cohort_rules or self.guard:
+                raise ValueError("weights, pause, cohort rules and guard need an active candidate")
         elif self.candidate == self.stable:
             raise ValueError(f"candidate {self.candidate!r} equals stable")
         elif (self.phase is Phase.CANARY) != (self.canary_ppm > 0):
@@ -182,6 +192,8 @@ class StartRollout:
     canary_ppm: int = 0
     cohort_rules: tuple[CohortRule, ...] = ()
     policy: Mapping[str, JSONValue] | None = field(default=None, hash=False)
+    # Guard rails of a manual rollout (a policy document whose failing gates roll it back).
+    guard: Mapping[str, JSONValue] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -216,7 +228,17 @@ class Resume:
     action: ClassVar[str] = "resume"
 
 
-Command: TypeAlias = StartRollout | SetWeight | SetShadow | Promote | Rollback | Pause | Resume
+@dataclass(frozen=True)
+class Undo:
+    """Undo the last promotion within the rollback grace period: the previous stable is
+    stable again (one transaction, like Promote)."""
+
+    action: ClassVar[str] = "undo"
+
+
+Command: TypeAlias = (
+    StartRollout | SetWeight | SetShadow | Promote | Rollback | Pause | Resume | Undo
+)
 
 
 def initial_state(model: str, stable: str, now: float) -> RolloutState:
@@ -233,8 +255,8 @@ def _no_candidate_why(state: RolloutState) -> str:
     if state.previous_stable is not None:
         # The one case where an operator wants "rollback" without a candidate: undo a promotion.
         why += (
-            f" (to return to the previous stable '{state.previous_stable}', start a rollout"
-            " with it as the candidate and promote it)"
+            f" (to return to the previous stable '{state.previous_stable}', undo the promotion:"
+            " `canaryserve rollout undo`)"
         )
     return why
 
@@ -252,9 +274,11 @@ def apply(
 
     Raises InvalidInput for out-of-range values and InvalidTransition for a command the current
     phase does not allow. `new_salt` is used only by StartRollout, `ready` only to check its
-    candidate, `grace_seconds` only by Promote.
+    candidate (and Undo's previous stable), `grace_seconds` only by Promote.
     """
     action = command.action
+    if isinstance(command, Undo):
+        return _undo(state, now=now, ready=ready)
     if isinstance(command, StartRollout):
         _check_ppm("shadow_ppm", command.shadow_ppm)
         _check_ppm("canary_ppm", command.canary_ppm)
@@ -267,6 +291,7 @@ def apply(
                 and state.shadow_ppm == command.shadow_ppm
                 and state.cohort_rules == tuple(command.cohort_rules)
                 and state.policy == (_freeze(command.policy, "policy") if command.policy else None)
+                and state.guard == (_freeze(command.guard, "guard") if command.guard else None)
             )
             if same:
                 return state  # a retried start (e.g. after a timeout) changes nothing
@@ -300,6 +325,7 @@ def apply(
             rollout_id=state.rollout_id + 1,
             cohort_rules=tuple(command.cohort_rules),
             policy=command.policy,
+            guard=command.guard,
             revision=state.revision + 1,
             updated_at=now,
         )
@@ -338,6 +364,7 @@ def apply(
             "paused": False,
             "cohort_rules": (),
             "policy": None,
+            "guard": None,
             "last_candidate": state.candidate,
         }
         if isinstance(command, Promote):
@@ -351,6 +378,40 @@ def apply(
         else:
             changes["phase"] = Phase.ROLLED_BACK
     return dataclasses.replace(state, revision=state.revision + 1, updated_at=now, **changes)
+
+
+def _undo(state: RolloutState, *, now: float, ready: frozenset[str]) -> RolloutState:
+    action = Undo.action
+    if state.active:
+        raise _refuse(
+            state,
+            action,
+            f"candidate '{state.candidate}' is active; roll it back first, then undo",
+        )
+    previous, until = state.previous_stable, state.previous_stable_until
+    if previous is None or until is None:
+        raise _refuse(state, action, "there is no promotion to undo")
+    if now > until:
+        raise _refuse(
+            state,
+            action,
+            f"the rollback grace period after promoting '{state.stable}' ended"
+            f" {now - until:.0f} s ago; start a rollout of version '{previous}' instead",
+        )
+    if previous not in ready:
+        raise _refuse(
+            state, action, f"the previous stable '{previous}' is not loaded and ready; load it"
+        )
+    return dataclasses.replace(
+        state,
+        stable=previous,
+        phase=Phase.ROLLED_BACK,
+        previous_stable=None,
+        previous_stable_until=None,
+        last_candidate=state.stable,
+        revision=state.revision + 1,
+        updated_at=now,
+    )
 
 
 def build_table(

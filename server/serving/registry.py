@@ -9,7 +9,9 @@ calls in flight on unchanged versions.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import hashlib
 import logging
 import threading
 import time
@@ -20,6 +22,7 @@ from typing import TypeAlias
 
 from server.errors import (
     CanaryServeError,
+    FailedPrecondition,
     ModelNotFound,
     ModelNotReady,
     ModelVersionNotFound,
@@ -36,8 +39,10 @@ __all__ = [
     "ModelVersion",
     "Registry",
     "RunnerFactory",
+    "VersionChange",
     "VersionStats",
     "WarmupFor",
+    "file_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,12 +115,43 @@ class ModelVersion:
     reason: str = ""
     runner: Runner | None = None
     stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file the runner was built from
+    # sha256 of the model file the runner was built from: the version's identity. Kept when
+    # the version is unloaded, so a later load still notices a file changed under its number.
+    sha256: str = ""
     stats: VersionStats = field(default_factory=VersionStats, compare=False)
 
     @property
     def signature(self) -> Signature:
         assert self.runner is not None, "only ready versions have a signature"
         return self.runner.signature
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """A version whose model file changed under the same number: refused, or forced."""
+
+    model: str
+    version: str
+    old_sha256: str
+    new_sha256: str
+
+    def describe(self) -> str:
+        return (
+            f"version {self.version} changed on disk (sha256 {self.old_sha256[:12]}… →"
+            f" {self.new_sha256[:12]}…)"
+        )
+
+
+#: Called with each forced change after the new version serves (the app audits it).
+ReplaceListener: TypeAlias = Callable[[VersionChange], None]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -135,6 +171,11 @@ class Registry:
         self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
         self._write = threading.Lock()
         self._listeners: list[ChangeListener] = []
+        self._replace_listeners: list[ReplaceListener] = []
+
+    def on_replace(self, listener: ReplaceListener) -> None:
+        """Call `listener(change)` after a forced load replaced a version's file."""
+        self._replace_listeners.append(listener)
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call `listener(model)` after every load or unload of `model`."""
@@ -223,12 +264,33 @@ class Registry:
             else:
                 log.warning("skipping %s: not a valid model name", model_dir)
 
-    def load(self, model: str, version: str | None = None) -> list[ModelVersion]:
+    def load(
+        self, model: str, version: str | None = None, force: bool = False
+    ) -> list[ModelVersion]:
         """(Re)load a model's versions from disk, or just `version`; new sessions are ready
-        before old ones go. Returns the versions loaded, ready or not."""
+        before old ones go. Returns the versions loaded, ready or not.
+
+        Versions are immutable: a version whose file's sha256 differs from the one it was
+        loaded from keeps serving the old session, and once the others are loaded this raises
+        FailedPrecondition naming it, unless `force` (each forced change is reported to the
+        on_replace listeners).
+        """
         if not is_model_name(model) or not (self.root / model).is_dir():
             raise ModelNotFound(model, known=self._on_disk())
         model_dir = self.root / model
+        refused: list[VersionChange] = []
+        forced: list[VersionChange] = []
+
+        def load_one(vdir: Path, before: ModelVersion | None) -> ModelVersion:
+            mv, change = self._load_version(model, vdir, before, force)
+            if change is not None and not force:
+                refused.append(change)
+                assert before is not None
+                return before
+            if change is not None:
+                forced.append(change)
+            return mv
+
         with self._write:
             old = self._models.get(model, {})
             if version is not None:
@@ -236,7 +298,7 @@ class Registry:
                 if not is_version(version) or not vdir.is_dir():
                     on_disk = [p.name for p in model_dir.iterdir() if is_version(p.name)]
                     raise ModelVersionNotFound(model, version, known=sorted(on_disk, key=int))
-                loaded = {version: self._load_version(model, vdir, old.get(version))}
+                loaded = {version: load_one(vdir, old.get(version))}
                 fresh = {**old, **loaded}
             else:
                 fresh = {}
@@ -244,7 +306,7 @@ class Registry:
                     if not vdir.is_dir():
                         continue
                     if is_version(vdir.name):
-                        fresh[vdir.name] = self._load_version(model, vdir, old.get(vdir.name))
+                        fresh[vdir.name] = load_one(vdir, old.get(vdir.name))
                     elif not vdir.name.startswith((".", "_")):
                         log.warning(
                             "skipping %s: a version is a positive integer, no leading 0", vdir
@@ -252,6 +314,18 @@ class Registry:
                 loaded = fresh
             self._models = {**self._models, model: fresh}
         self._notify(model)
+        for change in forced:
+            log.warning("model %s: forced load: %s", model, change.describe())
+            for replaced in self._replace_listeners:
+                replaced(change)
+        if refused:
+            detail = "; ".join(c.describe() for c in refused)
+            numbers = ", ".join(c.version for c in refused)
+            raise FailedPrecondition(
+                f"model '{model}': {detail}; give it a new version number (a version is"
+                f" immutable; version {numbers} keeps serving what it loaded; load with"
+                " force to replace it anyway)"
+            )
         return sorted(loaded.values(), key=lambda mv: int(mv.version))
 
     def unload(self, model: str, version: str | None = None) -> list[ModelVersion]:
@@ -262,7 +336,9 @@ class Registry:
             if version is not None and version not in old:
                 raise ModelVersionNotFound(model, version, known=sorted(old, key=int))
             unloaded = {
-                v: ModelVersion(model, v, mv.path, LoadState.UNAVAILABLE, "unloaded")
+                v: ModelVersion(
+                    model, v, mv.path, LoadState.UNAVAILABLE, "unloaded", sha256=mv.sha256
+                )
                 for v, mv in old.items()
                 if version is None or v == version
             }
@@ -270,22 +346,67 @@ class Registry:
         self._notify(model)
         return sorted(unloaded.values(), key=lambda mv: int(mv.version))
 
-    def _load_version(self, model: str, vdir: Path, old: ModelVersion | None) -> ModelVersion:
+    def add_copy(self, model: str, base: str, wrap: Callable[[Runner], Runner]) -> ModelVersion:
+        """Serve a copy of ready version `base` under the next free version number, its runner
+        wrapped by `wrap` (a drill's faulty candidate). It has no directory of its own: the
+        next load() of the model drops it; remove() ends it sooner."""
+        with self._write:
+            versions = self.versions(model)
+            mv = self.get(model, base)
+            assert mv.runner is not None
+            number = str(max(int(v) for v in versions) + 1)
+            copy = dataclasses.replace(
+                mv,
+                version=number,
+                reason=f"a drill's copy of version {base}",
+                runner=wrap(mv.runner),
+                stats=VersionStats(),
+            )
+            self._models = {**self._models, model: {**versions, number: copy}}
+        self._notify(model)
+        return copy
+
+    def remove(self, model: str, version: str) -> None:
+        """Forget a version that has no directory (a drill's copy)."""
+        with self._write:
+            versions = dict(self.versions(model))
+            if versions.pop(version, None) is None:
+                return
+            self._models = {**self._models, model: versions}
+        self._notify(model)
+
+    def _load_version(
+        self, model: str, vdir: Path, old: ModelVersion | None, force: bool = False
+    ) -> tuple[ModelVersion, VersionChange | None]:
+        """The version as loaded now, and the change of its file's identity, if any (the
+        caller keeps `old` when that change is not forced)."""
         path = vdir / MODEL_FILE
         version = vdir.name
         if not path.is_file():
             return ModelVersion(
                 model, version, path, LoadState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
-            )
+            ), None
         stamp = _stamp(path)
         if old is not None and old.state is LoadState.READY and old.stamp == stamp:
-            return old  # unchanged file: keep the warm session and its statistics
+            return old, None  # unchanged file: keep the warm session and its statistics
+        try:
+            sha256 = file_sha256(path)
+        except OSError as exc:
+            reason = f"failed to read: {exc.strerror}"
+            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), None
+        change = None
+        if old is not None and old.sha256 and old.sha256 != sha256:
+            change = VersionChange(model, version, old.sha256, sha256)
+            if not force:
+                return old, change
+        elif old is not None and old.state is LoadState.READY and old.sha256 == sha256:
+            return dataclasses.replace(old, stamp=stamp), None  # touched, same bytes
         try:
             runner = self._factory(path)
         except Exception as exc:  # a broken version must never stop the others
             reason = f"failed to load: {exc}".strip()
             log.warning("model %s version %s %s", model, version, reason)
-            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
         settings = self._warmup_for(model)
         try:
             warm_up(runner, vdir.parent, settings)
@@ -293,7 +414,7 @@ class Registry:
             if settings is not None:  # the configured sample is meant to work: as in Triton
                 reason = f"warm-up failed: {exc}".strip()
                 log.warning("model %s version %s %s", model, version, reason)
-                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason)
+                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
             # A synthesized sample the model refuses says nothing about real input.
             log.warning(
                 "model %s version %s: warm-up with synthesized zeros failed (%s); serving it "
@@ -303,8 +424,9 @@ class Registry:
                 str(exc).strip(),
                 model,
             )
-        log.info("loaded model %s version %s", model, version)
-        return ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
+        log.info("loaded model %s version %s (sha256 %s)", model, version, sha256)
+        ready = ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
+        return dataclasses.replace(ready, sha256=sha256), change
 
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():

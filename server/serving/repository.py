@@ -35,13 +35,21 @@ class ModelRepository:
         self._rollouts = rollouts
 
     def load(
-        self, model: str, version: str | None, *, actor: str, reason: str, rpc: str
+        self,
+        model: str,
+        version: str | None,
+        *,
+        actor: str,
+        reason: str,
+        rpc: str,
+        force: bool = False,
     ) -> list[ModelVersion]:
         """(Re)load every version of `model` on disk, or just `version`; audited.
 
-        Raises FailedPrecondition naming each version that failed to load (the others serve).
+        Raises FailedPrecondition naming each version that failed to load (the others serve),
+        or whose file changed under its number (unless `force`: see Registry.load).
         """
-        loaded = self._registry.load(model, version)
+        loaded = self._registry.load(model, version, force=force)
         self._rollouts.append_audit(model, "load", actor, reason, _evidence(version, loaded, rpc))
         failed = [mv for mv in loaded if mv.state is not LoadState.READY]
         if failed:

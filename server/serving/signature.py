@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from server.serving.dtypes import DType
 
-__all__ = ["Signature", "TensorSpec", "shape_matches"]
+__all__ = ["Signature", "TensorSpec", "incompatibilities", "shape_matches"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,61 @@ class Signature:
 
     def input(self, name: str) -> TensorSpec | None:
         return self._by_name.get(name)
+
+
+def _dims(spec: TensorSpec) -> str:
+    return str(spec.wire_shape)
+
+
+def _dim_problem(kind: str, stable: TensorSpec, candidate: TensorSpec) -> str | None:
+    """Why `candidate`'s shape breaks callers of `stable`'s, or None.
+
+    An input of the candidate must take every shape stable's takes: a dimension is compatible
+    when both are the same size or the candidate's is any-size (-1). An output of the candidate
+    must fit what callers of stable's expect: both the same size, or stable's is any-size.
+    """
+    if len(stable.shape) != len(candidate.shape):
+        return f"rank {len(stable.shape)} → {len(candidate.shape)}"
+    for axis, (s, c) in enumerate(zip(stable.shape, candidate.shape, strict=True)):
+        if s == c:
+            continue
+        if kind == "input" and c is None:
+            continue  # the candidate takes any size here, so whatever stable took
+        if kind == "output" and s is None:
+            continue  # callers of stable already take any size here
+        return f"dimension {axis}: {-1 if s is None else s} → {-1 if c is None else c}"
+    return None
+
+
+def incompatibilities(stable: Signature, candidate: Signature) -> list[str]:
+    """How `candidate` would break callers of `stable`: empty when it is a drop-in.
+
+    Inputs: every stable input must be there with the same dtype and rank, and the candidate
+    must take every shape stable takes; an input only the candidate has is a break (callers
+    do not send it). Outputs: every stable output must be there with the same dtype and rank,
+    returning shapes callers of stable accept; an extra candidate output is compatible.
+    """
+    out: list[str] = []
+    for kind, old, new in (
+        ("input", stable.inputs, candidate.inputs),
+        ("output", stable.outputs, candidate.outputs),
+    ):
+        by_name = {s.name: s for s in new}
+        for spec in old:
+            got = by_name.get(spec.name)
+            if got is None:
+                out.append(f"{kind} '{spec.name}' ({spec.dtype.oip} {_dims(spec)}) is missing")
+                continue
+            if got.dtype != spec.dtype:
+                out.append(f"{kind} '{spec.name}': dtype {spec.dtype.oip} → {got.dtype.oip}")
+            problem = _dim_problem(kind, spec, got)
+            if problem is not None:
+                out.append(f"{kind} '{spec.name}': shape {_dims(spec)} → {_dims(got)} ({problem})")
+        if kind == "input":
+            known = {s.name for s in old}
+            out += [
+                f"input '{s.name}' ({s.dtype.oip} {_dims(s)}) is new: callers do not send it"
+                for s in new
+                if s.name not in known
+            ]
+    return out

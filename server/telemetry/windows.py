@@ -191,6 +191,11 @@ class WindowProcessor(SpanProcessor):
                 )
         return window
 
+    @property
+    def bucket_s(self) -> float:
+        """The granularity of `since`: a bucket that overlaps it counts whole."""
+        return self._bucket_s
+
     def summary(
         self, model: str, version: str, window_s: float, since: float = 0.0
     ) -> WindowSummary:

@@ -68,7 +68,7 @@ def test_models_json_lists_every_version(target: str) -> None:
 
 def test_models_table_has_a_header_and_a_row_per_version(target: str) -> None:
     lines = ok(cli(target, "models")).splitlines()
-    assert lines[0].split() == ["MODEL", "VERSION", "STATE", "REASON"]
+    assert lines[0].split() == ["MODEL", "VERSION", "STATE", "SHA256", "REASON"]
     assert any(line.split()[:3] == ["classifier", "2", "READY"] for line in lines[1:])
 
 

@@ -50,7 +50,7 @@ FILE = pb.ModelRepositoryParameter(bytes_param=b"\x08\x07")
     [
         ("config", CONFIG, "no model configuration"),
         ("file:1/model.onnx", FILE, "files cannot be sent"),
-        ("priority", pb.ModelRepositoryParameter(int64_param=1), "takes no parameters"),
+        ("priority", pb.ModelRepositoryParameter(int64_param=1), "takes force"),
     ],
 )
 def test_load_refuses_parameters_it_does_not_support(

@@ -28,6 +28,7 @@ metrics_port = 9124
 stable_trace_ratio = 0.25
 idle_trace_ratio = 0.5
 promotion_tick_seconds = 0.5
+shadow_report_raw_keys = true
 otlp_endpoint = "collector:4317"
 tls_cert = "/etc/cs/server.pem"
 tls_key = "/etc/cs/server.key"
@@ -73,6 +74,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.idle_trace_ratio == 0.5
     assert config.otlp_endpoint == "collector:4317"
     assert config.promotion_tick_seconds == 0.5
+    assert config.shadow_report_raw_keys is True
     assert config.tls_cert == Path("/etc/cs/server.pem")
     assert config.tls_key == Path("/etc/cs/server.key")
     assert config.tls_client_ca == Path("/etc/cs/ca.pem")

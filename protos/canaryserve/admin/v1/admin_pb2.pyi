@@ -43,7 +43,7 @@ class CohortRule(_message.Message):
     def __init__(self, metadata_key: _Optional[str] = ..., value: _Optional[str] = ..., target: _Optional[_Union[CohortTarget, str]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json")
+    __slots__ = ("model", "stable_version", "candidate_version", "phase", "canary_weight_ppm", "shadow_rate_ppm", "paused", "revision", "rollout_id", "previous_stable_version", "previous_stable_until", "cohort_rules", "last_candidate_version", "updated_at", "automatic", "policy_json", "guarded", "guard_policy_json", "stable_sha256", "candidate_sha256")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,10 @@ class Rollout(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    GUARDED_FIELD_NUMBER: _ClassVar[int]
+    GUARD_POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    STABLE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_SHA256_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
@@ -76,7 +80,11 @@ class Rollout(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     automatic: bool
     policy_json: str
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
+    guarded: bool
+    guard_policy_json: str
+    stable_sha256: str
+    candidate_sha256: str
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., paused: _Optional[bool] = ..., revision: _Optional[int] = ..., rollout_id: _Optional[int] = ..., previous_stable_version: _Optional[str] = ..., previous_stable_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., last_candidate_version: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., guarded: _Optional[bool] = ..., guard_policy_json: _Optional[str] = ..., stable_sha256: _Optional[str] = ..., candidate_sha256: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("id", "at", "actor", "model", "operation", "before_json", "after_json", "reason", "extra_json")
@@ -123,7 +131,7 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json")
+    __slots__ = ("model", "candidate_version", "canary_weight_ppm", "shadow_rate_ppm", "cohort_rules", "expected_revision", "dry_run", "reason", "automatic", "policy_json", "no_guard", "allow_signature_change")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +142,8 @@ class StartRolloutRequest(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    NO_GUARD_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SIGNATURE_CHANGE_FIELD_NUMBER: _ClassVar[int]
     model: str
     candidate_version: str
     canary_weight_ppm: int
@@ -144,7 +154,9 @@ class StartRolloutRequest(_message.Message):
     reason: str
     automatic: bool
     policy_json: str
-    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ...) -> None: ...
+    no_guard: bool
+    allow_signature_change: bool
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., canary_weight_ppm: _Optional[int] = ..., shadow_rate_ppm: _Optional[int] = ..., cohort_rules: _Optional[_Iterable[_Union[CohortRule, _Mapping]]] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., automatic: _Optional[bool] = ..., policy_json: _Optional[str] = ..., no_guard: _Optional[bool] = ..., allow_signature_change: _Optional[bool] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout", "changed")
@@ -482,3 +494,71 @@ class UnloadModelResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersionState]
     def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersionState, _Mapping]]] = ...) -> None: ...
+
+class UndoPromotionRequest(_message.Message):
+    __slots__ = ("model", "expected_revision", "dry_run", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    expected_revision: int
+    dry_run: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UndoPromotionResponse(_message.Message):
+    __slots__ = ("rollout", "changed")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    changed: bool
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class StartDrillRequest(_message.Message):
+    __slots__ = ("model", "error_rate_ppm", "added_latency_ms", "canary_weight_ppm", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_PPM_FIELD_NUMBER: _ClassVar[int]
+    ADDED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_PPM_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    error_rate_ppm: int
+    added_latency_ms: float
+    canary_weight_ppm: int
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., error_rate_ppm: _Optional[int] = ..., added_latency_ms: _Optional[float] = ..., canary_weight_ppm: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartDrillResponse(_message.Message):
+    __slots__ = ("rollout", "drill_version")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    DRILL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    drill_version: str
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., drill_version: _Optional[str] = ...) -> None: ...
+
+class EndDrillRequest(_message.Message):
+    __slots__ = ("model", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EndDrillResponse(_message.Message):
+    __slots__ = ("caught", "seconds_to_rollback", "candidate_requests", "callers_affected", "drill_version", "rollout", "report_json")
+    CAUGHT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_TO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    DRILL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    caught: bool
+    seconds_to_rollback: float
+    candidate_requests: int
+    callers_affected: int
+    drill_version: str
+    rollout: Rollout
+    report_json: str
+    def __init__(self, caught: _Optional[bool] = ..., seconds_to_rollback: _Optional[float] = ..., candidate_requests: _Optional[int] = ..., callers_affected: _Optional[int] = ..., drill_version: _Optional[str] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...

@@ -126,6 +126,21 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.FromString,
                 _registered_method=True)
+        self.UndoPromotion = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/UndoPromotion',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.FromString,
+                _registered_method=True)
+        self.StartDrill = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/StartDrill',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillResponse.FromString,
+                _registered_method=True)
+        self.EndDrill = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/EndDrill',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -259,6 +274,29 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UndoPromotion(self, request, context):
+        """Undo the last promotion within the rollback grace period: the previous stable version
+        is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDrill(self, request, context):
+        """Start a drill: a guarded rollout of a copy of the stable version with faults injected in
+        the copy's path only, to see whether and how fast the guard rails catch it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndDrill(self, request, context):
+        """End a drill: roll its copy back if the guard rails have not, report, and remove the copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -351,6 +389,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'UndoPromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoPromotion,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.SerializeToString,
+            ),
+            'StartDrill': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDrill,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillResponse.SerializeToString,
+            ),
+            'EndDrill': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndDrill,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -841,6 +894,87 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/UnloadModel',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoPromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/UndoPromotion',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.UndoPromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDrill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/StartDrill',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.StartDrillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndDrill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/EndDrill',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,14 @@ type AdminServiceClient interface {
 	LoadModel(ctx context.Context, in *LoadModelRequest, opts ...grpc.CallOption) (*LoadModelResponse, error)
 	// Stop serving a model, or one version of it; refused for what routing uses.
 	UnloadModel(ctx context.Context, in *UnloadModelRequest, opts ...grpc.CallOption) (*UnloadModelResponse, error)
+	// Undo the last promotion within the rollback grace period: the previous stable version
+	// is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+	UndoPromotion(ctx context.Context, in *UndoPromotionRequest, opts ...grpc.CallOption) (*UndoPromotionResponse, error)
+	// Start a drill: a guarded rollout of a copy of the stable version with faults injected in
+	// the copy's path only, to see whether and how fast the guard rails catch it.
+	StartDrill(ctx context.Context, in *StartDrillRequest, opts ...grpc.CallOption) (*StartDrillResponse, error)
+	// End a drill: roll its copy back if the guard rails have not, report, and remove the copy.
+	EndDrill(ctx context.Context, in *EndDrillRequest, opts ...grpc.CallOption) (*EndDrillResponse, error)
 }
 
 type adminServiceClient struct {
@@ -248,6 +256,33 @@ func (c *adminServiceClient) UnloadModel(ctx context.Context, in *UnloadModelReq
 	return out, nil
 }
 
+func (c *adminServiceClient) UndoPromotion(ctx context.Context, in *UndoPromotionRequest, opts ...grpc.CallOption) (*UndoPromotionResponse, error) {
+	out := new(UndoPromotionResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/UndoPromotion", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) StartDrill(ctx context.Context, in *StartDrillRequest, opts ...grpc.CallOption) (*StartDrillResponse, error) {
+	out := new(StartDrillResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/StartDrill", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) EndDrill(ctx context.Context, in *EndDrillRequest, opts ...grpc.CallOption) (*EndDrillResponse, error) {
+	out := new(EndDrillResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/EndDrill", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility
@@ -288,6 +323,14 @@ type AdminServiceServer interface {
 	LoadModel(context.Context, *LoadModelRequest) (*LoadModelResponse, error)
 	// Stop serving a model, or one version of it; refused for what routing uses.
 	UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error)
+	// Undo the last promotion within the rollback grace period: the previous stable version
+	// is stable again, in one audited change (phase ROLLED_BACK, the undone version last).
+	UndoPromotion(context.Context, *UndoPromotionRequest) (*UndoPromotionResponse, error)
+	// Start a drill: a guarded rollout of a copy of the stable version with faults injected in
+	// the copy's path only, to see whether and how fast the guard rails catch it.
+	StartDrill(context.Context, *StartDrillRequest) (*StartDrillResponse, error)
+	// End a drill: roll its copy back if the guard rails have not, report, and remove the copy.
+	EndDrill(context.Context, *EndDrillRequest) (*EndDrillResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -348,6 +391,15 @@ func (UnimplementedAdminServiceServer) LoadModel(context.Context, *LoadModelRequ
 }
 func (UnimplementedAdminServiceServer) UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UnloadModel not implemented")
+}
+func (UnimplementedAdminServiceServer) UndoPromotion(context.Context, *UndoPromotionRequest) (*UndoPromotionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UndoPromotion not implemented")
+}
+func (UnimplementedAdminServiceServer) StartDrill(context.Context, *StartDrillRequest) (*StartDrillResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StartDrill not implemented")
+}
+func (UnimplementedAdminServiceServer) EndDrill(context.Context, *EndDrillRequest) (*EndDrillResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EndDrill not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 
@@ -689,6 +741,60 @@ func _AdminService_UnloadModel_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UndoPromotion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UndoPromotionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UndoPromotion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/UndoPromotion",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UndoPromotion(ctx, req.(*UndoPromotionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_StartDrill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartDrillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).StartDrill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/StartDrill",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).StartDrill(ctx, req.(*StartDrillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_EndDrill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndDrillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).EndDrill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/EndDrill",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).EndDrill(ctx, req.(*EndDrillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "canaryserve.admin.v1.AdminService",
 	HandlerType: (*AdminServiceServer)(nil),
@@ -760,6 +866,18 @@ var _AdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnloadModel",
 			Handler:    _AdminService_UnloadModel_Handler,
+		},
+		{
+			MethodName: "UndoPromotion",
+			Handler:    _AdminService_UndoPromotion_Handler,
+		},
+		{
+			MethodName: "StartDrill",
+			Handler:    _AdminService_StartDrill_Handler,
+		},
+		{
+			MethodName: "EndDrill",
+			Handler:    _AdminService_EndDrill_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
