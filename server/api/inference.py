@@ -20,7 +20,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.api.auth import Authenticator
-from server.api.status import message_for, translate_errors
+from server.api.status import message_for, translate_errors, translate_stream_errors, unexpected
 from server.errors import CanaryServeError, InvalidInput, Unauthenticated, shorten
 from server.serving.dataplane import DataPlane
 from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
@@ -230,15 +230,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         return self._dataplane.infer(request, _metadata(context))
 
+    @translate_stream_errors
     def ModelStreamInfer(
         self, requests: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ModelStreamInferResponse]:
+        """Each message gets its answer or its error_message; no message ends the stream."""
         metadata = _metadata(context)
         for request in requests:
             try:
                 response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
             except CanaryServeError as exc:
                 yield pb.ModelStreamInferResponse(error_message=message_for(exc))
+            except Exception:
+                yield pb.ModelStreamInferResponse(error_message=unexpected("ModelStreamInfer"))
             else:
                 yield pb.ModelStreamInferResponse(infer_response=response)
 
