@@ -104,6 +104,7 @@ class App:
             RoutingTable(allow_pinning=config.allow_pinning),
             self.shadow,
             telemetry=self.telemetry,
+            max_message_bytes=config.max_message_bytes,
         )
         check_state_dir(config.state_dir)
         self.election: Election | None = None

@@ -237,14 +237,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Each message gets its answer or its error_message; no message ends the stream."""
         metadata = _metadata(context)
         for request in requests:
+            # Answer outside the `except`: a generator paused in one keeps the error, and the
+            # failed call's tensors its traceback holds, alive until the next message.
             try:
                 response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
+                answer = pb.ModelStreamInferResponse(infer_response=response)
             except CanaryServeError as exc:
-                yield pb.ModelStreamInferResponse(error_message=message_for(exc))
+                answer = pb.ModelStreamInferResponse(error_message=message_for(exc))
             except Exception:
-                yield pb.ModelStreamInferResponse(error_message=unexpected("ModelStreamInfer"))
-            else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+                answer = pb.ModelStreamInferResponse(error_message=unexpected("ModelStreamInfer"))
+            yield answer
 
 
 def _supported(
