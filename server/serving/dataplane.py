@@ -25,6 +25,7 @@ from protos.wire import ROUTING_KEY_HEADER
 from server.errors import (
     CanaryServeError,
     InvalidInput,
+    InvalidTensor,
     ModelFailed,
     ModelNotFound,
     ModelNotReady,
@@ -167,7 +168,7 @@ class DataPlane:
             try:
                 arrays = runner.run(names, feeds)
             except Exception as exc:
-                raise ModelFailed(model, chosen.version, exc) from exc
+                raise _run_failure(model, chosen.version, feeds, exc) from exc
             ran = time.perf_counter_ns()
             if self._max_bytes is not None:
                 _check_response_size(model, chosen.version, arrays, self._max_bytes)
@@ -259,3 +260,18 @@ def _check_response_size(
             f"model '{model}' version '{version}' answered with {size} bytes of outputs, over "
             f"the limit of {limit} bytes (max_message_bytes); send a smaller batch"
         )
+
+
+def _run_failure(model: str, version: str, feeds: Arrays, exc: Exception) -> CanaryServeError:
+    """What a run that raised means: many kernels refuse empty tensors, which the signature
+    allows, so with an empty input the request is what the model cannot take; otherwise the
+    version failed on a valid request."""
+    empty = next((name for name, array in feeds.items() if array.size == 0), None)
+    if empty is None:
+        return ModelFailed(model, version, exc)
+    shape = list(feeds[empty].shape)
+    return InvalidTensor(
+        empty,
+        f"shape {shape} is empty, and model '{model}' version '{version}' cannot run on an "
+        f"empty tensor there: {exc}",
+    )

@@ -122,3 +122,22 @@ def test_outputs_over_the_limit_are_refused_and_freed_with_the_call(small: App) 
         finally:
             gc.enable()
     assert grown < 32, f"8 refused calls left {grown} MiB behind"
+
+
+def test_a_model_that_refuses_empty_tensors_answers_invalid_argument(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    # The shouter's StringNormalizer refuses N = 0: the request's doing, not a broken version.
+    empty = pb.ModelInferRequest(model_name="shouter")
+    empty.inputs.add(name="text", datatype="BYTES", shape=[0])
+    empty.raw_input_contents.append(b"")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(empty)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("input 'text': shape [0] is empty")
+    good = pb.ModelInferRequest(model_name="shouter")
+    good.inputs.add(name="text", datatype="BYTES", shape=[1])
+    good.raw_input_contents.append(b"\x02\x00\x00\x00hi")
+    replies = list(stub.ModelStreamInfer(iter([empty, good])))
+    assert replies[0].error_message.startswith("input 'text': shape [0] is empty")
+    assert not replies[1].error_message
