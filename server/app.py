@@ -222,7 +222,12 @@ class App:
             ],
         )
         servicer = InferenceServicer(
-            self.registry, self.dataplane, self._ready.is_set, self.repository, self.admin_auth
+            self.registry,
+            self.dataplane,
+            self._ready.is_set,
+            self.repository,
+            self.admin_auth,
+            self.config.max_message_bytes,
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(

@@ -125,8 +125,9 @@ class Config:
     max_message_bytes: int = 64 * 1024 * 1024
     """Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED. It also
     bounds what a request may declare: its input shapes together, counting zero dimensions as
-    1, must fit it (else INVALID_ARGUMENT, before the model runs), and outputs over it are
-    refused before they are encoded."""
+    1, must fit it (else INVALID_ARGUMENT, before the model runs), outputs over it are
+    refused before they are encoded, and a ModelStreamInfer answer over it becomes that
+    message's error_message (the stream goes on)."""
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long calls in flight may take to finish before being cancelled."""
     intra_op_threads: int = 0

@@ -48,12 +48,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready: Callable[[], bool],
         repository: ModelRepository,
         admin_auth: Authenticator,
+        max_message_bytes: int | None = None,
     ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
         self._repository = repository
         self._admin_auth = admin_auth
+        self._max_bytes = max_message_bytes  # a stream answer over it would end the stream
 
     def _operator(self, context: grpc.ServicerContext, rpc: str) -> str:
         """The name of the admin token the call presents (for the audit log)."""
@@ -246,6 +248,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 answer = pb.ModelStreamInferResponse(error_message=message_for(exc))
             except Exception:
                 answer = pb.ModelStreamInferResponse(error_message=unexpected("ModelStreamInfer"))
+            if self._max_bytes is not None:
+                answer = _fit(answer, self._max_bytes)
             yield answer
 
 
@@ -276,3 +280,19 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     # Only `-bin` keys carry bytes values, and nothing reads one: every key the data plane
     # reads (routing key, cohort rules, traceparent) maps to text.
     return cast("dict[str, str]", dict(context.invocation_metadata()))
+
+
+def _fit(answer: pb.ModelStreamInferResponse, limit: int) -> pb.ModelStreamInferResponse:
+    """`answer`, or an error_message in its place when it is over the message limit: gRPC
+    would end the whole stream rather than send it (a unary answer just fails)."""
+    size = answer.ByteSize()
+    if size <= limit:
+        return answer
+    if answer.HasField("infer_response"):
+        why = (
+            f"the answer holds {size} bytes, over the limit of {limit} bytes "
+            "(max_message_bytes); send a smaller batch or a shorter request id"
+        )
+    else:  # four bytes at most per character, and room for the rest of the message
+        why = answer.error_message[: limit // 8] + " [...]"
+    return pb.ModelStreamInferResponse(error_message=why)

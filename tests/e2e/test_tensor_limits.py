@@ -141,3 +141,27 @@ def test_a_model_that_refuses_empty_tensors_answers_invalid_argument(
     replies = list(stub.ModelStreamInfer(iter([empty, good])))
     assert replies[0].error_message.startswith("input 'text': shape [0] is empty")
     assert not replies[1].error_message
+
+
+def test_a_stream_answer_over_the_limit_never_ends_the_stream(small: App) -> None:
+    limit = small.config.max_message_bytes
+    # Outputs of exactly the limit pass the output check, but the message around them is over.
+    exact = ids([limit // 16, 0])
+    # A request id the answer echoes: the request fits, its answer does not.
+    echoed = pb.ModelInferRequest(model_name="classifier", id="x" * (limit - 200))
+    echoed.inputs.add(name="input", datatype="FP32", shape=[1, 4])
+    echoed.raw_input_contents.append(bytes(16))
+    echoed.id += "x" * (limit - 10 - echoed.ByteSize())  # the answer adds its parameters
+    # An error that quotes a long shape back: about twice the bytes the request spent on it.
+    long_error = ids([HUGE] * (limit // 18))
+    good = ids([1, 2], np.array([[3, 4]], dtype=np.int64).tobytes())
+    unlimited = [("grpc.max_receive_message_length", -1)]
+    with grpc.insecure_channel(f"127.0.0.1:{small.port}", options=unlimited) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        sent = [exact, good, echoed, good, long_error, good]
+        replies = list(stub.ModelStreamInfer(iter(sent), timeout=60))
+    assert [bool(r.error_message) for r in replies] == [True, False] * 3
+    assert "over the limit of 8388608 bytes" in replies[0].error_message
+    assert "over the limit of 8388608 bytes" in replies[2].error_message
+    assert replies[4].error_message.startswith("input 'ids'")
+    assert all(r.ByteSize() <= limit for r in replies)
