@@ -24,6 +24,7 @@ from server.api.auth import (
     ensure_token_file,
 )
 from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
+from server.api.streams import StreamGuard
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.client import parse_store_url
@@ -104,6 +105,7 @@ class App:
             RoutingTable(allow_pinning=config.allow_pinning),
             self.shadow,
             telemetry=self.telemetry,
+            max_message_bytes=config.max_message_bytes,
         )
         check_state_dir(config.state_dir)
         self.election: Election | None = None
@@ -139,6 +141,7 @@ class App:
         inference_tokens = {"inference": config.inference_token} if config.inference_token else {}
         self.inference_auth = Authenticator(inference_tokens, "inference")
         self.health = health.HealthServicer()
+        self.streams = StreamGuard(config.stream_limit, config.stream_idle_timeout_seconds)
         self._server: grpc.Server | None = None
         self._metrics: MetricsServer | None = None
         self.port = 0
@@ -211,18 +214,21 @@ class App:
     def start(self) -> int:
         """Listen, load and warm every model, then report ready. Returns the bound port."""
         limit = self.config.max_message_bytes
+        auth = (
+            [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth}, REPOSITORY_CONTROL)]
+            if self.inference_auth.enabled
+            else []
+        )
         server = grpc.server(
             # Admin calls are authenticated by the admin servicer itself (it needs the token's
-            # name for the audit log); the interceptor exists only when inference needs a
-            # token, so unauthenticated inference pays nothing for it.
-            interceptors=(
-                [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth}, REPOSITORY_CONTROL)]
-                if self.inference_auth.enabled
-                else []
-            ),
+            # name for the audit log); the auth interceptor exists only when inference needs a
+            # token. The stream guard comes after it, so a refused call never takes a place.
+            interceptors=[*auth, self.streams],
             thread_pool=futures.ThreadPoolExecutor(
                 max_workers=self.config.workers, thread_name_prefix="grpc"
             ),
+            # Admission control: calls beyond this are refused at once, not queued for a thread.
+            maximum_concurrent_rpcs=self.config.call_limit,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -230,7 +236,12 @@ class App:
             ],
         )
         servicer = InferenceServicer(
-            self.registry, self.dataplane, self._ready.is_set, self.repository, self.admin_auth
+            self.registry,
+            self.dataplane,
+            self._ready.is_set,
+            self.repository,
+            self.admin_auth,
+            self.config.max_message_bytes,
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         admin = AdminServicer(
@@ -339,6 +350,7 @@ class App:
             grace = self.config.grace_seconds if grace is None else grace
             self._server.stop(grace).wait()
             self._server = None
+        self.streams.close()
         self.promotion.shutdown()
         if self.election is not None:
             self.election.close()

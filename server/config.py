@@ -111,8 +111,23 @@ class Config:
     takes over within about this long."""
     workers: int = 16
     """Threads serving gRPC calls; bounds the calls in progress at once."""
+    max_concurrent_calls: int | None = None
+    """Calls admitted at once, running or waiting for a thread; one more is refused at once with
+    RESOURCE_EXHAUSTED. Default: 4 x workers. Must exceed max_streams."""
+    max_streams: int | None = None
+    """Streaming calls open at once (ModelStreamInfer, WatchRollouts, health Watch,
+    reflection); one more is refused at once with RESOURCE_EXHAUSTED. A stream holds a worker
+    thread for its whole life, so this must stay below `workers`: unary calls then always find
+    a thread. Default: a quarter of `workers`, at least 1 (none when workers is 1)."""
+    stream_idle_timeout_seconds: float = 60.0
+    """A request stream (ModelStreamInfer) that sends nothing, or reads none of its answers,
+    for this long is ended with DEADLINE_EXCEEDED, freeing its thread and its place."""
     max_message_bytes: int = 64 * 1024 * 1024
-    """Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED."""
+    """Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED. It also
+    bounds what a request may declare: its input shapes together, counting zero dimensions as
+    1, must fit it (else INVALID_ARGUMENT, before the model runs), outputs over it are
+    refused before they are encoded, and a ModelStreamInfer answer over it becomes that
+    message's error_message (the stream goes on)."""
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long calls in flight may take to finish before being cancelled."""
     intra_op_threads: int = 0
@@ -171,6 +186,20 @@ class Config:
     """Server private key (PEM)."""
     tls_client_ca: Path | None = None
     """CA bundle (PEM) for client certificates: when set, clients must present one (mTLS)."""
+
+    @property
+    def call_limit(self) -> int:
+        """`max_concurrent_calls`, or its default."""
+        if self.max_concurrent_calls is not None:
+            return self.max_concurrent_calls
+        return 4 * self.workers
+
+    @property
+    def stream_limit(self) -> int:
+        """`max_streams`, or its default."""
+        if self.max_streams is not None:
+            return self.max_streams
+        return max(1, self.workers // 4) if self.workers > 1 else 0
 
 
 _SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
@@ -365,6 +394,21 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"'metrics_port' must be -1 (off) or 0..65535, got {config.metrics_port}")
     if config.workers < 1:
         raise ConfigError(f"'workers' must be at least 1, got {config.workers}")
+    streams, calls = config.stream_limit, config.call_limit
+    if not 0 <= streams < config.workers:
+        raise ConfigError(
+            f"'max_streams' must be 0..{config.workers - 1}, below 'workers' "
+            f"({config.workers}): each stream holds a worker thread while it is open, and unary "
+            f"calls need one too; got {streams}"
+        )
+    if calls <= streams:
+        raise ConfigError(
+            f"'max_concurrent_calls' must exceed 'max_streams' ({streams}), or open streams "
+            f"would leave no room for unary calls; got {calls}"
+        )
+    if not config.stream_idle_timeout_seconds > 0:
+        got = config.stream_idle_timeout_seconds
+        raise ConfigError(f"'stream_idle_timeout_seconds' must be > 0, got {got}")
     if config.max_message_bytes < 1024:
         got = config.max_message_bytes
         raise ConfigError(f"'max_message_bytes' must be at least 1024, got {got}")

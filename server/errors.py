@@ -16,6 +16,7 @@ CanaryServeError
 ├── Unauthenticated
 ├── Overloaded              a bounded resource is full
 ├── StoreUnavailable        the shared state store cannot be reached (serving goes on)
+├── ResponseTooLarge        an answer over the message limit
 └── ModelFailed             the model itself raised while running a valid request
 
 `STATUS_NAMES` is the one table from these errors to gRPC status names; it lives here, free of
@@ -41,6 +42,7 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFound",
     "Overloaded",
+    "ResponseTooLarge",
     "RevisionMismatch",
     "StoreUnavailable",
     "Unauthenticated",
@@ -178,6 +180,10 @@ class StoreUnavailable(CanaryServeError):
         )
 
 
+class ResponseTooLarge(CanaryServeError):
+    """The answer to a valid request would exceed the message size limit; ask for less."""
+
+
 class ModelFailed(CanaryServeError):
     """The runtime raised while running a request that passed validation."""
 
@@ -201,6 +207,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (Unauthenticated, "UNAUTHENTICATED"),
     (Overloaded, "RESOURCE_EXHAUSTED"),
     (StoreUnavailable, "UNAVAILABLE"),
+    (ResponseTooLarge, "RESOURCE_EXHAUSTED"),  # what gRPC answers for a message over its limit
     # The model's own failure: the server is fine, the version is not.
     (ModelFailed, "INTERNAL"),
 )

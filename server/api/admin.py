@@ -15,7 +15,7 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
-from server.api.status import code_for, message_for, translate_errors
+from server.api.status import translate_errors, translate_stream_errors
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
@@ -545,25 +545,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
         return pb.UnloadModelResponse(versions=[_version_state(mv) for mv in unloaded])
 
+    @translate_stream_errors
     def WatchRollouts(
         self, request: pb.WatchRolloutsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchRolloutsResponse]:
-        try:
-            self._actor(context)
-            if check_optional_model_name(request.model):
-                self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
-            current, sub = self._controller.watch(request.model or None)
-        except CanaryServeError as exc:
-            context.abort(code_for(exc), message_for(exc))
+        self._actor(context)
+        if check_optional_model_name(request.model):
+            self._controller.get(request.model)  # NOT_FOUND rather than a silent stream
+        current, sub = self._controller.watch(request.model or None)
         try:
             if request.send_current:
                 for state in current:
                     yield pb.WatchRolloutsResponse(sequence=0, rollout=self._rollout(state))
             while context.is_active():
-                try:
-                    event = sub.get(timeout=_WATCH_POLL_S)
-                except CanaryServeError as exc:  # fell behind: the client must re-read
-                    context.abort(code_for(exc), message_for(exc))
+                # Falling behind raises: the client must read the state again.
+                event = sub.get(timeout=_WATCH_POLL_S)
                 if event is None:
                     if sub.closed:
                         return

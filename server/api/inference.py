@@ -20,7 +20,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.api.auth import Authenticator
-from server.api.status import message_for, translate_errors
+from server.api.status import message_for, translate_errors, translate_stream_errors, unexpected
 from server.errors import CanaryServeError, InvalidInput, Unauthenticated, shorten
 from server.serving.dataplane import DataPlane
 from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
@@ -48,12 +48,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready: Callable[[], bool],
         repository: ModelRepository,
         admin_auth: Authenticator,
+        max_message_bytes: int | None = None,
     ) -> None:
         self._registry = registry
         self._dataplane = dataplane
         self._ready = ready
         self._repository = repository
         self._admin_auth = admin_auth
+        self._max_bytes = max_message_bytes  # a stream answer over it would end the stream
 
     def _operator(self, context: grpc.ServicerContext, rpc: str) -> str:
         """The name of the admin token the call presents (for the audit log)."""
@@ -234,17 +236,25 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         return self._dataplane.infer(request, _metadata(context))
 
+    @translate_stream_errors
     def ModelStreamInfer(
         self, requests: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ModelStreamInferResponse]:
+        """Each message gets its answer or its error_message; no message ends the stream."""
         metadata = _metadata(context)
         for request in requests:
+            # Answer outside the `except`: a generator paused in one keeps the error, and the
+            # failed call's tensors its traceback holds, alive until the next message.
             try:
                 response = self._dataplane.infer(request, metadata, "ModelStreamInfer")
+                answer = pb.ModelStreamInferResponse(infer_response=response)
             except CanaryServeError as exc:
-                yield pb.ModelStreamInferResponse(error_message=message_for(exc))
-            else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+                answer = pb.ModelStreamInferResponse(error_message=message_for(exc))
+            except Exception:
+                answer = pb.ModelStreamInferResponse(error_message=unexpected("ModelStreamInfer"))
+            if self._max_bytes is not None:
+                answer = _fit(answer, self._max_bytes)
+            yield answer
 
 
 def _supported(
@@ -274,3 +284,19 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     # Only `-bin` keys carry bytes values, and nothing reads one: every key the data plane
     # reads (routing key, cohort rules, traceparent) maps to text.
     return cast("dict[str, str]", dict(context.invocation_metadata()))
+
+
+def _fit(answer: pb.ModelStreamInferResponse, limit: int) -> pb.ModelStreamInferResponse:
+    """`answer`, or an error_message in its place when it is over the message limit: gRPC
+    would end the whole stream rather than send it (a unary answer just fails)."""
+    size = answer.ByteSize()
+    if size <= limit:
+        return answer
+    if answer.HasField("infer_response"):
+        why = (
+            f"the answer holds {size} bytes, over the limit of {limit} bytes "
+            "(max_message_bytes); send a smaller batch or a shorter request id"
+        )
+    else:  # four bytes at most per character, and room for the rest of the message
+        why = answer.error_message[: limit // 8] + " [...]"
+    return pb.ModelStreamInferResponse(error_message=why)

@@ -25,10 +25,12 @@ from protos.wire import ROUTING_KEY_HEADER
 from server.errors import (
     CanaryServeError,
     InvalidInput,
+    InvalidTensor,
     ModelFailed,
     ModelNotFound,
     ModelNotReady,
     ModelVersionNotFound,
+    ResponseTooLarge,
 )
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
@@ -81,8 +83,12 @@ class DataPlane:
         shadow: ShadowExecutor | None = None,
         draw: Draw = random.random,
         telemetry: Telemetry | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
         self._registry = registry
+        #: Bounds what a request may make the server allocate: its inputs' declared size
+        #: (zero dimensions counted as 1, `tensors.declared_bytes`) and its outputs' size.
+        self._max_bytes = max_message_bytes
         self._telemetry = telemetry
         #: The current routing snapshot. `publish` swaps this one reference; request threads
         #: read whichever snapshot is current, lock-free.
@@ -156,14 +162,16 @@ class DataPlane:
             runner = version.runner
             assert runner is not None
             signature = runner.signature
-            feeds = tensors.decode_inputs(signature, request)
+            feeds = tensors.decode_inputs(signature, request, self._max_bytes)
             names = tensors.requested_outputs(signature, request)
             decoded = time.perf_counter_ns()
             try:
                 arrays = runner.run(names, feeds)
             except Exception as exc:
-                raise ModelFailed(model, chosen.version, exc) from exc
+                raise _run_failure(model, chosen.version, feeds, exc) from exc
             ran = time.perf_counter_ns()
+            if self._max_bytes is not None:
+                _check_response_size(model, chosen.version, arrays, self._max_bytes)
             response = pb.ModelInferResponse(
                 model_name=model, model_version=chosen.version, id=request.id
             )
@@ -195,6 +203,9 @@ class DataPlane:
                     version.stats.record_failure(end - start)
             if span is not None:
                 telemetry.finish(span, failure, request.id)  # type: ignore[union-attr]
+            # The raised error's traceback holds this frame: without this, frame and error
+            # would keep each other, and a failed call's tensors, alive until a GC pass.
+            failure = None
         return response
 
     def _maybe_shadow(
@@ -237,3 +248,30 @@ class DataPlane:
                 trace_context=trace_context,
             )
         )
+
+
+def _check_response_size(
+    model: str, version: str, arrays: Sequence[npt.NDArray[np.generic]], limit: int
+) -> None:
+    """Refuse outputs over the message limit before encoding copies them."""
+    size = sum(a.nbytes for a in arrays)
+    if size > limit:
+        raise ResponseTooLarge(
+            f"model '{model}' version '{version}' answered with {size} bytes of outputs, over "
+            f"the limit of {limit} bytes (max_message_bytes); send a smaller batch"
+        )
+
+
+def _run_failure(model: str, version: str, feeds: Arrays, exc: Exception) -> CanaryServeError:
+    """What a run that raised means: many kernels refuse empty tensors, which the signature
+    allows, so with an empty input the request is what the model cannot take; otherwise the
+    version failed on a valid request."""
+    empty = next((name for name, array in feeds.items() if array.size == 0), None)
+    if empty is None:
+        return ModelFailed(model, version, exc)
+    shape = list(feeds[empty].shape)
+    return InvalidTensor(
+        empty,
+        f"shape {shape} is empty, and model '{model}' version '{version}' cannot run on an "
+        f"empty tensor there: {exc}",
+    )

@@ -19,6 +19,8 @@ from server.serving.dtypes import bytes_to_text, decode_bytes, encode_raw
 from server.serving.signature import Signature, TensorSpec, shape_matches
 
 __all__ = [
+    "BYTES_ELEMENT_MIN",
+    "declared_bytes",
     "decode_inputs",
     "decode_raw",
     "decode_typed",
@@ -27,7 +29,34 @@ __all__ = [
 ]
 
 
-def _object_array(items: Sequence[bytes], shape: Sequence[int]) -> npt.NDArray[np.object_]:
+#: The fewest bytes a BYTES element takes in raw contents: its 4-byte length prefix.
+BYTES_ELEMENT_MIN = 4
+
+
+def declared_bytes(spec: TensorSpec, shape: Sequence[int]) -> int:
+    """The bytes `shape` of `spec`'s datatype would hold with every zero dimension counted as 1.
+
+    A zero dimension makes a tensor empty however large the others are, but a model's outputs
+    may scale with any input dimension (a batch of 20,000,000 rows of nothing still asks for
+    20,000,000 rows out), so the server bounds this figure, not the tensor's real size.
+    """
+    itemsize = BYTES_ELEMENT_MIN if spec.dtype.oip == "BYTES" else spec.dtype.numpy.itemsize
+    count = math.prod(shape) or math.prod([max(d, 1) for d in shape])
+    return count * itemsize
+
+
+def _reshape(
+    spec: TensorSpec, array: npt.NDArray[np.generic], shape: Sequence[int]
+) -> npt.NDArray[np.generic]:
+    try:
+        return array.reshape(shape)
+    except ValueError as exc:  # a shape numpy cannot represent at all
+        raise InvalidTensor(spec.name, f"shape {list(shape)} is not usable: {exc}") from exc
+
+
+def _object_array(
+    spec: TensorSpec, items: Sequence[bytes], shape: Sequence[int]
+) -> npt.NDArray[np.generic]:
     # onnxruntime takes string tensors as numpy object arrays of str; BYTES elements that are
     # not UTF-8 map losslessly (dtypes.bytes_to_text), so BYTES stay opaque as in Triton.
     out = np.empty(len(items), dtype=object)
@@ -35,14 +64,14 @@ def _object_array(items: Sequence[bytes], shape: Sequence[int]) -> npt.NDArray[n
         out[:] = [b.decode() for b in items]
     except UnicodeDecodeError:
         out[:] = [bytes_to_text(b) for b in items]
-    return out.reshape(shape)
+    return _reshape(spec, out, shape)
 
 
 def decode_raw(spec: TensorSpec, shape: Sequence[int], raw: bytes) -> npt.NDArray[np.generic]:
     """Raw contents of one input → numpy array (zero-copy for fixed-size dtypes)."""
     count = math.prod(shape)
     if spec.dtype.oip == "BYTES":
-        return _object_array(decode_bytes(spec.name, raw, count), shape)
+        return _object_array(spec, decode_bytes(spec.name, raw, count), shape)
     expected = count * spec.dtype.numpy.itemsize
     if len(raw) != expected:
         raise InvalidTensor(
@@ -50,7 +79,7 @@ def decode_raw(spec: TensorSpec, shape: Sequence[int], raw: bytes) -> npt.NDArra
             f"raw contents hold {len(raw)} bytes but shape {list(shape)} of "
             f"{spec.dtype.oip} needs {expected}",
         )
-    return np.frombuffer(raw, dtype=spec.dtype.numpy).reshape(shape)
+    return _reshape(spec, np.frombuffer(raw, dtype=spec.dtype.numpy), shape)
 
 
 def decode_typed(
@@ -69,11 +98,12 @@ def decode_typed(
             spec.name, f"shape {list(shape)} needs {count} values in {want}, got {len(values)}"
         )
     if spec.dtype.oip == "BYTES":
-        return _object_array([bytes(v) for v in values], shape)  # type: ignore[call-overload]
+        return _object_array(spec, [bytes(v) for v in values], shape)  # type: ignore[call-overload]
     try:
-        return np.asarray(values, dtype=spec.dtype.numpy).reshape(shape)
+        array = np.asarray(values, dtype=spec.dtype.numpy)
     except OverflowError as exc:
         raise InvalidTensor(spec.name, f"a value does not fit {spec.dtype.oip}: {exc}") from exc
+    return _reshape(spec, array, shape)
 
 
 def _names(specs: Sequence[TensorSpec]) -> str:
@@ -81,12 +111,14 @@ def _names(specs: Sequence[TensorSpec]) -> str:
 
 
 def decode_inputs(
-    signature: Signature, request: pb.ModelInferRequest
+    signature: Signature, request: pb.ModelInferRequest, max_bytes: int | None = None
 ) -> dict[str, npt.NDArray[np.generic]]:
     """Validate a request's inputs against `signature` and return them as numpy arrays.
 
     One rule at a time, so that an error names what is wrong: unknown, duplicate or missing
-    inputs, datatype, shape, raw and typed contents mixed, malformed contents.
+    inputs, datatype, shape, size, raw and typed contents mixed, malformed contents. Size:
+    with `max_bytes`, the inputs' `declared_bytes` together must fit it, checked on each
+    input's shape before its contents are looked at.
     """
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -95,6 +127,7 @@ def decode_inputs(
             f"{len(request.inputs)} inputs; send one entry per input, in input order"
         )
     feeds: dict[str, npt.NDArray[np.generic]] = {}
+    declared = 0
     for i, tensor in enumerate(request.inputs):
         spec = signature.input(tensor.name)
         if spec is None:
@@ -110,6 +143,12 @@ def decode_inputs(
         problem = shape_matches(spec, tensor.shape)
         if problem:
             raise InvalidTensor(tensor.name, problem)
+        if max_bytes is not None:
+            declared += declared_bytes(spec, tensor.shape)
+            if declared > max_bytes:
+                raise InvalidTensor(
+                    tensor.name, _too_large(spec, tensor.shape, declared, max_bytes)
+                )
         if raw:
             if tensor.HasField("contents") and _typed_field(tensor.contents) is not None:
                 raise InvalidTensor(
@@ -128,6 +167,16 @@ def decode_inputs(
             f"missing input(s) {_names(missing)}; the model needs {_names(signature.inputs)}"
         )
     return feeds
+
+
+def _too_large(spec: TensorSpec, shape: Sequence[int], declared: int, limit: int) -> str:
+    own = declared_bytes(spec, shape)
+    others = f" ({declared - own} more in the inputs before it)" if declared > own else ""
+    return (
+        f"shape {list(shape)} of {spec.dtype.oip} is {own} bytes counting zero dimensions "
+        f"as 1{others}, over the limit of {limit} bytes (max_message_bytes); the server "
+        "bounds every dimension by the message limit, empty tensors included"
+    )
 
 
 _CONTENT_FIELDS = tuple(pb.InferTensorContents.DESCRIPTOR.fields_by_name)

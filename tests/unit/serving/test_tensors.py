@@ -144,3 +144,43 @@ def _is_good(request: pb.ModelInferRequest) -> bool:
         if tensor.HasField("contents"):
             return False
     return True
+
+
+# The size bound: a request's input shapes together, zero dimensions counted as 1.
+_TWO = Signature(
+    inputs=(
+        TensorSpec("a", by_oip("FP32"), (None, None)),  # type: ignore[arg-type]
+        TensorSpec("b", by_oip("FP32"), (None, None)),  # type: ignore[arg-type]
+    ),
+    outputs=(),
+)
+_HUGE = 2**62
+
+
+def _two(shape_a: list[int], shape_b: list[int]) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="m")
+    for name, shape in (("a", shape_a), ("b", shape_b)):
+        request.inputs.add(name=name, datatype="FP32", shape=shape)
+        request.raw_input_contents.append(bytes(4 * int(np.prod(shape))))
+    return request
+
+
+def test_the_size_bound_covers_the_inputs_together() -> None:
+    feeds = tensors.decode_inputs(_TWO, _two([0, 512], [512, 0]), max_bytes=4096)
+    assert set(feeds) == {"a", "b"}
+    with pytest.raises(InvalidTensor) as info:
+        tensors.decode_inputs(_TWO, _two([0, 512], [513, 0]), max_bytes=4096)
+    assert info.value.tensor == "b"
+    assert "2048 more in the inputs before it" in str(info.value)
+
+
+def test_zero_dimensions_count_as_one_in_the_declared_size() -> None:
+    spec = _TWO.inputs[0]
+    assert tensors.declared_bytes(spec, [0, 512]) == tensors.declared_bytes(spec, [1, 512]) == 2048
+    text = TensorSpec("t", by_oip("BYTES"), (None,))  # type: ignore[arg-type]
+    assert tensors.declared_bytes(text, [0]) == tensors.BYTES_ELEMENT_MIN
+
+
+def test_without_a_bound_unrepresentable_shapes_are_still_invalid_input() -> None:
+    with pytest.raises(InvalidTensor):
+        tensors.decode_inputs(_TWO, _two([0, _HUGE], [1, 1]))
