@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -36,7 +34,7 @@ from server.rollout.state import (
     Undo,
 )
 from server.serving.dataplane import DataPlane
-from server.serving.faults import FaultyRunner
+from server.serving.drills import Drills
 from server.serving.names import (
     check_model_name,
     check_optional_model_name,
@@ -52,20 +50,6 @@ from server.telemetry.tracing import key_hash
 __all__ = ["AdminServicer"]
 
 _WATCH_POLL_S = 0.5
-#: A drill's canary weight when the request names none: 10 %.
-_DRILL_DEFAULT_PPM = 100_000
-
-
-@dataclass(frozen=True)
-class _Drill:
-    """A drill in progress (memory only: a restart forgets it; the audit log keeps it)."""
-
-    version: str
-    started_at: float
-    error_ppm: int
-    added_latency_ms: float
-
-
 R = TypeVar("R")
 PolicySource = Callable[[str], Policy | None]
 
@@ -102,8 +86,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._configured_policy = configured_policy
         self._registry = registry
         self._raw_routing_keys = raw_routing_keys
-        self._drills: dict[str, _Drill] = {}
-        self._drill_lock = threading.Lock()
+        self._drills = Drills(registry, controller) if registry is not None else None
 
     def _rollout(self, state: RolloutState) -> pb.Rollout:
         """The rollout message, with the sha256 of each version's model file as loaded."""
@@ -272,52 +255,18 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.StartDrillResponse:
         actor = self._actor(context)
         model = _require_model(request.model)
-        if self._registry is None:
+        if self._drills is None:
             raise FailedPrecondition("this server cannot run drills (no registry)")
-        errors, latency = request.error_rate_ppm, request.added_latency_ms
-        if not errors and not latency:
-            raise InvalidInput("a drill injects something: error_rate_ppm or added_latency_ms")
-        if errors > 1_000_000 or not 0 <= latency <= 60_000:
-            raise InvalidInput("error_rate_ppm must be <= 1000000 and added_latency_ms 0..60000")
-        with self._drill_lock:
-            if model in self._drills:
-                raise FailedPrecondition(f"model '{model}' has a drill running; end it first")
-            state = self._controller.get(model)
-            if state.active:
-                raise FailedPrecondition(
-                    f"model '{model}' has an active rollout of version '{state.candidate}';"
-                    " a drill needs the model to itself"
-                )
-            copy = self._registry.add_copy(
-                model,
-                state.stable,
-                lambda r: FaultyRunner(r, error_ppm=errors, added_latency_ms=latency),
-            )
-            guard = self._configured_policy(model) or Policy()
-            drill: dict[str, JSONValue] = {
-                "version": copy.version,
-                "copy_of": state.stable,
-                "error_rate_ppm": errors,
-                "added_latency_ms": latency,
-            }
-            try:
-                out = self._controller.execute(
-                    model,
-                    StartRollout(
-                        candidate=copy.version,
-                        canary_ppm=request.canary_weight_ppm or _DRILL_DEFAULT_PPM,
-                        guard=guard.as_dict(),
-                    ),
-                    actor=actor,
-                    reason=request.reason or "drill",
-                    operation="drill_start",
-                    extra={"drill": drill, "guard_rails": "on"},
-                )
-            except Exception:
-                self._registry.remove(model, copy.version)
-                raise
-            self._drills[model] = _Drill(copy.version, out.after.updated_at, errors, latency)
-        return pb.StartDrillResponse(rollout=self._rollout(out.after), drill_version=copy.version)
+        version, out = self._drills.start(
+            model,
+            error_ppm=request.error_rate_ppm,
+            added_latency_ms=request.added_latency_ms,
+            canary_ppm=request.canary_weight_ppm,
+            guard=(self._configured_policy(model) or Policy()).as_dict(),
+            actor=actor,
+            reason=request.reason,
+        )
+        return pb.StartDrillResponse(rollout=self._rollout(out.after), drill_version=version)
 
     @translate_errors
     def EndDrill(
@@ -325,69 +274,17 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.EndDrillResponse:
         actor = self._actor(context)
         model = _require_model(request.model)
-        assert self._registry is not None
-        with self._drill_lock:
-            drill = self._drills.get(model)
-            if drill is None:
-                raise FailedPrecondition(f"model '{model}' has no drill running")
-            state = self._controller.get(model)
-            caught_at = None
-            if state.candidate == drill.version:  # the guard rails did not catch it
-                state = self._controller.execute(
-                    model, Rollback(), actor=actor, reason="drill ended", operation="drill_end"
-                ).after
-            else:
-                rows = self._controller.audit(model, limit=1000)
-                caught_at = next(
-                    (
-                        e.at
-                        for e in rows
-                        if e.operation == "guard_rollback"
-                        and e.at >= drill.started_at
-                        and e.before is not None
-                        and f'"candidate":"{drill.version}"' in e.before
-                    ),
-                    None,
-                )
-            mv = self._registry.versions(model).get(drill.version)
-            served = 0 if mv is None else mv.stats.success_count + mv.stats.fail_count
-            failed = 0 if mv is None else mv.stats.fail_count
-            affected = served if drill.added_latency_ms else failed
-            report: dict[str, JSONValue] = {
-                "drill_version": drill.version,
-                "error_rate_ppm": drill.error_ppm,
-                "added_latency_ms": drill.added_latency_ms,
-                "caught": caught_at is not None,
-                "seconds_to_rollback": (
-                    round(caught_at - drill.started_at, 3) if caught_at is not None else None
-                ),
-                "candidate_requests": served,
-                "callers_affected": affected,
-            }
-            verdict = (
-                f"caught by the guard rails after {report['seconds_to_rollback']} s"
-                if caught_at is not None
-                else "NOT caught by the guard rails"
-            )
-            self._controller.append_audit(
-                model,
-                "drill_report",
-                actor,
-                f"drill of version {drill.version}: {verdict}; {served} candidate requests,"
-                f" {affected} callers affected"
-                + (f" ({request.reason})" if request.reason else ""),
-                report,
-            )
-            self._registry.remove(model, drill.version)
-            del self._drills[model]
+        if self._drills is None:
+            raise FailedPrecondition("this server cannot run drills (no registry)")
+        report = self._drills.end(model, actor=actor, reason=request.reason)
         return pb.EndDrillResponse(
-            caught=caught_at is not None,
-            seconds_to_rollback=(caught_at - drill.started_at) if caught_at is not None else 0.0,
-            candidate_requests=served,
-            callers_affected=affected,
-            drill_version=drill.version,
-            rollout=self._rollout(state),
-            report_json=json.dumps(report, sort_keys=True),
+            caught=report.caught,
+            seconds_to_rollback=report.seconds_to_rollback or 0.0,
+            candidate_requests=report.candidate_requests,
+            callers_affected=report.callers_affected,
+            drill_version=report.drill_version,
+            rollout=self._rollout(report.rollout),
+            report_json=json.dumps(report.as_dict(), sort_keys=True),
         )
 
     @translate_errors
