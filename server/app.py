@@ -33,6 +33,8 @@ from server.rollout.store import SqliteStore
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory
 from server.serving.runner import OnnxRunner, Runner
+from server.serving.scheduler import Limits, Schedulers
+from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.telemetry.metrics import MetricsServer, render
@@ -79,11 +81,13 @@ class App:
             max_busy=config.shadow_max_busy,
         )
         self._salts: dict[str, str] = {}
+        self.schedulers = Schedulers(self._scheduling_policy)
         self.dataplane = DataPlane(
             self.registry,
             RoutingTable(allow_pinning=config.allow_pinning),
             self.shadow,
             telemetry=self.telemetry,
+            schedulers=self.schedulers,
         )
         check_state_dir(config.state_dir)
         self.store = SqliteStore(config.state_dir / STATE_DB)
@@ -128,6 +132,29 @@ class App:
             rtol=settings.shadow_rtol,
             outputs=settings.shadow_outputs,
             top_k=settings.shadow_top_k,
+        )
+
+    def _scheduling_policy(self, model: str) -> SchedulingPolicy:
+        """The model's scheduling: its `[models.<name>]` keys, else the server-wide ones."""
+        config = self.config
+        settings = config.models.get(model) or ModelConfig()
+
+        def pick(key: str) -> object:
+            value = getattr(settings, key)
+            return getattr(config, key) if value is None else value
+
+        def limits(prefix: str) -> Limits:
+            return Limits(
+                instances=int(pick(f"{prefix}instances")),  # type: ignore[call-overload]
+                max_queue_size=int(pick(f"{prefix}max_queue_size")),  # type: ignore[call-overload]
+                queue_timeout_s=float(pick(f"{prefix}queue_timeout_seconds")),  # type: ignore[arg-type]
+            )
+
+        return SchedulingPolicy(
+            stable=limits(""),
+            candidate=limits("candidate_"),
+            max_batch_size=int(pick("max_batch_size")),  # type: ignore[call-overload]
+            candidate_fallback=pick("candidate_overload") == "fallback",
         )
 
     def _check_configured_stable(self) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "STATUS_NAMES",
     "AlreadyExists",
     "CanaryServeError",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidInput",
     "InvalidTensor",
@@ -126,6 +127,10 @@ class Overloaded(CanaryServeError):
     """A bounded resource is full; retry later."""
 
 
+class DeadlineExceeded(CanaryServeError):
+    """The request waited longer than its limit (e.g. in a version's queue); retry later."""
+
+
 class ModelFailed(CanaryServeError):
     """The runtime raised while running a request that passed validation."""
 
@@ -145,6 +150,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (AlreadyExists, "ALREADY_EXISTS"),
     (Unauthenticated, "UNAUTHENTICATED"),
     (Overloaded, "RESOURCE_EXHAUSTED"),
+    (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     # The model's own failure: the server is fine, the version is not.
     (ModelFailed, "INTERNAL"),
 )

@@ -24,7 +24,15 @@ state_dir = "/var/lib/canaryserve"
 workers = 3
 max_message_bytes = 2048
 grace_seconds = 2
-intra_op_threads = 1
+intra_op_threads = 2
+instances = 2
+max_queue_size = 9
+queue_timeout_seconds = 1.5
+max_batch_size = 16
+candidate_instances = 2
+candidate_max_queue_size = 3
+candidate_queue_timeout_seconds = 0.25
+candidate_overload = "fail"
 allow_pinning = false
 inference_token = "inf"
 rollback_grace_seconds = 30.5
@@ -67,7 +75,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.workers == 3
     assert config.max_message_bytes == 2048
     assert config.grace_seconds == 2.0 and isinstance(config.grace_seconds, float)
-    assert config.intra_op_threads == 1
+    assert config.intra_op_threads == 2
     assert config.allow_pinning is False
     assert config.inference_token == "inf"
     assert config.rollback_grace_seconds == 30.5

@@ -25,7 +25,8 @@ from server.errors import InvalidInput, ModelFailed, ModelVersionNotFound
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
 from server.serving.registry import Registry
-from server.serving.runner import Arrays
+from server.serving.runner import Arrays, Runner
+from server.serving.scheduler import QueueFull, QueueTimeout, Schedulers
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob
 from server.telemetry.tracing import Telemetry
@@ -69,8 +70,11 @@ class DataPlane:
         shadow: ShadowExecutor | None = None,
         draw: Draw = random.random,
         telemetry: Telemetry | None = None,
+        schedulers: Schedulers | None = None,
     ) -> None:
         self._registry = registry
+        #: Per-version queues, slots and batching (None: every call runs its session directly).
+        self.schedulers = schedulers
         self._telemetry = telemetry
         #: The current routing snapshot. `publish` swaps this one reference; request threads
         #: read whichever snapshot is current, lock-free.
@@ -129,8 +133,37 @@ class DataPlane:
             feeds = tensors.decode_inputs(signature, request)
             names = tensors.requested_outputs(signature, request)
             decoded = time.perf_counter_ns()
+            schedulers = self.schedulers
             try:
-                arrays = runner.run(names, feeds)
+                if schedulers is None:
+                    arrays = runner.run(names, feeds)
+                else:
+                    arrays = schedulers.get(model, chosen.version, runner, chosen.stage).run(
+                        names, feeds
+                    )
+            except (QueueFull, QueueTimeout) as exc:
+                if not self._may_fall_back(chosen, model):
+                    raise
+                # The candidate is overloaded: its span records the refusal (the promotion gates
+                # count it as a candidate error), and stable serves the caller.
+                if span is not None:
+                    telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
+                    span = None
+                assert schedulers is not None
+                schedulers.get(model, chosen.version, runner, chosen.stage).count_fallback()
+                chosen = Route(
+                    table.models[model].stable, Stage.STABLE, RouteReason.CANDIDATE_OVERLOADED
+                )
+                if telemetry is not None:
+                    span = telemetry.open_inference(method, metadata, model, chosen, key, start)
+                version = self._registry.get(model, chosen.version)
+                runner = version.runner
+                assert runner is not None
+                if runner.signature != signature:  # the candidate's inputs may differ
+                    signature = runner.signature
+                    feeds = tensors.decode_inputs(signature, request)
+                    names = tensors.requested_outputs(signature, request)
+                arrays = self._run_stable(schedulers, model, chosen, runner, names, feeds)
             except Exception as exc:
                 raise ModelFailed(model, chosen.version, exc) from exc
             ran = time.perf_counter_ns()
@@ -166,6 +199,32 @@ class DataPlane:
             if span is not None:
                 telemetry.finish(span, failure, request.id)  # type: ignore[union-attr]
         return response
+
+    def _may_fall_back(self, chosen: Route, model: str) -> bool:
+        """Whether a request the candidate refused goes to stable: routed (not pinned) to the
+        candidate, and the model's policy says fall back."""
+        return (
+            chosen.stage is not Stage.STABLE
+            and chosen.reason is not RouteReason.PINNED
+            and self.schedulers is not None
+            and self.schedulers.policy(model).candidate_fallback
+        )
+
+    @staticmethod
+    def _run_stable(
+        schedulers: Schedulers,
+        model: str,
+        chosen: Route,
+        runner: Runner,
+        names: Sequence[str],
+        feeds: Arrays,
+    ) -> list[npt.NDArray[np.generic]]:
+        try:
+            return schedulers.get(model, chosen.version, runner, chosen.stage).run(names, feeds)
+        except (QueueFull, QueueTimeout):
+            raise
+        except Exception as exc:
+            raise ModelFailed(model, chosen.version, exc) from exc
 
     def _maybe_shadow(
         self,
