@@ -466,6 +466,14 @@ class Schedulers:
             scheduler.limits = limits  # a role change (promotion, rollback): new limits
         return scheduler
 
+    def max_batch_size(self, model: str, runner: Runner) -> int:
+        """Rows a run of this runner may merge under the model's policy (0: no batching)."""
+        policy = self.policy(model)
+        if policy.max_batch_size <= 1:
+            return 0
+        first_dims = getattr(runner, "first_dims", None)
+        return policy.max_batch_size if batching.batchable(runner.signature, first_dims) else 0
+
     def find(self, model: str, version: str) -> VersionScheduler | None:
         """The version's scheduler, if it has served a request (for statistics)."""
         return self._by_version.get((model, version))
