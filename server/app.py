@@ -78,7 +78,8 @@ class App:
             timeout_s=config.shadow_timeout_seconds,
             policy_for=self._comparison_policy,
             on_result=self.telemetry.shadow_span,
-            max_busy=config.shadow_max_busy,
+            max_busy=config.shadow_max_busy or None,
+            pressure=self._shadow_pressure,
         )
         self._salts: dict[str, str] = {}
         self.schedulers = Schedulers(self._scheduling_policy)
@@ -133,6 +134,12 @@ class App:
             outputs=settings.shadow_outputs,
             top_k=settings.shadow_top_k,
         )
+
+    def _shadow_pressure(self, model: str) -> str | None:
+        """Why shadow work of `model` must not run now (its stable version has requests
+        waiting: the primary needs the capacity), or None."""
+        routing = self.dataplane.table.models.get(model)
+        return None if routing is None else self.schedulers.pressure(model, routing.stable)
 
     def _scheduling_policy(self, model: str) -> SchedulingPolicy:
         """The model's scheduling: its `[models.<name>]` keys, else the server-wide ones."""

@@ -129,10 +129,11 @@ class Config:
     """Shadow jobs waiting at most; when full, new ones are dropped and counted."""
     shadow_timeout_seconds: float = 2.0
     """A shadow job older than this is skipped and counted as a timeout."""
-    shadow_max_busy: float = 0.25
-    """Seconds of shadow work allowed per second of wall time (all shadow workers together);
-    past it, sampled requests are dropped and counted, so shadow sheds instead of slowing the
-    primary. Shadow work shares the interpreter with the request threads."""
+    shadow_max_busy: float = 0.0
+    """Seconds of shadow work allowed per second of wall time (all shadow workers together),
+    past which sampled requests are dropped; 0 (the default): no budget. Shadow runs are the
+    candidate scheduler's lowest class and are shed when the stable version has requests
+    waiting, so they use idle capacity only (docs/scheduling.md)."""
     metrics_port: int = 8002
     """Port of the Prometheus text endpoint `/metrics` (on `host`); 0 picks a free port, -1
     turns it off."""
@@ -337,8 +338,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("'tls_cert' and 'tls_key' go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
         raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
-    if not config.shadow_max_busy > 0:
-        raise ConfigError(f"'shadow_max_busy' must be > 0, got {config.shadow_max_busy}")
+    if config.shadow_max_busy < 0:
+        raise ConfigError(
+            f"'shadow_max_busy' must be >= 0 (0: no budget), got {config.shadow_max_busy}"
+        )
     if config.shadow_workers < 1 or config.shadow_queue_size < 1:
         raise ConfigError("'shadow_workers' and 'shadow_queue_size' must be at least 1")
     for name in ("stable_trace_ratio", "idle_trace_ratio"):

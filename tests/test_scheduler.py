@@ -27,6 +27,7 @@ from server.serving.scheduler import (
     VersionScheduler,
 )
 from server.serving.signature import Signature, TensorSpec
+from server.shadow.job import Shed
 from server.testing import FakeClock, FakeRunner
 
 FP32 = by_oip("FP32")
@@ -301,3 +302,17 @@ def test_schedulers_give_each_role_its_limits_and_follow_a_new_runner() -> None:
     reloaded = FakeRunner(signature=FIXED)
     assert schedulers.get("m", "1", reloaded, Stage.STABLE) is not stable
     assert schedulers.find("m", "1") is not stable and schedulers.find("m", "3") is None
+
+
+def test_the_shadow_runner_turns_a_refusal_into_a_shed(pool: ThreadPoolExecutor) -> None:
+    gate = threading.Event()
+    runner = FakeRunner(gate=gate, signature=FIXED)
+    s = scheduler(runner, instances=1, shadow_queue_size=0)
+    first = hold(pool, s, runner)
+    with pytest.raises(Shed) as shed:
+        s.shadow_runner.run(["y"], {"x": rows(1)})
+    assert shed.value.reason == "candidate_busy"
+    gate.set()
+    assert first.result(5)
+    assert s.shadow_runner.run(["y"], {"x": rows(2)})[0][0, 0] == 2  # idle: it runs
+    assert s.shadow_runner.signature is FIXED

@@ -253,6 +253,10 @@ class DataPlane:
         runner = self._registry.ready_runner(request.model_name, candidate)
         if runner is None:
             return  # the candidate is not ready: nothing to compare, and never an error
+        if self.schedulers is not None:  # shadow runs are the candidate's lowest class
+            runner = self.schedulers.get(
+                request.model_name, candidate, runner, Stage.SHADOW
+            ).shadow_runner
         self._shadow.submit(
             ShadowJob(
                 model=request.model_name,

@@ -40,6 +40,7 @@ from server.rollout.router import Stage
 from server.serving import batching
 from server.serving.runner import Arrays, Runner
 from server.serving.signature import Signature
+from server.shadow.job import Shed
 
 __all__ = [
     "Limits",
@@ -49,6 +50,7 @@ __all__ = [
     "QueueTimeout",
     "SchedulerStats",
     "Schedulers",
+    "ShadowRunner",
     "VersionScheduler",
 ]
 
@@ -143,7 +145,6 @@ class _Request:
     __slots__ = (
         "enqueued",
         "error",
-        "event",
         "feeds",
         "key",
         "lead",
@@ -151,27 +152,29 @@ class _Request:
         "priority",
         "result",
         "rows",
+        "wake",
     )
 
     def __init__(
-        self,
-        outputs: Sequence[str],
-        feeds: Arrays,
-        priority: Priority,
-        now: float,
-        key: Hashable | None,
-        rows: int,
+        self, outputs: Sequence[str], feeds: Arrays, priority: Priority, now: float
     ) -> None:
         self.outputs = outputs
         self.feeds = feeds
         self.priority = priority
         self.enqueued = now
-        self.key = key
-        self.rows = rows
-        self.event: threading.Event | None = None
+        self.key: Hashable | None = None
+        self.rows = 0
+        # A queued request sleeps on its own lock, taken once here and released once by
+        # whoever finishes it or hands it the slot (lighter than an Event).
+        self.wake: threading.Lock | None = None
         self.result: _Arrays | None = None
         self.error: BaseException | None = None
         self.lead = False
+
+    def signal(self) -> None:
+        wake = self.wake
+        assert wake is not None
+        wake.release()
 
 
 class VersionScheduler:
@@ -197,6 +200,8 @@ class VersionScheduler:
         self._queues: tuple[deque[_Request], deque[_Request]] = (deque(), deque())
         self._running = 0
         self.stats = SchedulerStats()
+        #: This version as a Runner whose runs are shadow work (lowest priority).
+        self.shadow_runner = ShadowRunner(self)
 
     @property
     def signature(self) -> Signature:
@@ -208,6 +213,11 @@ class VersionScheduler:
     def running(self) -> int:
         return self._running
 
+    def count_fallback(self) -> None:
+        """Count a request this version refused that stable then served."""
+        with self.lock:
+            self.stats.fallbacks += 1
+
     def run(
         self, outputs: Sequence[str], feeds: Arrays, priority: Priority = Priority.PRIMARY
     ) -> _Arrays:
@@ -215,50 +225,50 @@ class VersionScheduler:
 
         Raises QueueFull or QueueTimeout when the version cannot take it in time.
         """
-        clock = self._clock
-        key: Hashable | None = None
-        rows = 0
-        if self.max_batch_size:
-            rows_ = batching.rows_of(feeds)
-            if rows_ is not None and rows_ <= self.max_batch_size:
-                rows, key = rows_, batching.batch_key(outputs, feeds)
-        request = _Request(outputs, feeds, priority, clock(), key, rows)
-        with self.lock:
+        request = _Request(outputs, feeds, priority, self._clock())
+        queues = self._queues
+        with self.lock:  # the idle version: start at once
             limits = self.limits
-            queue = self._queues[priority]
-            self._promote_waiting(limits)
-            if self._running < limits.instances and not queue and not self._queues[0]:
+            if self._running < limits.instances and not queues[0] and not queues[1]:
                 self._running += 1
                 request.lead = True
-            else:
-                primary = priority is Priority.PRIMARY
-                bound = limits.max_queue_size if primary else limits.shadow_queue_size
-                if len(queue) >= bound:
-                    if priority is Priority.PRIMARY:
-                        self.stats.rejected += 1
-                    else:
-                        self.stats.shadow_shed += 1
-                    raise QueueFull(
-                        self.model, self.version, len(queue), priority is Priority.SHADOW
-                    )
-                request.event = threading.Event()
-                queue.append(request)
         if not request.lead:
-            self._wait(request, limits.queue_timeout_s)
+            self._key(request)  # outside the lock: batching needs it only when queued
+            with self.lock:
+                limits = self.limits
+                self._promote_waiting(limits)
+                queue = queues[priority]
+                if self._running < limits.instances and not queue and not queues[0]:
+                    self._running += 1
+                    request.lead = True
+                else:
+                    primary = priority is Priority.PRIMARY
+                    if len(queue) >= (
+                        limits.max_queue_size if primary else limits.shadow_queue_size
+                    ):
+                        if primary:
+                            self.stats.rejected += 1
+                        else:
+                            self.stats.shadow_shed += 1
+                        raise QueueFull(self.model, self.version, len(queue), not primary)
+                    request.wake = threading.Lock()
+                    request.wake.acquire()
+                    queue.append(request)
             if not request.lead:
-                return self._outcome(request)
-        try:
-            self._lead(request)
-        finally:
-            self._release()
+                self._wait(request, limits.queue_timeout_s)
+                if not request.lead:
+                    return self._outcome(request)
+        self._lead(request)
         return self._outcome(request)
 
-    def count_fallback(self) -> None:
-        """Count a request this version refused that stable then served."""
-        with self.lock:
-            self.stats.fallbacks += 1
-
     # -- internals --
+
+    def _key(self, request: _Request) -> None:
+        if self.max_batch_size:
+            rows = batching.rows_of(request.feeds)
+            if rows is not None and rows <= self.max_batch_size:
+                request.rows = rows
+                request.key = batching.batch_key(request.outputs, request.feeds)
 
     @staticmethod
     def _outcome(request: _Request) -> _Arrays:
@@ -270,12 +280,14 @@ class VersionScheduler:
     def _wait(self, request: _Request, timeout_s: float) -> None:
         """Until the request is done or leads; QueueTimeout when it is still queued past its
         timeout (the queue also expires it on the scheduler's clock when a slot frees)."""
-        event = request.event
-        assert event is not None
+        wake = request.wake
+        assert wake is not None
         if timeout_s <= 0:
-            event.wait()
+            wake.acquire()
             return
-        while not event.wait(max(0.0, request.enqueued + timeout_s - self._clock()) or 1e-4):
+        while not wake.acquire(
+            timeout=max(0.0, request.enqueued + timeout_s - self._clock()) or 1e-4
+        ):
             with self.lock:
                 queue = self._queues[request.priority]
                 waited = self._clock() - request.enqueued
@@ -288,7 +300,7 @@ class VersionScheduler:
                 else:
                     self._count_timeout(request)
                     raise QueueTimeout(self.model, self.version, waited, timeout_s)
-            event.wait()
+            wake.acquire()
             return
 
     def _count_timeout(self, request: _Request) -> None:
@@ -305,22 +317,26 @@ class VersionScheduler:
                 return
             self._running += 1
             nxt.lead = True
-            assert nxt.event is not None
-            nxt.event.set()
+            nxt.signal()
+
+    def _expire(self, request: _Request, waited: float, timeout: float) -> None:
+        self._count_timeout(request)
+        request.error = QueueTimeout(self.model, self.version, waited, timeout)
+        request.signal()
 
     def _pop_next(self, limits: Limits) -> _Request | None:
         """The oldest live request, primary before shadow; expired ones fail on the way."""
+        queues = self._queues
+        if not queues[0] and not queues[1]:
+            return None
         now = self._clock()
         timeout = limits.queue_timeout_s
-        for queue in self._queues:
+        for queue in queues:
             while queue:
                 request = queue.popleft()
                 waited = now - request.enqueued
                 if timeout > 0 and waited > timeout:
-                    self._count_timeout(request)
-                    request.error = QueueTimeout(self.model, self.version, waited, timeout)
-                    assert request.event is not None
-                    request.event.set()
+                    self._expire(request, waited, timeout)
                     continue
                 return request
         return None
@@ -328,10 +344,8 @@ class VersionScheduler:
     def _gather(self, leader: _Request) -> list[_Request]:
         """The leader and the queued requests it can batch with (call with the lock)."""
         batch = [leader]
-        if leader.key is None:
-            return batch
         queue = self._queues[leader.priority]
-        if not queue:
+        if leader.key is None or not queue:
             return batch
         room = self.max_batch_size - leader.rows
         now = self._clock()
@@ -342,10 +356,7 @@ class VersionScheduler:
             if room >= request.rows and request.key == leader.key:
                 waited = now - request.enqueued
                 if timeout > 0 and waited > timeout:
-                    self._count_timeout(request)
-                    request.error = QueueTimeout(self.model, self.version, waited, timeout)
-                    assert request.event is not None
-                    request.event.set()
+                    self._expire(request, waited, timeout)
                     continue
                 batch.append(request)
                 room -= request.rows
@@ -360,42 +371,63 @@ class VersionScheduler:
         return batch
 
     def _lead(self, leader: _Request) -> None:
-        """Run the leader's batch; every member gets its outputs or its own error."""
-        with self.lock:
-            batch = self._gather(leader)
-        start = self._clock()
-        runner = self.runner
-        if len(batch) == 1:
-            try:
-                leader.result = runner.run(leader.outputs, leader.feeds)
-            except Exception as exc:
-                leader.error = exc
-        else:
-            parts: list[_Arrays] | None
-            try:
-                merged = batching.merge([r.feeds for r in batch])
-                parts = batching.split(runner.run(leader.outputs, merged), [r.rows for r in batch])
-                if parts is None:
-                    log.warning(
-                        "model %s version %s: outputs do not follow the batch dimension;"
-                        " batching is off for this version",
-                        self.model,
-                        self.version,
-                    )
-                    self.max_batch_size = 0
-            except Exception:
-                parts = None  # one bad request must not fail the others: run each alone
-            if parts is None:
-                for request in batch:
-                    try:
-                        request.result = runner.run(request.outputs, request.feeds)
-                    except Exception as exc:
-                        request.error = exc
+        """Run the leader's batch (every member gets its outputs or its own error), then pass
+        the slot on. Holds one slot on entry."""
+        batch = [leader]
+        start = end = leader.enqueued
+        rows = 1
+        try:
+            if self.max_batch_size and self._queues[leader.priority]:
+                if leader.key is None:
+                    self._key(leader)
+                with self.lock:
+                    batch = self._gather(leader)
+            start = self._clock()
+            if len(batch) == 1:
+                try:
+                    leader.result = self.runner.run(leader.outputs, leader.feeds)
+                except Exception as exc:
+                    leader.error = exc
+                rows = leader.rows or (
+                    (batching.rows_of(leader.feeds) or 1) if self.max_batch_size else 1
+                )
             else:
-                for request, part in zip(batch, parts, strict=True):
-                    request.result = part
-        end = self._clock()
-        rows = sum(r.rows for r in batch) if len(batch) > 1 else max(leader.rows, 1)
+                self._run_batch(batch)
+                rows = sum(r.rows for r in batch)
+            end = self._clock()
+        finally:
+            self._release(batch, start, end, rows)
+
+    def _run_batch(self, batch: list[_Request]) -> None:
+        runner = self.runner
+        leader = batch[0]
+        parts: list[_Arrays] | None
+        try:
+            merged = batching.merge([r.feeds for r in batch])
+            parts = batching.split(runner.run(leader.outputs, merged), [r.rows for r in batch])
+            if parts is None:
+                log.warning(
+                    "model %s version %s: outputs do not follow the batch dimension;"
+                    " batching is off for this version",
+                    self.model,
+                    self.version,
+                )
+                self.max_batch_size = 0
+        except Exception:
+            parts = None  # one bad request must not fail the others: run each alone
+        if parts is None:
+            for request in batch:
+                try:
+                    request.result = runner.run(request.outputs, request.feeds)
+                except Exception as exc:
+                    request.error = exc
+        else:
+            for request, part in zip(batch, parts, strict=True):
+                request.result = part
+
+    def _release(self, batch: list[_Request], start: float, end: float, rows: int) -> None:
+        """Count the run, wake the batch's members, pass the slot to the next queued request
+        or free it."""
         with self.lock:
             stats = self.stats
             stats.executions += 1
@@ -403,25 +435,38 @@ class VersionScheduler:
             stats.batch_infer_ns[rows] = stats.batch_infer_ns.get(rows, 0) + int(
                 (end - start) * 1e9
             )
+            stats.queue_count += len(batch)
             for request in batch:
-                stats.queue_count += 1
                 stats.queue_ns += int((start - request.enqueued) * 1e9)
-        for request in batch[1:]:
-            assert request.event is not None
-            request.event.set()
-
-    def _release(self) -> None:
-        """Pass the slot to the next queued request, or free it."""
-        with self.lock:
             limits = self.limits
-            if self._running <= limits.instances:
-                nxt = self._pop_next(limits)
-                if nxt is not None:
-                    nxt.lead = True
-                    assert nxt.event is not None
-                    nxt.event.set()
-                    return
-            self._running -= 1
+            nxt = self._pop_next(limits) if self._running <= limits.instances else None
+            if nxt is None:
+                self._running -= 1
+            else:
+                nxt.lead = True
+        for request in batch[1:]:
+            request.signal()
+        if nxt is not None:
+            nxt.signal()
+
+
+class ShadowRunner:
+    """A version's scheduler seen as a Runner for shadow jobs: every run is Priority.SHADOW,
+    so it takes only a slot no primary request is queued for (else Shed("candidate_busy"),
+    which the shadow executor counts as a drop)."""
+
+    def __init__(self, scheduler: VersionScheduler) -> None:
+        self._scheduler = scheduler
+
+    @property
+    def signature(self) -> Signature:
+        return self._scheduler.runner.signature
+
+    def run(self, outputs: Sequence[str], feeds: Arrays) -> _Arrays:
+        try:
+            return self._scheduler.run(outputs, feeds, Priority.SHADOW)
+        except (QueueFull, QueueTimeout):
+            raise Shed("candidate_busy") from None
 
 
 PolicyFor = Callable[[str], Policy]
@@ -473,6 +518,13 @@ class Schedulers:
             return 0
         first_dims = getattr(runner, "first_dims", None)
         return policy.max_batch_size if batching.batchable(runner.signature, first_dims) else 0
+
+    def pressure(self, model: str, stable: str) -> str | None:
+        """Why shadow work must wait: the stable version has primary requests queued."""
+        scheduler = self._by_version.get((model, stable))
+        if scheduler is not None and scheduler._queues[Priority.PRIMARY]:
+            return "primary_queued"
+        return None
 
     def find(self, model: str, version: str) -> VersionScheduler | None:
         """The version's scheduler, if it has served a request (for statistics)."""

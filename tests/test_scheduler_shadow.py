@@ -1,0 +1,125 @@
+"""Shadow work uses idle capacity: shed only when the primary needs it, and say why."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from client.admin import AdminClient
+from client.inference import InferenceClient
+from server.app import App
+from server.shadow.executor import ShadowExecutor
+from server.shadow.job import Shed
+from server.shadow.stats import ShadowStats
+from server.testing import FakeRunner
+from tests.conftest import start_app
+from tests.test_shadow import WAIT, job
+
+TOKEN = "shadow"
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def stats_of(executor: ShadowExecutor) -> ShadowStats:
+    stats = executor.stats("m")
+    assert stats is not None
+    return stats
+
+
+def test_no_budget_by_default_and_every_job_runs_when_nothing_presses() -> None:
+    executor = ShadowExecutor(workers=1, queue_size=64, timeout_s=60, pressure=lambda m: None)
+    runner = FakeRunner()
+    for i in range(500):  # submitted one at a time, as a lone client would
+        assert executor.submit(job(runner, i))
+        assert executor.force_flush(WAIT)
+    report = stats_of(executor).snapshot()
+    assert (report.sampled, report.completed, report.dropped) == (500, 500, 0)
+    assert executor.shutdown(WAIT)
+
+
+def test_a_primary_queue_sheds_at_submit_and_the_report_says_why() -> None:
+    pressed = {"m": "primary_queued"}
+    executor = ShadowExecutor(workers=1, queue_size=8, timeout_s=60, pressure=pressed.get)
+    assert not executor.submit(job(FakeRunner(), 0))
+    pressed.clear()
+    assert executor.submit(job(FakeRunner(), 1))
+    assert executor.force_flush(WAIT)
+    report = stats_of(executor).snapshot()
+    assert report.dropped_by_reason == {"primary_queued": 1}
+    assert (report.sampled, report.submitted, report.completed) == (2, 1, 1)
+    assert report.as_dict()["dropped_by_reason"] == {"primary_queued": 1}
+    assert executor.shutdown(WAIT)
+
+
+def test_a_queued_job_is_shed_when_the_primary_needs_the_capacity_at_pickup(
+    gate: threading.Event,
+) -> None:
+    pressed: dict[str, str] = {}
+    executor = ShadowExecutor(workers=1, queue_size=8, timeout_s=60, pressure=pressed.get)
+    runner = FakeRunner(gate=gate)
+    assert executor.submit(job(runner, 0))
+    assert runner.started.wait(WAIT)
+    assert executor.submit(job(runner, 1))
+    pressed["m"] = "primary_queued"
+    gate.set()
+    assert executor.force_flush(WAIT)
+    stats = stats_of(executor)
+    assert (stats.completed, stats.dropped, stats.submitted, stats.sampled) == (1, 1, 1, 2)
+    assert runner.calls == 1
+    assert executor.shutdown(WAIT)
+
+
+def test_a_busy_candidate_scheduler_is_a_drop_not_an_error() -> None:
+    executor = ShadowExecutor(workers=1, queue_size=8, timeout_s=60)
+    assert executor.submit(job(FakeRunner(error=Shed("candidate_busy")), 0))
+    assert executor.force_flush(WAIT)
+    report = stats_of(executor).snapshot()
+    assert (report.errors, report.dropped, report.completed) == (0, 1, 0)
+    assert report.dropped_by_reason == {"candidate_busy": 1}
+    assert executor.shutdown(WAIT)
+
+
+def test_a_full_shadow_queue_says_queue_full(gate: threading.Event) -> None:
+    executor = ShadowExecutor(workers=1, queue_size=1, timeout_s=60)
+    runner = FakeRunner(gate=gate)
+    assert executor.submit(job(runner, 0))
+    assert runner.started.wait(WAIT)
+    assert executor.submit(job(runner, 1))
+    assert not executor.submit(job(runner, 2))
+    gate.set()
+    assert executor.force_flush(WAIT)
+    assert stats_of(executor).snapshot().dropped_by_reason == {"queue_full": 1}
+    assert executor.shutdown(WAIT)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[App]:
+    app = start_app(tmp_path, admin_tokens={"ops": TOKEN}, models={"classifier": {"stable": "1"}})
+    yield app
+    app.stop(0)
+
+
+def test_one_client_with_idle_cores_gets_every_sampled_request_compared(server: App) -> None:
+    target = f"127.0.0.1:{server.port}"
+    with AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
+        admin.start("classifier", "2", shadow_ppm=1_000_000)
+        rng = np.random.default_rng(0)
+        with InferenceClient(target) as c:
+            for i in range(600):
+                x = rng.standard_normal((1, 4)).astype(np.float32)
+                assert c.infer("classifier", {"input": x}, routing_key=f"k{i}").version == "1"
+        assert server.shadow.force_flush(WAIT)
+        report = json.loads(admin.shadow_report("classifier").report_json)
+    assert report["sampled"] == 600
+    assert report["completed"] >= 0.99 * report["sampled"], report["dropped_by_reason"]
