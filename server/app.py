@@ -37,7 +37,7 @@ from server.serving.scheduler import Limits, Schedulers
 from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
-from server.telemetry.metrics import MetricsServer, render
+from server.telemetry.metrics import MetricsServer, SchedulingSample, render
 from server.telemetry.tracing import Telemetry
 
 __all__ = ["App"]
@@ -290,7 +290,31 @@ class App:
             self.shadow,
             self.promotion.counts,
             exact,
+            self._scheduling_samples(),
         )
+
+    def _scheduling_samples(self) -> list[SchedulingSample]:
+        samples = []
+        for s in sorted(self.schedulers.all(), key=lambda s: (s.model, int(s.version))):
+            with s.lock:
+                st = s.stats
+                samples.append(
+                    SchedulingSample(
+                        s.model,
+                        s.version,
+                        s.queued(),
+                        s.running(),
+                        st.queue_count,
+                        st.queue_ns / 1e9,
+                        st.executions,
+                        dict(st.batch_rows),
+                        st.rejected,
+                        st.timeouts,
+                        st.shadow_shed,
+                        st.fallbacks,
+                    )
+                )
+        return samples
 
     def _listen(self, server: grpc.Server, address: str) -> int:
         config = self.config
