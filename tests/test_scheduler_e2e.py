@@ -3,7 +3,10 @@ equal unbatched ones; ModelConfig and ModelStatistics speak Triton's batching an
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -233,3 +236,37 @@ def test_batched_answers_equal_unbatched_ones_and_a_bad_request_fails_alone(
     rows = sum(b.batch_size * b.compute_infer.count for b in stats.batch_stats)
     assert rows == sum(len(x) for i, x in enumerate(inputs) if i not in bad)
     assert stats.inference_stats.queue.count == 93
+
+
+TRITON_CONFIG = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as tc
+client = tc.InferenceServerClient(sys.argv[1])
+config = client.get_model_config("mlp", as_json=True)["config"]
+x = np.zeros((3, 256), dtype=np.float32)  # a batch of 3 rows, as perf_analyzer's -b 3 sends
+inp = tc.InferInput("input", [3, 256], "FP32")
+inp.set_data_from_numpy(x)
+out = client.infer("mlp", [inp]).as_numpy("logits")
+print(json.dumps({"config": config, "shape": list(out.shape)}))
+"""
+
+
+def test_tritonclient_reads_the_batching_config(batching_server: App) -> None:
+    if importlib.util.find_spec("tritonclient") is None:  # never imported here: see test_interop
+        pytest.skip("tritonclient is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-c", TRITON_CONFIG, f"127.0.0.1:{batching_server.port}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    config = seen["config"]
+    assert config["max_batch_size"] == 8
+    assert config["input"][0]["dims"] == ["256"]
+    assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 64
+    assert config["instance_group"] == [{"kind": "KIND_CPU", "count": 1}]
+    assert seen["shape"] == [3, 10]
