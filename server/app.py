@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 STATE_DB = "state.db"
+#: Shadow work runs while at most this many inference calls are in progress: the one that
+#: sampled the job (still finishing when the job is submitted or picked up) and no other.
+SHADOW_MAX_IN_FLIGHT = 1
 
 
 class App:
@@ -136,8 +139,11 @@ class App:
         )
 
     def _shadow_pressure(self, model: str) -> str | None:
-        """Why shadow work of `model` must not run now (its stable version has requests
-        waiting: the primary needs the capacity), or None."""
+        """Why shadow work of `model` must not run now, or None: another inference call is
+        being served beside the one that sampled it (`primary_busy`: the primary needs the
+        CPU), or the model's stable version has requests waiting (`primary_queued`)."""
+        if self.dataplane.in_flight > SHADOW_MAX_IN_FLIGHT:
+            return "primary_busy"
         routing = self.dataplane.table.models.get(model)
         return None if routing is None else self.schedulers.pressure(model, routing.stable)
 

@@ -115,11 +115,23 @@ def test_one_client_with_idle_cores_gets_every_sampled_request_compared(server: 
     with AdminClient(grpc.insecure_channel(target), TOKEN) as admin:
         admin.start("classifier", "2", shadow_ppm=1_000_000)
         rng = np.random.default_rng(0)
+        pace = threading.Event()  # never set: waits pace one client at about 400 calls/s
         with InferenceClient(target) as c:
             for i in range(600):
                 x = rng.standard_normal((1, 4)).astype(np.float32)
                 assert c.infer("classifier", {"input": x}, routing_key=f"k{i}").version == "1"
+                pace.wait(0.0025)
         assert server.shadow.force_flush(WAIT)
         report = json.loads(admin.shadow_report("classifier").report_json)
     assert report["sampled"] == 600
     assert report["completed"] >= 0.99 * report["sampled"], report["dropped_by_reason"]
+
+
+def test_shadow_yields_while_another_call_is_served(server: App) -> None:
+    assert server._shadow_pressure("classifier") is None
+    server.dataplane.in_flight += 2  # the sampling call and one more
+    try:
+        assert server._shadow_pressure("classifier") == "primary_busy"
+    finally:
+        server.dataplane.in_flight -= 2
+    assert server.dataplane.in_flight == 0

@@ -12,6 +12,7 @@ infer(request, metadata)
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias
@@ -81,6 +82,9 @@ class DataPlane:
         self.table = table
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
+        #: Inference calls in progress in the data plane (shadow work yields to them).
+        self.in_flight = 0
+        self._flight = threading.Lock()
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
@@ -92,6 +96,21 @@ class DataPlane:
         request: pb.ModelInferRequest,
         metadata: Mapping[str, str],
         method: str = "ModelInfer",
+    ) -> pb.ModelInferResponse:
+        """Serve one request (see `_infer`), counted in `in_flight` while it is served."""
+        with self._flight:
+            self.in_flight += 1
+        try:
+            return self._infer(request, metadata, method)
+        finally:
+            with self._flight:
+                self.in_flight -= 1
+
+    def _infer(
+        self,
+        request: pb.ModelInferRequest,
+        metadata: Mapping[str, str],
+        method: str,
     ) -> pb.ModelInferResponse:
         """Serve one request; `metadata` is the call's (routing key, cohort rules, traceparent).
 

@@ -6,8 +6,9 @@ with the primary's (server.shadow.comparison) and record the result in that cand
 
 Every sampled job ends in exactly one of these counts:
   dropped     not run, with its reason (ShadowReport.dropped_by_reason): the queue was full
-              (`queue_full`), the primary needed the capacity (`primary_queued`: `pressure`
-              said so at submit or when a worker took the job), the candidate's scheduler had
+              (`queue_full`), the primary needed the capacity (`primary_busy`,
+              `primary_queued`: `pressure` said so at submit or when a worker took the job),
+              the candidate's scheduler had
               no idle slot (`candidate_busy`), the busy-time budget was spent (`budget`), or
               the job was still queued at shutdown (`shutdown`)
   timeouts    (expired) it waited in the queue longer than timeout_s and was skipped

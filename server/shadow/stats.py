@@ -102,9 +102,10 @@ class ShadowReport:
     worst: tuple[WorstDisagreement, ...]
     recent_errors: tuple[str, ...]
     dropped_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Why sampled requests were not compared: `queue_full` (the shadow queue), `primary_queued`
-    (stable had requests waiting: the primary needed the capacity), `candidate_busy` (the
-    candidate's slots were taken by its own traffic), `budget` (shadow_max_busy), `shutdown`."""
+    """Why sampled requests were not compared: `queue_full` (the shadow queue), `primary_busy`
+    (another inference call was being served: the primary needed the CPU), `primary_queued`
+    (stable had requests waiting), `candidate_busy` (the candidate's slots were taken by its
+    own traffic), `budget` (shadow_max_busy), `shutdown`."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (the admin API's report_json), key names as documented in docs/."""
