@@ -37,6 +37,7 @@ from server.serving.scheduler import Limits, Schedulers
 from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
+from server.shadow.headroom import CpuMeter
 from server.telemetry.metrics import MetricsServer, SchedulingSample, render
 from server.telemetry.tracing import Telemetry
 
@@ -47,9 +48,6 @@ log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 STATE_DB = "state.db"
-#: Shadow work runs while at most this many inference calls are in progress: the one that
-#: sampled the job (still finishing when the job is submitted or picked up) and no other.
-SHADOW_MAX_IN_FLIGHT = 1
 
 
 class App:
@@ -75,6 +73,7 @@ class App:
             otlp_endpoint=config.otlp_endpoint,
             exporters=span_exporters,
         )
+        self._cpu = CpuMeter(config.shadow_max_cpu)
         self.shadow = ShadowExecutor(
             workers=config.shadow_workers,
             queue_size=config.shadow_queue_size,
@@ -138,12 +137,16 @@ class App:
             top_k=settings.shadow_top_k,
         )
 
-    def _shadow_pressure(self, model: str) -> str | None:
-        """Why shadow work of `model` must not run now, or None: another inference call is
-        being served beside the one that sampled it (`primary_busy`: the primary needs the
-        CPU), or the model's stable version has requests waiting (`primary_queued`)."""
-        if self.dataplane.in_flight > SHADOW_MAX_IN_FLIGHT:
+    def _shadow_pressure(self, model: str, at_submit: bool) -> str | None:
+        """Why shadow work of `model` must not run now, or None: an inference call is being
+        served (`primary_busy`: the primary needs the CPU; at submit, one besides the call
+        that sampled the job), the process used more than shadow_max_cpu of its cores over
+        the last 50 ms (`cpu_busy`), or the model's stable version has requests waiting
+        (`primary_queued`)."""
+        if self.dataplane.in_flight > (1 if at_submit else 0):
             return "primary_busy"
+        if self._cpu.busy():
+            return "cpu_busy"
         routing = self.dataplane.table.models.get(model)
         return None if routing is None else self.schedulers.pressure(model, routing.stable)
 

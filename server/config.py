@@ -134,6 +134,10 @@ class Config:
     past which sampled requests are dropped; 0 (the default): no budget. Shadow runs are the
     candidate scheduler's lowest class and are shed when the stable version has requests
     waiting, so they use idle capacity only (docs/scheduling.md)."""
+    shadow_max_cpu: float = 0.5
+    """Shadow work runs on idle capacity: while this process (request threads and shadow
+    workers together) used more than this share of its usable cores over the last 50 ms,
+    sampled requests are dropped (reason `cpu_busy`) instead of compared. 1.0: never."""
     metrics_port: int = 8002
     """Port of the Prometheus text endpoint `/metrics` (on `host`); 0 picks a free port, -1
     turns it off."""
@@ -338,6 +342,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("'tls_cert' and 'tls_key' go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
         raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
+    if not 0 < config.shadow_max_cpu <= 1:
+        raise ConfigError(f"'shadow_max_cpu' must be in (0, 1], got {config.shadow_max_cpu}")
     if config.shadow_max_busy < 0:
         raise ConfigError(
             f"'shadow_max_busy' must be >= 0 (0: no budget), got {config.shadow_max_busy}"

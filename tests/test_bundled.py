@@ -22,6 +22,7 @@ def test_bundled_repository_serves_v2_and_shadows_the_demo_candidate(tmp_path: P
             "state_dir": tmp_path,
             "admin_tokens": {"ops": "t"},
             "shadow_max_busy": 100.0,
+            "shadow_max_cpu": 1.0,  # every shadow run is counted: no headroom shedding
         },
     )
     app = App(config)

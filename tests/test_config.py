@@ -40,6 +40,7 @@ shadow_workers = 2
 shadow_queue_size = 8
 shadow_timeout_seconds = 0.5
 shadow_max_busy = 0.5
+shadow_max_cpu = 0.75
 metrics_port = 9124
 stable_trace_ratio = 0.25
 idle_trace_ratio = 0.5

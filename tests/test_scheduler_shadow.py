@@ -15,9 +15,10 @@ from client.admin import AdminClient
 from client.inference import InferenceClient
 from server.app import App
 from server.shadow.executor import ShadowExecutor
+from server.shadow.headroom import CpuMeter
 from server.shadow.job import Shed
 from server.shadow.stats import ShadowStats
-from server.testing import FakeRunner
+from server.testing import FakeClock, FakeRunner
 from tests.conftest import start_app
 from tests.test_shadow import WAIT, job
 
@@ -38,7 +39,7 @@ def stats_of(executor: ShadowExecutor) -> ShadowStats:
 
 
 def test_no_budget_by_default_and_every_job_runs_when_nothing_presses() -> None:
-    executor = ShadowExecutor(workers=1, queue_size=64, timeout_s=60, pressure=lambda m: None)
+    executor = ShadowExecutor(workers=1, queue_size=64, timeout_s=60, pressure=lambda m, _: None)
     runner = FakeRunner()
     for i in range(500):  # submitted one at a time, as a lone client would
         assert executor.submit(job(runner, i))
@@ -50,7 +51,9 @@ def test_no_budget_by_default_and_every_job_runs_when_nothing_presses() -> None:
 
 def test_a_primary_queue_sheds_at_submit_and_the_report_says_why() -> None:
     pressed = {"m": "primary_queued"}
-    executor = ShadowExecutor(workers=1, queue_size=8, timeout_s=60, pressure=pressed.get)
+    executor = ShadowExecutor(
+        workers=1, queue_size=8, timeout_s=60, pressure=lambda m, _: pressed.get(m)
+    )
     assert not executor.submit(job(FakeRunner(), 0))
     pressed.clear()
     assert executor.submit(job(FakeRunner(), 1))
@@ -66,7 +69,9 @@ def test_a_queued_job_is_shed_when_the_primary_needs_the_capacity_at_pickup(
     gate: threading.Event,
 ) -> None:
     pressed: dict[str, str] = {}
-    executor = ShadowExecutor(workers=1, queue_size=8, timeout_s=60, pressure=pressed.get)
+    executor = ShadowExecutor(
+        workers=1, queue_size=8, timeout_s=60, pressure=lambda m, _: pressed.get(m)
+    )
     runner = FakeRunner(gate=gate)
     assert executor.submit(job(runner, 0))
     assert runner.started.wait(WAIT)
@@ -128,10 +133,28 @@ def test_one_client_with_idle_cores_gets_every_sampled_request_compared(server: 
 
 
 def test_shadow_yields_while_another_call_is_served(server: App) -> None:
-    assert server._shadow_pressure("classifier") is None
-    server.dataplane.in_flight += 2  # the sampling call and one more
-    try:
-        assert server._shadow_pressure("classifier") == "primary_busy"
+    assert server._shadow_pressure("classifier", at_submit=False) is None
+    server.dataplane.in_flight += 1
+    try:  # a job runs only on an idle data plane; at submit, its own call is still in flight
+        assert server._shadow_pressure("classifier", at_submit=False) == "primary_busy"
+        assert server._shadow_pressure("classifier", at_submit=True) is None
+        server.dataplane.in_flight += 1
+        assert server._shadow_pressure("classifier", at_submit=True) == "primary_busy"
     finally:
         server.dataplane.in_flight -= 2
     assert server.dataplane.in_flight == 0
+
+
+def test_the_cpu_meter_reports_busy_only_above_its_share_of_the_cores() -> None:
+    wall, cpu = FakeClock(), FakeClock()
+    meter = CpuMeter(0.5, window_s=0.05, cores=2, wall=wall, cpu=cpu)
+    assert not meter.busy()
+    wall.advance(0.1)
+    cpu.advance(0.12)  # 0.12 s of CPU in 0.1 s on 2 cores: 60 %
+    assert meter.busy() and meter.share == pytest.approx(0.6)
+    wall.advance(0.01)
+    cpu.advance(0.0)
+    assert meter.busy()  # the window is not over: the last share stands
+    wall.advance(0.09)
+    cpu.advance(0.02)  # 0.02 s in the 0.1 s since: 10 %
+    assert not meter.busy() and meter.share == pytest.approx(0.1)

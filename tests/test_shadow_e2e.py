@@ -27,6 +27,7 @@ def server(tmp_path: Path) -> Iterator[App]:
         admin_tokens={"ops": TOKEN},
         shadow_queue_size=4096,
         shadow_max_busy=100.0,  # these tests count every shadow run: no budget shedding
+        shadow_max_cpu=1.0,  # nor shedding for CPU headroom (the client runs in this process)
         models={"classifier": {"stable": "1"}},
     )
     yield app

@@ -43,6 +43,13 @@ __all__ = ["ShadowExecutor"]
 
 #: Busy-time credit the shadow may run ahead of its budget (seconds).
 _BURST_S = 0.05
+#: A worker holding a job waits this long at most for the primary to leave the CPU idle
+#: (`pressure` says None), polling every _IDLE_POLL_S, before it sheds the job.
+IDLE_WAIT_S = 0.005
+_IDLE_POLL_S = 0.0005
+#: pressure(model, at_submit): why the model's primary traffic needs the capacity now (a drop
+#: reason), or None. At submit the sampling call itself is still in progress.
+Pressure: TypeAlias = Callable[[str, bool], str | None]
 _Item: TypeAlias = tuple[ShadowJob, ShadowStats] | None  # None: a worker's stop signal
 
 log = logging.getLogger(__name__)
@@ -61,7 +68,7 @@ class ShadowExecutor:
         on_result: ResultListener | None = None,
         worst_n: int = 10,
         max_busy: float | None = None,
-        pressure: Callable[[str], str | None] | None = None,
+        pressure: Pressure | None = None,
     ) -> None:
         if workers < 1 or queue_size < 1 or not timeout_s > 0:
             raise ValueError("need workers >= 1, queue_size >= 1 and timeout_s > 0")
@@ -78,9 +85,8 @@ class ShadowExecutor:
         # keeps its speed. A queue bound alone never fills while a worker keeps up by taking
         # the GIL from the requests.
         self._max_busy = max_busy
-        #: pressure(model): why the model's primary traffic needs the capacity now (a drop
-        #: reason), or None when shadow work may run.
         self._pressure = pressure
+        self._never = threading.Event()  # waited on, never set: the idle poll's sleep
         self._credit = _BURST_S
         self._credit_at = clock()
         self._cond = threading.Condition()  # guards _pending, _closed and the stats maps
@@ -104,7 +110,7 @@ class ShadowExecutor:
                 )
                 reason = "shutdown" if self._closed else None
                 if reason is None and self._pressure is not None:
-                    reason = self._pressure(job.model)
+                    reason = self._pressure(job.model, True)
                 if reason is None and not self._afford():
                     reason = "budget"
                 if reason is None:
@@ -204,8 +210,8 @@ class ShadowExecutor:
             job, stats = item
             began = self._clock()
             try:
-                reason = self._pressure(job.model) if self._pressure is not None else None
-                if reason is not None:  # the primary needs the capacity now: shed, do not run
+                reason = self._wait_idle(job.model)
+                if reason is not None:  # the primary kept the capacity: shed, do not run
                     stats.record_dropped(abandoned=True, reason=reason)
                     continue
                 try:
@@ -230,6 +236,18 @@ class ShadowExecutor:
                     with self._cond:
                         self._credit -= self._clock() - began
                 self._done(1)
+
+    def _wait_idle(self, model: str) -> str | None:
+        """None once `pressure` sees the primary leave the capacity idle; else, after
+        IDLE_WAIT_S, the reason it did not."""
+        if self._pressure is None:
+            return None
+        deadline = time.monotonic() + IDLE_WAIT_S
+        while (reason := self._pressure(model, False)) is not None:
+            if time.monotonic() >= deadline:
+                return reason
+            self._never.wait(_IDLE_POLL_S)
+        return None
 
     def _run(self, job: ShadowJob) -> ShadowResult:
         start = self._clock()

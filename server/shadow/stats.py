@@ -103,7 +103,8 @@ class ShadowReport:
     recent_errors: tuple[str, ...]
     dropped_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
     """Why sampled requests were not compared: `queue_full` (the shadow queue), `primary_busy`
-    (another inference call was being served: the primary needed the CPU), `primary_queued`
+    (another inference call was being served: the primary needed the CPU), `cpu_busy` (the
+    process used more than shadow_max_cpu of its cores), `primary_queued`
     (stable had requests waiting), `candidate_busy` (the candidate's slots were taken by its
     own traffic), `budget` (shadow_max_busy), `shutdown`."""
 
