@@ -75,11 +75,22 @@ def ensure_perf_analyzer() -> tuple[Path, dict[str, str]]:
 
 
 def run_point(
-    binary: Path, env: dict[str, str], target: str, model: str, concurrency: int, window_ms: int
+    binary: Path,
+    env: dict[str, str],
+    target: str,
+    model: str,
+    concurrency: int,
+    window_ms: int,
+    batching: bool = False,
 ) -> dict[str, str]:
-    """One perf_analyzer run; returns the figures of its report, by label."""
+    """One perf_analyzer run; returns the figures of its report, by label.
+
+    A model that batches reports max_batch_size > 0 and fixed dims without the batch
+    dimension, so perf_analyzer needs no --shape (it sends batch 1); others get the full shape.
+    """
     shape = ",".join(str(d) for d in MODELS[model])
-    cmd = [str(binary), "-i", "grpc", "-u", target, "-m", model, "--shape", f"input:{shape}",
+    cmd = [str(binary), "-i", "grpc", "-u", target, "-m", model,
+           *([] if batching else ["--shape", f"input:{shape}"]),
            "--concurrency-range", f"{concurrency}:{concurrency}",
            "--measurement-interval", str(window_ms)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=600)
@@ -108,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"perf_analyzer from tritonclient {TRITONCLIENT} against canaryserve {target}")
             print(f"machine: {described}")
             for model in args.models.split(","):
+                runner = app.registry.get(model, "1").runner
+                assert runner is not None
+                batching = app.schedulers.max_batch_size(model, runner) > 0
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
-                    f = run_point(binary, env, target, model, concurrency, args.measurement_ms)
+                    f = run_point(
+                        binary, env, target, model, concurrency, args.measurement_ms, batching
+                    )
                     server = re.sub(r"\s+", " ", f.get("Avg request latency", "-"))
                     print(
                         f"{model:<10} c={concurrency:<3} {f.get('Throughput', '-'):>20}  "

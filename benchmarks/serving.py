@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, cores: Cores | None, described: dict[str, Any]) -> int:
     with tempfile.TemporaryDirectory(prefix="canaryserve-bench-") as tmp:
         paths = build_repository(Path(tmp) / "models")
-        settings = {"metrics_port": 0, "intra_op_threads": INTRA_OP_THREADS}  # /metrics: free port
+        settings = {"metrics_port": 0}  # /metrics: a free port; everything else: the defaults
         with serving(Path(tmp), {**settings, **overrides(args.set)}) as app:
             config = app.config
             limits: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
@@ -38,9 +39,12 @@ from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.runner import OnnxRunner, Runner
+from server.serving.scheduler import Limits, Schedulers
+from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
-from server.telemetry.metrics import MetricsServer, render
+from server.shadow.headroom import CpuMeter
+from server.telemetry.metrics import MetricsServer, SchedulingSample, render
 from server.telemetry.tracing import Telemetry
 
 __all__ = ["App"]
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 STATE_DB = "state.db"
+#: How long no call may have been refused before a draining server stops listening.
+_QUIET_S = 0.1
 
 
 def _etcd_store(url: str) -> EtcdStore:
@@ -91,21 +97,25 @@ class App:
             otlp_endpoint=config.otlp_endpoint,
             exporters=span_exporters,
         )
+        self._cpu = CpuMeter(config.shadow_max_cpu)
         self.shadow = ShadowExecutor(
             workers=config.shadow_workers,
             queue_size=config.shadow_queue_size,
             timeout_s=config.shadow_timeout_seconds,
             policy_for=self._comparison_policy,
             on_result=self.telemetry.shadow_span,
-            max_busy=config.shadow_max_busy,
+            max_busy=config.shadow_max_busy or None,
+            pressure=self._shadow_pressure,
         )
         self._salts: dict[str, str] = {}
+        self.schedulers = Schedulers(self._scheduling_policy)
         self.dataplane = DataPlane(
             self.registry,
             RoutingTable(allow_pinning=config.allow_pinning),
             self.shadow,
             telemetry=self.telemetry,
             max_message_bytes=config.max_message_bytes,
+            schedulers=self.schedulers,
         )
         check_state_dir(config.state_dir)
         self.election: Election | None = None
@@ -176,6 +186,42 @@ class App:
             rtol=settings.shadow_rtol,
             outputs=settings.shadow_outputs,
             top_k=settings.shadow_top_k,
+        )
+
+    def _shadow_pressure(self, model: str, at_submit: bool) -> str | None:
+        """Why shadow work of `model` must not run now, or None: an inference call is being
+        served (`primary_busy`: the primary needs the CPU; at submit, one besides the call
+        that sampled the job), the process used more than shadow_max_cpu of its cores over
+        the last 50 ms (`cpu_busy`), or the model's stable version has requests waiting
+        (`primary_queued`)."""
+        if self.dataplane.in_flight > (1 if at_submit else 0):
+            return "primary_busy"
+        if self._cpu.busy():
+            return "cpu_busy"
+        routing = self.dataplane.table.models.get(model)
+        return None if routing is None else self.schedulers.pressure(model, routing.stable)
+
+    def _scheduling_policy(self, model: str) -> SchedulingPolicy:
+        """The model's scheduling: its `[models.<name>]` keys, else the server-wide ones."""
+        config = self.config
+        settings = config.models.get(model) or ModelConfig()
+
+        def pick(key: str) -> object:
+            value = getattr(settings, key)
+            return getattr(config, key) if value is None else value
+
+        def limits(prefix: str) -> Limits:
+            return Limits(
+                instances=int(pick(f"{prefix}instances")),  # type: ignore[call-overload]
+                max_queue_size=int(pick(f"{prefix}max_queue_size")),  # type: ignore[call-overload]
+                queue_timeout_s=float(pick(f"{prefix}queue_timeout_seconds")),  # type: ignore[arg-type]
+            )
+
+        return SchedulingPolicy(
+            stable=limits(""),
+            candidate=limits("candidate_"),
+            max_batch_size=int(pick("max_batch_size")),  # type: ignore[call-overload]
+            candidate_fallback=pick("candidate_overload") == "fallback",
         )
 
     def _check_configured_stable(self) -> None:
@@ -323,7 +369,31 @@ class App:
             self.shadow,
             self.promotion.counts,
             exact,
+            self._scheduling_samples(),
         )
+
+    def _scheduling_samples(self) -> list[SchedulingSample]:
+        samples = []
+        for s in sorted(self.schedulers.all(), key=lambda s: (s.model, int(s.version))):
+            with s.lock:
+                st = s.stats
+                samples.append(
+                    SchedulingSample(
+                        s.model,
+                        s.version,
+                        s.queued(),
+                        s.running(),
+                        st.queue_count,
+                        st.queue_ns / 1e9,
+                        st.executions,
+                        dict(st.batch_rows),
+                        st.rejected,
+                        st.timeouts,
+                        st.shadow_shed,
+                        st.fallbacks,
+                    )
+                )
+        return samples
 
     def _listen(self, server: grpc.Server, address: str) -> int:
         config = self.config
@@ -348,7 +418,18 @@ class App:
         self.rollouts.close_subscriptions()  # open watch streams must not hold the drain
         if self._server is not None:
             grace = self.config.grace_seconds if grace is None else grace
-            self._server.stop(grace).wait()
+            # Drain: calls still arriving, or queued for a thread, are refused UNAVAILABLE at
+            # once (retryable) while the calls in flight finish, until the callers have gone
+            # quiet (health already says NOT_SERVING) or the grace period ends; then gRPC
+            # stops, cancelling only what reaches it in its own last moment.
+            plane = self.dataplane
+            plane.draining = True
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and (
+                plane.in_flight or time.monotonic() - plane.refused_at < _QUIET_S
+            ):
+                time.sleep(0.01)
+            self._server.stop(max(0.0, deadline - time.monotonic())).wait()
             self._server = None
         self.streams.close()
         self.promotion.shutdown()

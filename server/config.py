@@ -82,6 +82,15 @@ class ModelConfig:
     warmup: WarmupConfig | None = None
     """Warm-up sample of every version (`[models.<name>.warmup]`). Without it, zeros: a model
     that refuses them is served unwarmed, with a warning in the log."""
+    # Scheduling (docs/scheduling.md): None takes the server-wide key of the same name.
+    instances: int | None = None
+    max_queue_size: int | None = None
+    queue_timeout_seconds: float | None = None
+    max_batch_size: int | None = None
+    candidate_instances: int | None = None
+    candidate_max_queue_size: int | None = None
+    candidate_queue_timeout_seconds: float | None = None
+    candidate_overload: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,32 @@ class Config:
     message's error_message (the stream goes on)."""
     grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long calls in flight may take to finish before being cancelled."""
-    intra_op_threads: int = 0
-    """onnxruntime threads per session run (0: onnxruntime's default, one per core)."""
+    intra_op_threads: int = 1
+    """onnxruntime threads per session run (0: onnxruntime's default, one per core). One thread
+    per run, with the version's `instances` running side by side, measured fastest on 2 cores
+    (docs/scheduling.md): a pool per session competes with the gRPC threads for the cores."""
+    instances: int = 1
+    """Runs of a stable version in progress at once (its concurrency slots); more requests
+    wait in the version's queue. Per model: `[models.<name>] instances`."""
+    max_queue_size: int = 64
+    """Requests a stable version queues at most; one more fails at once with
+    RESOURCE_EXHAUSTED."""
+    queue_timeout_seconds: float = 5.0
+    """Longest wait in a stable version's queue before DEADLINE_EXCEEDED (0: no limit)."""
+    max_batch_size: int = 8
+    """Rows the scheduler may merge into one run of a model that can batch (the first dimension
+    of every input and output is dynamic); 0 turns dynamic batching off. Batches form only
+    from requests that queued while the version was busy: no added delay."""
+    candidate_instances: int = 1
+    """Runs of a candidate (any version but stable) in progress at once."""
+    candidate_max_queue_size: int = 4
+    """Requests a candidate queues at most; past it a candidate request is overloaded."""
+    candidate_queue_timeout_seconds: float = 0.05
+    """Longest wait in a candidate's queue before the request is overloaded."""
+    candidate_overload: str = "fallback"
+    """What an overloaded candidate request does: "fallback" (stable serves it, the response
+    says route_reason=candidate_overloaded and the candidate's window counts an error) or
+    "fail" (the caller gets RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED)."""
     allow_pinning: bool = True
     """Whether a request's explicit `model_version` selects that version."""
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
@@ -151,10 +184,15 @@ class Config:
     """Shadow jobs waiting at most; when full, new ones are dropped and counted."""
     shadow_timeout_seconds: float = 2.0
     """A shadow job older than this is skipped and counted as a timeout."""
-    shadow_max_busy: float = 0.25
-    """Seconds of shadow work allowed per second of wall time (all shadow workers together);
-    past it, sampled requests are dropped and counted, so shadow sheds instead of slowing the
-    primary. Shadow work shares the interpreter with the request threads."""
+    shadow_max_busy: float = 0.0
+    """Seconds of shadow work allowed per second of wall time (all shadow workers together),
+    past which sampled requests are dropped; 0 (the default): no budget. Shadow runs are the
+    candidate scheduler's lowest class and are shed when the stable version has requests
+    waiting, so they use idle capacity only (docs/scheduling.md)."""
+    shadow_max_cpu: float = 0.5
+    """Shadow work runs on idle capacity: while this process (request threads and shadow
+    workers together) used more than this share of its usable cores over the last 50 ms,
+    sampled requests are dropped (reason `cpu_busy`) instead of compared. 1.0: never."""
     metrics_port: int = 8002
     """Port of the Prometheus text endpoint `/metrics` (on `host`); 0 picks a free port, -1
     turns it off."""
@@ -205,6 +243,16 @@ class Config:
 _SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
 _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 _WARMUP_KEYS = {f.name for f in dataclasses.fields(WarmupConfig)}
+_SCHEDULING_KEYS = (
+    "instances",
+    "max_queue_size",
+    "queue_timeout_seconds",
+    "max_batch_size",
+    "candidate_instances",
+    "candidate_max_queue_size",
+    "candidate_queue_timeout_seconds",
+    "candidate_overload",
+)
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
@@ -270,6 +318,9 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
             values["promotion"] = _promotion(name, body["promotion"])
         if "warmup" in body:
             values["warmup"] = _warmup(name, body["warmup"])
+        for key in _SCHEDULING_KEYS:
+            if key in body:
+                values[key] = _coerce(f"[models.{name}] {key}", body[key], _SCALARS[key].type)
         out[name] = ModelConfig(**values)
     return MappingProxyType(out)
 
@@ -418,8 +469,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("'tls_cert' and 'tls_key' go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
         raise ConfigError("'tls_client_ca' (mTLS) needs 'tls_cert' and 'tls_key'")
-    if not config.shadow_max_busy > 0:
-        raise ConfigError(f"'shadow_max_busy' must be > 0, got {config.shadow_max_busy}")
+    if not 0 < config.shadow_max_cpu <= 1:
+        raise ConfigError(f"'shadow_max_cpu' must be in (0, 1], got {config.shadow_max_cpu}")
+    if config.shadow_max_busy < 0:
+        raise ConfigError(
+            f"'shadow_max_busy' must be >= 0 (0: no budget), got {config.shadow_max_busy}"
+        )
     if config.shadow_workers < 1 or config.shadow_queue_size < 1:
         raise ConfigError("'shadow_workers' and 'shadow_queue_size' must be at least 1")
     for name in ("stable_trace_ratio", "idle_trace_ratio"):
@@ -437,5 +492,30 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"'leader_ttl_seconds' must be at least 2, got {config.leader_ttl_seconds}"
         )
+    _validate_scheduling("", config)
+    for name, model in config.models.items():
+        _validate_scheduling(f"[models.{name}] ", model)
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")
+
+
+def _validate_scheduling(where: str, settings: Config | ModelConfig) -> None:
+    for key in ("instances", "candidate_instances"):
+        value = getattr(settings, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}'{key}' must be at least 1, got {value}")
+    for key in (
+        "max_queue_size",
+        "candidate_max_queue_size",
+        "max_batch_size",
+        "queue_timeout_seconds",
+        "candidate_queue_timeout_seconds",
+    ):
+        value = getattr(settings, key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{where}'{key}' must be >= 0, got {value}")
+    overload = settings.candidate_overload
+    if overload is not None and overload not in ("fallback", "fail"):
+        raise ConfigError(
+            f'{where}\'candidate_overload\' must be "fallback" or "fail", got {overload!r}'
+        )

@@ -7,6 +7,7 @@ CanaryServeError
 │   ├── ModelNotFound
 │   └── ModelVersionNotFound
 ├── VersionNotReady         known, but not able to serve now (loading, failed, draining)
+├── ShuttingDown            the server is draining before it stops
 ├── ModelNotReady           a known model none of whose versions can serve now, or any model
 │                           while the server is still loading them
 ├── FailedPrecondition      valid request, wrong state (e.g. an invalid stage transition)
@@ -32,6 +33,7 @@ __all__ = [
     "STATUS_NAMES",
     "AlreadyExists",
     "CanaryServeError",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidInput",
     "InvalidTensor",
@@ -44,6 +46,7 @@ __all__ = [
     "Overloaded",
     "ResponseTooLarge",
     "RevisionMismatch",
+    "ShuttingDown",
     "StoreUnavailable",
     "Unauthenticated",
     "VersionNotReady",
@@ -120,6 +123,14 @@ class VersionNotReady(CanaryServeError):
         super().__init__(f"model '{shorten(model)}' version '{shorten(version)}' is {state}{why}")
 
 
+class ShuttingDown(CanaryServeError):
+    """The server is draining before it stops: the call was not served; retry it (on another
+    replica, or here once the server is back)."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; retry the call (it was not served)")
+
+
 class ModelNotReady(CanaryServeError):
     """The model cannot serve now: the server is still loading models, or none of the model's
     versions is ready (the message carries each version's reason). Retrying may succeed."""
@@ -184,6 +195,10 @@ class ResponseTooLarge(CanaryServeError):
     """The answer to a valid request would exceed the message size limit; ask for less."""
 
 
+class DeadlineExceeded(CanaryServeError):
+    """The request waited longer than its limit (e.g. in a version's queue); retry later."""
+
+
 class ModelFailed(CanaryServeError):
     """The runtime raised while running a request that passed validation."""
 
@@ -201,6 +216,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (NotFound, "NOT_FOUND"),
     (VersionNotReady, "UNAVAILABLE"),
     (ModelNotReady, "UNAVAILABLE"),
+    (ShuttingDown, "UNAVAILABLE"),
     (FailedPrecondition, "FAILED_PRECONDITION"),
     (RevisionMismatch, "ABORTED"),
     (AlreadyExists, "ALREADY_EXISTS"),
@@ -208,6 +224,7 @@ STATUS_NAMES: tuple[tuple[type[CanaryServeError], str], ...] = (
     (Overloaded, "RESOURCE_EXHAUSTED"),
     (StoreUnavailable, "UNAVAILABLE"),
     (ResponseTooLarge, "RESOURCE_EXHAUSTED"),  # what gRPC answers for a message over its limit
+    (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     # The model's own failure: the server is fine, the version is not.
     (ModelFailed, "INTERNAL"),
 )

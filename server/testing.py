@@ -104,7 +104,9 @@ class MemoryStore:
 
 class FakeRunner:
     """A Runner that echoes input `x` as every output: it can wait on `gate`, raise `error`,
-    or advance `clock` by `x[0]` seconds (a run that takes that long on the fake clock)."""
+    raise on a run whose `x` has a value above `fail_above` (a model failing on one bad row),
+    or advance `clock` by `x[0]` seconds (a run that takes that long on the fake clock).
+    `runs` keeps every run's `x`, in order."""
 
     def __init__(
         self,
@@ -112,8 +114,11 @@ class FakeRunner:
         error: Exception | None = None,
         clock: FakeClock | None = None,
         signature: Signature | None = None,
+        fail_above: float | None = None,
     ) -> None:
         self.gate, self.error, self.clock = gate, error, clock
+        self.fail_above = fail_above
+        self.runs: list[npt.NDArray[np.generic]] = []
         self._signature = signature or Signature(inputs=(), outputs=())
         self.started = threading.Event()
         self.calls = 0
@@ -132,6 +137,9 @@ class FakeRunner:
         if self.error is not None:
             raise self.error
         x = feeds["x"]
+        self.runs.append(x)
+        if self.fail_above is not None and bool((x > self.fail_above).any()):  # type: ignore[operator]
+            raise ValueError(f"x above {self.fail_above}")
         if self.clock is not None:
             self.clock.advance(float(x.flat[0]))
         return [x for _ in outputs]

@@ -21,11 +21,18 @@ from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.api.auth import Authenticator
 from server.api.status import message_for, translate_errors, translate_stream_errors, unexpected
-from server.errors import CanaryServeError, InvalidInput, Unauthenticated, shorten
+from server.errors import (
+    CanaryServeError,
+    InvalidInput,
+    Unauthenticated,
+    shorten,
+)
+from server.rollout.router import Stage
 from server.serving.dataplane import DataPlane
 from server.serving.names import check_model_name, check_optional_model_name, check_optional_version
 from server.serving.registry import LoadState, ModelVersion, Registry
 from server.serving.repository import ModelRepository
+from server.serving.scheduler import VersionScheduler
 
 __all__ = ["EXTENSIONS", "REPOSITORY_CONTROL", "InferenceServicer"]
 
@@ -136,21 +143,37 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelConfigResponse:
         mv = self._version(request.name, request.version)
         sig = mv.signature
+        assert mv.runner is not None
+        schedulers = self._dataplane.schedulers
+        batch = 0 if schedulers is None else schedulers.max_batch_size(request.name, mv.runner)
+        skip = 1 if batch else 0  # Triton leaves the batch dimension out of dims
         config = pb.ModelConfig(
             name=request.name,
             platform=PLATFORM,
             backend="onnxruntime",
-            max_batch_size=0,
+            max_batch_size=batch,
             input=[
-                pb.ModelInput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape)
+                pb.ModelInput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape[skip:])
                 for s in sig.inputs
             ],
             output=[
-                pb.ModelOutput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape)
+                pb.ModelOutput(name=s.name, data_type=s.dtype.triton, dims=s.wire_shape[skip:])
                 for s in sig.outputs
             ],
         )
         config.parameters["sha256"].string_value = mv.sha256
+        if schedulers is not None:
+            routing = self._dataplane.table.models.get(request.name)
+            stable = routing is not None and routing.stable == mv.version
+            limits = schedulers.policy(request.name).limits(
+                Stage.STABLE if stable else Stage.CANARY
+            )
+            config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=limits.instances)
+            if batch:
+                queue = config.dynamic_batching.default_queue_policy
+                queue.max_queue_size = limits.max_queue_size
+                queue.default_timeout_microseconds = int(limits.queue_timeout_s * 1e6)
+                config.dynamic_batching.max_queue_delay_microseconds = 0
         config.version_policy.specific.versions.extend(
             sorted(int(v) for v in self._registry.ready_versions(request.name))
         )
@@ -166,6 +189,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise self._dataplane.unroutable(request.name)
         models = [request.name] if request.name else self._registry.models()
         response = pb.ModelStatisticsResponse()
+        schedulers = self._dataplane.schedulers
         for name in models:
             versions = self._registry.versions(name)
             if request.version and request.version not in versions:
@@ -174,6 +198,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 if request.version and version != request.version:
                     continue
                 s = versions[version].stats
+                scheduler = schedulers.find(name, version) if schedulers is not None else None
                 with s.lock:
                     stats = response.model_stats.add(
                         name=name,
@@ -186,10 +211,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     n = s.success_count
                     inf.success.count, inf.success.ns = n, s.success_ns
                     inf.fail.count, inf.fail.ns = s.fail_count, s.fail_ns
-                    inf.queue.count = n  # no scheduler queue: every request, zero time
+                    inf.queue.count = n  # without a scheduler: every request, zero time
                     inf.compute_input.count, inf.compute_input.ns = n, s.input_ns
                     inf.compute_infer.count, inf.compute_infer.ns = n, s.infer_ns
                     inf.compute_output.count, inf.compute_output.ns = n, s.output_ns
+                if scheduler is not None:
+                    fill_scheduler_statistics(stats, scheduler)
         return response
 
     @translate_errors
@@ -278,6 +305,21 @@ def _supported(
         else:
             why = f"{rpc} takes {', '.join(sorted(accepted)) or 'no parameters'}"
         raise InvalidInput(f"{rpc} parameter '{shorten(key)}' is not supported: {why}")
+
+
+def fill_scheduler_statistics(stats: pb.ModelStatistics, scheduler: VersionScheduler) -> None:
+    """Queue time, executions and batch sizes of one version, as Triton reports them: the
+    session-run time of a request (compute_infer) excludes its wait in the queue."""
+    with scheduler.lock:
+        s = scheduler.stats
+        inf = stats.inference_stats
+        inf.queue.count, inf.queue.ns = s.queue_count, s.queue_ns
+        inf.compute_infer.ns = max(0, inf.compute_infer.ns - s.queue_ns)
+        stats.execution_count = s.executions
+        for size in sorted(s.batch_rows):
+            batch = stats.batch_stats.add(batch_size=size)
+            batch.compute_infer.count = s.batch_rows[size]
+            batch.compute_infer.ns = s.batch_infer_ns.get(size, 0)
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:

@@ -63,6 +63,9 @@ class RouteReason(enum.StrEnum):
     COHORT = "cohort"  # a cohort rule on metadata decided
     PINNED = "pinned"  # the request named a version and pinning is allowed
     NO_KEY = "no_key"  # a rollout is active but the request carried no routing key
+    # Set by the data plane, not the router: the candidate's queue refused the request (full,
+    # or waited too long) and stable served it instead.
+    CANDIDATE_OVERLOADED = "candidate_overloaded"
 
 
 @dataclass(frozen=True)

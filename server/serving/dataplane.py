@@ -13,6 +13,7 @@ infer(request, metadata)
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias
@@ -31,12 +32,14 @@ from server.errors import (
     ModelNotReady,
     ModelVersionNotFound,
     ResponseTooLarge,
+    ShuttingDown,
 )
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
 from server.serving.names import check_model_name, check_version
 from server.serving.registry import Registry
-from server.serving.runner import Arrays
+from server.serving.runner import Arrays, Runner
+from server.serving.scheduler import QueueFull, QueueTimeout, Schedulers
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob
 from server.telemetry.tracing import Telemetry
@@ -84,11 +87,14 @@ class DataPlane:
         draw: Draw = random.random,
         telemetry: Telemetry | None = None,
         max_message_bytes: int | None = None,
+        schedulers: Schedulers | None = None,
     ) -> None:
         self._registry = registry
         #: Bounds what a request may make the server allocate: its inputs' declared size
         #: (zero dimensions counted as 1, `tensors.declared_bytes`) and its outputs' size.
         self._max_bytes = max_message_bytes
+        #: Per-version queues, slots and batching (None: every call runs its session directly).
+        self.schedulers = schedulers
         self._telemetry = telemetry
         #: The current routing snapshot. `publish` swaps this one reference; request threads
         #: read whichever snapshot is current, lock-free.
@@ -98,6 +104,13 @@ class DataPlane:
         self.starting = True
         self._shadow = shadow
         self._draw = draw  # keyless shadow sampling: random, since there is no key to hash
+        #: Inference calls in progress in the data plane (shadow work yields to them).
+        self.in_flight = 0
+        #: Set by App.stop: new calls are refused UNAVAILABLE (retryable) rather than left to
+        #: gRPC's shutdown, which cancels the calls still queued for a thread.
+        self.draining = False
+        self.refused_at = 0.0  # monotonic time of the last call refused while draining
+        self._flight = threading.Lock()
 
     def route(
         self, model: str, key: str | None, metadata: Mapping[str, str], pinned: str | None
@@ -119,6 +132,25 @@ class DataPlane:
         request: pb.ModelInferRequest,
         metadata: Mapping[str, str],
         method: str = "ModelInfer",
+    ) -> pb.ModelInferResponse:
+        """Serve one request (see `_infer`), counted in `in_flight` while it is served; while
+        the server drains before it stops, refuse it (UNAVAILABLE: retry elsewhere)."""
+        if self.draining:
+            self.refused_at = time.monotonic()
+            raise ShuttingDown()
+        with self._flight:
+            self.in_flight += 1
+        try:
+            return self._infer(request, metadata, method)
+        finally:
+            with self._flight:
+                self.in_flight -= 1
+
+    def _infer(
+        self,
+        request: pb.ModelInferRequest,
+        metadata: Mapping[str, str],
+        method: str,
     ) -> pb.ModelInferResponse:
         """Serve one request; `metadata` is the call's (routing key, cohort rules, traceparent).
 
@@ -165,8 +197,37 @@ class DataPlane:
             feeds = tensors.decode_inputs(signature, request, self._max_bytes)
             names = tensors.requested_outputs(signature, request)
             decoded = time.perf_counter_ns()
+            schedulers = self.schedulers
             try:
-                arrays = runner.run(names, feeds)
+                if schedulers is None:
+                    arrays = runner.run(names, feeds)
+                else:
+                    arrays = schedulers.get(model, chosen.version, runner, chosen.stage).run(
+                        names, feeds
+                    )
+            except (QueueFull, QueueTimeout) as exc:
+                if not self._may_fall_back(chosen, model):
+                    raise
+                # The candidate is overloaded: its span records the refusal (the promotion gates
+                # count it as a candidate error), and stable serves the caller.
+                if span is not None:
+                    telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
+                    span = None
+                assert schedulers is not None
+                schedulers.get(model, chosen.version, runner, chosen.stage).count_fallback()
+                chosen = Route(
+                    table.models[model].stable, Stage.STABLE, RouteReason.CANDIDATE_OVERLOADED
+                )
+                if telemetry is not None:
+                    span = telemetry.open_inference(method, metadata, model, chosen, key, start)
+                version = self._registry.get(model, chosen.version)
+                runner = version.runner
+                assert runner is not None
+                if runner.signature != signature:  # the candidate's inputs may differ
+                    signature = runner.signature
+                    feeds = tensors.decode_inputs(signature, request, self._max_bytes)
+                    names = tensors.requested_outputs(signature, request)
+                arrays = self._run_stable(schedulers, model, chosen, runner, names, feeds)
             except Exception as exc:
                 raise _run_failure(model, chosen.version, feeds, exc) from exc
             ran = time.perf_counter_ns()
@@ -208,6 +269,32 @@ class DataPlane:
             failure = None
         return response
 
+    def _may_fall_back(self, chosen: Route, model: str) -> bool:
+        """Whether a request the candidate refused goes to stable: routed (not pinned) to the
+        candidate, and the model's policy says fall back."""
+        return (
+            chosen.stage is not Stage.STABLE
+            and chosen.reason is not RouteReason.PINNED
+            and self.schedulers is not None
+            and self.schedulers.policy(model).candidate_fallback
+        )
+
+    @staticmethod
+    def _run_stable(
+        schedulers: Schedulers,
+        model: str,
+        chosen: Route,
+        runner: Runner,
+        names: Sequence[str],
+        feeds: Arrays,
+    ) -> list[npt.NDArray[np.generic]]:
+        try:
+            return schedulers.get(model, chosen.version, runner, chosen.stage).run(names, feeds)
+        except (QueueFull, QueueTimeout):
+            raise
+        except Exception as exc:
+            raise ModelFailed(model, chosen.version, exc) from exc
+
     def _maybe_shadow(
         self,
         table: RoutingTable,
@@ -235,6 +322,10 @@ class DataPlane:
         runner = self._registry.ready_runner(request.model_name, candidate)
         if runner is None:
             return  # the candidate is not ready: nothing to compare, and never an error
+        if self.schedulers is not None:  # shadow runs are the candidate's lowest class
+            runner = self.schedulers.get(
+                request.model_name, candidate, runner, Stage.SHADOW
+            ).shadow_runner
         self._shadow.submit(
             ShadowJob(
                 model=request.model_name,

@@ -39,10 +39,14 @@ class OnnxRunner:
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        args = (*self._session.get_inputs(), *self._session.get_outputs())
         self.signature = Signature(
             inputs=tuple(_spec(a) for a in self._session.get_inputs()),
             outputs=tuple(_spec(a) for a in self._session.get_outputs()),
         )
+        #: Every input's and output's first dimension as onnxruntime reports it (int, symbolic
+        #: name or None), so the scheduler batches only on one shared batch dimension.
+        self.first_dims: tuple[object, ...] = tuple(a.shape[0] if a.shape else None for a in args)
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         arrays: list[npt.NDArray[np.generic]] = self._session.run(outputs, feeds)

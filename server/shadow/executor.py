@@ -5,7 +5,12 @@ and counts the drop. The executor's own daemon workers run the candidate, compar
 with the primary's (server.shadow.comparison) and record the result in that candidate's ShadowStats.
 
 Every sampled job ends in exactly one of these counts:
-  dropped     the queue was full or closed, or the job was still queued at shutdown
+  dropped     not run, with its reason (ShadowReport.dropped_by_reason): the queue was full
+              (`queue_full`), the primary needed the capacity (`primary_busy`,
+              `primary_queued`: `pressure` said so at submit or when a worker took the job),
+              the candidate's scheduler had
+              no idle slot (`candidate_busy`), the busy-time budget was spent (`budget`), or
+              the job was still queued at shutdown (`shutdown`)
   timeouts    (expired) it waited in the queue longer than timeout_s and was skipped
   errors      the candidate raised (or, logged as a bug, comparing its outputs did)
   completed   the candidate returned outputs and they were compared
@@ -19,17 +24,32 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TypeAlias
 
 from server.clock import Clock
 from server.shadow.comparison import ComparisonPolicy, compare
-from server.shadow.job import PolicyFor, ResultListener, ShadowJob, ShadowOutcome, ShadowResult
+from server.shadow.job import (
+    PolicyFor,
+    ResultListener,
+    ShadowJob,
+    ShadowOutcome,
+    ShadowResult,
+    Shed,
+)
 from server.shadow.stats import ShadowReport, ShadowStats
 
 __all__ = ["ShadowExecutor"]
 
 #: Busy-time credit the shadow may run ahead of its budget (seconds).
 _BURST_S = 0.05
+#: A worker holding a job waits this long at most for the primary to leave the CPU idle
+#: (`pressure` says None), polling every _IDLE_POLL_S, before it sheds the job.
+IDLE_WAIT_S = 0.005
+_IDLE_POLL_S = 0.0005
+#: pressure(model, at_submit): why the model's primary traffic needs the capacity now (a drop
+#: reason), or None. At submit the sampling call itself is still in progress.
+Pressure: TypeAlias = Callable[[str, bool], str | None]
 _Item: TypeAlias = tuple[ShadowJob, ShadowStats] | None  # None: a worker's stop signal
 
 log = logging.getLogger(__name__)
@@ -48,6 +68,7 @@ class ShadowExecutor:
         on_result: ResultListener | None = None,
         worst_n: int = 10,
         max_busy: float | None = None,
+        pressure: Pressure | None = None,
     ) -> None:
         if workers < 1 or queue_size < 1 or not timeout_s > 0:
             raise ValueError("need workers >= 1, queue_size >= 1 and timeout_s > 0")
@@ -64,6 +85,8 @@ class ShadowExecutor:
         # keeps its speed. A queue bound alone never fills while a worker keeps up by taking
         # the GIL from the requests.
         self._max_busy = max_busy
+        self._pressure = pressure
+        self._never = threading.Event()  # waited on, never set: the idle poll's sleep
         self._credit = _BURST_S
         self._credit_at = clock()
         self._cond = threading.Condition()  # guards _pending, _closed and the stats maps
@@ -85,16 +108,21 @@ class ShadowExecutor:
                 stats = self._stats.get((job.model, job.candidate)) or self._new_stats(
                     job.model, job.candidate
                 )
-                if not self._closed and self._afford():
+                reason = "shutdown" if self._closed else None
+                if reason is None and self._pressure is not None:
+                    reason = self._pressure(job.model, True)
+                if reason is None and not self._afford():
+                    reason = "budget"
+                if reason is None:
                     try:
                         self._queue.put_nowait((job, stats))
                     except queue.Full:
-                        pass
+                        reason = "queue_full"
                     else:
                         self._pending += 1
                         stats.record_submitted()
                         return True
-            stats.record_dropped()
+            stats.record_dropped(reason=reason)
         except Exception:  # the request path must never see a shadow failure
             log.exception("shadow submit failed")
         return False
@@ -150,7 +178,7 @@ class ShadowExecutor:
             except queue.Empty:
                 break
             if item is not None:
-                item[1].record_dropped(abandoned=True)
+                item[1].record_dropped(abandoned=True, reason="shutdown")
                 abandoned += 1
         self._done(abandoned)
         try:
@@ -182,6 +210,10 @@ class ShadowExecutor:
             job, stats = item
             began = self._clock()
             try:
+                reason = self._wait_idle(job.model)
+                if reason is not None:  # the primary kept the capacity: shed, do not run
+                    stats.record_dropped(abandoned=True, reason=reason)
+                    continue
                 try:
                     result = self._run(job)
                 except Exception as exc:  # ours (policy_for, compare), not the candidate's
@@ -189,6 +221,9 @@ class ShadowExecutor:
                         "shadow job of model %s request %s failed", job.model, job.request_id
                     )
                     result = ShadowResult(job, ShadowOutcome.ERROR, 0.0, error=f"internal: {exc!r}")
+                if result.outcome is ShadowOutcome.SHED:
+                    stats.record_dropped(abandoned=True, reason=result.error or "shed")
+                    continue
                 stats.record(result)
                 if self._on_result is not None:
                     self._on_result(result)
@@ -202,6 +237,18 @@ class ShadowExecutor:
                         self._credit -= self._clock() - began
                 self._done(1)
 
+    def _wait_idle(self, model: str) -> str | None:
+        """None once `pressure` sees the primary leave the capacity idle; else, after
+        IDLE_WAIT_S, the reason it did not."""
+        if self._pressure is None:
+            return None
+        deadline = time.monotonic() + IDLE_WAIT_S
+        while (reason := self._pressure(model, False)) is not None:
+            if time.monotonic() >= deadline:
+                return reason
+            self._never.wait(_IDLE_POLL_S)
+        return None
+
     def _run(self, job: ShadowJob) -> ShadowResult:
         start = self._clock()
         queued = start - job.enqueued_at
@@ -211,6 +258,8 @@ class ShadowExecutor:
             arrays = job.runner.run(job.output_names, dict(job.feeds))
             latency = self._clock() - start
             shadow = dict(zip(job.output_names, arrays, strict=False))  # short: compare says so
+        except Shed as shed:  # the candidate's scheduler had no idle slot
+            return ShadowResult(job, ShadowOutcome.SHED, queued, error=shed.reason)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
             return ShadowResult(

@@ -20,10 +20,20 @@ __all__ = [
     "ShadowJob",
     "ShadowOutcome",
     "ShadowResult",
+    "Shed",
 ]
 
 Arrays: TypeAlias = Mapping[str, npt.NDArray[np.generic]]
 PolicyFor: TypeAlias = Callable[[str], ComparisonPolicy]
+
+
+class Shed(Exception):
+    """Raised by a candidate runner that has no idle capacity for a shadow run: the job is
+    dropped with `reason` (ShadowReport.dropped_by_reason), not counted as an error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class CandidateRunner(Protocol):
@@ -57,6 +67,7 @@ class ShadowOutcome(enum.StrEnum):
     SLOW = "slow"  # completed and compared, but took longer than timeout_s
     EXPIRED = "expired"  # waited in the queue longer than timeout_s; not run
     ERROR = "error"  # the candidate raised
+    SHED = "shed"  # the candidate's scheduler had no idle slot for it: dropped, not run
 
 
 @dataclass(frozen=True, eq=False)

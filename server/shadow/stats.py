@@ -101,6 +101,12 @@ class ShadowReport:
     outputs: dict[str, OutputReport]
     worst: tuple[WorstDisagreement, ...]
     recent_errors: tuple[str, ...]
+    dropped_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Why sampled requests were not compared: `queue_full` (the shadow queue), `primary_busy`
+    (another inference call was being served: the primary needed the CPU), `cpu_busy` (the
+    process used more than shadow_max_cpu of its cores), `primary_queued`
+    (stable had requests waiting), `candidate_busy` (the candidate's slots were taken by its
+    own traffic), `budget` (shadow_max_busy), `shutdown`."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (the admin API's report_json), key names as documented in docs/."""
@@ -187,6 +193,7 @@ class ShadowStats:
         self._rng = random.Random(0)  # seeded: same traffic, same report
         self._outputs: dict[str, _OutputStats] = {}
         self._errors: deque[str] = deque(maxlen=errors_kept)
+        self._dropped_by: dict[str, int] = {}
 
     @property
     def sampled(self) -> int:
@@ -196,11 +203,13 @@ class ShadowStats:
         with self._lock:
             self.submitted += 1
 
-    def record_dropped(self, abandoned: bool = False) -> None:
-        """Count a drop; `abandoned`: it had been submitted and was still queued at shutdown."""
+    def record_dropped(self, abandoned: bool = False, reason: str = "queue_full") -> None:
+        """Count a drop and why; `abandoned`: it had been submitted (and was shed later, or
+        was still queued at shutdown)."""
         with self._lock:
             self.dropped += 1
             self.submitted -= abandoned
+            self._dropped_by[reason] = self._dropped_by.get(reason, 0) + 1
 
     def record(self, result: ShadowResult) -> None:
         c = result.comparison
@@ -273,6 +282,7 @@ class ShadowStats:
             worst = _ranked(self._worst)
             errors = tuple(self._errors)
             samples = sorted(self._latencies)
+            dropped_by = dict(self._dropped_by)
         return ShadowReport(
             self.model, self.candidate, *counts,
             disagreement_rate=rate,
@@ -289,6 +299,7 @@ class ShadowStats:
                 for w in worst
             ),
             recent_errors=errors,
+            dropped_by_reason=dropped_by,
         )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeAlias
 
@@ -19,7 +20,7 @@ from server.rollout.state import RolloutState
 from server.shadow.executor import ShadowExecutor
 from server.telemetry.windows import LATENCY_BOUNDS_MS, WindowProcessor
 
-__all__ = ["CONTENT_TYPE", "MetricsServer", "render"]
+__all__ = ["CONTENT_TYPE", "MetricsServer", "SchedulingSample", "render"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,24 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Decisions: TypeAlias = Callable[[], Mapping[tuple[str, str], int]]
 Rollouts: TypeAlias = Callable[[], Iterable[RolloutState]]
 _SHADOW_COUNTERS = ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements")
+
+
+@dataclass(frozen=True)
+class SchedulingSample:
+    """One version's scheduler at one moment (docs/scheduling.md), for the exposition."""
+
+    model: str
+    version: str
+    queued: int
+    running: int
+    queue_count: int
+    queue_seconds: float
+    executions: int
+    batch_rows: Mapping[int, int] = field(default_factory=dict)
+    rejected: int = 0
+    timeouts: int = 0
+    shadow_shed: int = 0
+    fallbacks: int = 0
 
 
 def _labels(**labels: str) -> str:
@@ -43,10 +62,12 @@ def render(
     shadow: ShadowExecutor,
     decisions: Mapping[tuple[str, str], int],
     exact: Iterable[tuple[str, str, int, int]] = (),
+    scheduling: Iterable[SchedulingSample] = (),
 ) -> str:
     """The whole exposition, one consistent-enough read of each source.
 
-    `exact` holds (model, version, successes, failures) of every loaded version.
+    `exact` holds (model, version, successes, failures) of every loaded version;
+    `scheduling` each version scheduler's counters.
     """
     out: list[str] = []
 
@@ -121,6 +142,13 @@ def render(
         for r in reports:
             labels = _labels(model=r.model, candidate=r.candidate)
             out.append(f"{name}{labels} {getattr(r, counter)}")
+    name = "canaryserve_shadow_dropped_by_reason_total"
+    family(name, "counter", "Shadow jobs not run, by why (queue_full, primary_queued, ...).")
+    for r in reports:
+        for reason, n in sorted(r.dropped_by_reason.items()):
+            labels = _labels(model=r.model, candidate=r.candidate, reason=reason)
+            out.append(f"{name}{labels} {n}")
+    _scheduling(out, family, list(scheduling))
     family("canaryserve_shadow_queue_depth", "gauge", "Shadow jobs waiting.")
     out.append(f"canaryserve_shadow_queue_depth {shadow.queue_depth()}")
     family("canaryserve_promotion_decisions_total", "counter", "Promotion decisions by action.")
@@ -129,6 +157,40 @@ def render(
             f"canaryserve_promotion_decisions_total{_labels(model=model, action=action)} {n}"
         )
     return "\n".join(out) + "\n"
+
+
+def _scheduling(
+    out: list[str], family: Callable[[str, str, str], None], samples: list[SchedulingSample]
+) -> None:
+    gauges = (
+        ("canaryserve_queue_depth", "Requests waiting in the version's queue.", "queued"),
+        ("canaryserve_instances_busy", "Runs of the version in progress.", "running"),
+    )
+    counters = (
+        ("canaryserve_queue_requests_total", "Requests that left the queue to run.", "queue_count"),
+        ("canaryserve_queue_seconds_total", "Their time in the queue.", "queue_seconds"),
+        ("canaryserve_executions_total", "Session runs (a batch is one).", "executions"),
+        ("canaryserve_fallbacks_total", "Candidate requests stable served.", "fallbacks"),
+    )
+    for name, help_text, attr in gauges:
+        family(name, "gauge", help_text)
+        for s in samples:
+            out.append(f"{name}{_labels(model=s.model, version=s.version)} {getattr(s, attr)}")
+    for name, help_text, attr in counters:
+        family(name, "counter", help_text)
+        for s in samples:
+            out.append(f"{name}{_labels(model=s.model, version=s.version)} {getattr(s, attr):g}")
+    name = "canaryserve_sheds_total"
+    family(name, "counter", "Requests the version's queue refused: full, timeout, shadow.")
+    for s in samples:
+        for reason, n in (("full", s.rejected), ("timeout", s.timeouts), ("shadow", s.shadow_shed)):
+            out.append(f"{name}{_labels(model=s.model, version=s.version, reason=reason)} {n}")
+    name = "canaryserve_batch_executions_total"
+    family(name, "counter", "Session runs by batch size (rows).")
+    for s in samples:
+        for rows, n in sorted(s.batch_rows.items()):
+            labels = _labels(model=s.model, version=s.version, batch_size=str(rows))
+            out.append(f"{name}{labels} {n}")
 
 
 class MetricsServer:

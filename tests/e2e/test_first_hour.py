@@ -13,8 +13,13 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+import numpy as np
 import pytest
 
+from client.inference import InferenceClient
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from protos.wire import ADMIN_TOKEN_FILE
 from server.api.auth import ensure_token_file
 from server.app import App
@@ -204,3 +209,26 @@ def test_the_package_builds_without_warnings_and_ships_the_model_configs(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert "models/classifier/config.toml" in names
     assert "models/classifier/2/model.onnx" in names
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+
+def test_a_call_that_arrives_while_the_server_drains_is_unavailable(tmp_path: Path) -> None:
+    """Retryable UNAVAILABLE, not CANCELLED: the drain refuses it before gRPC stops."""
+    app = start_app(tmp_path)
+    try:
+        with InferenceClient(f"127.0.0.1:{app.port}") as client:
+            x = {"input": np.zeros((1, 4), np.float32)}
+            assert client.infer("classifier", x).version == "2"
+            app.dataplane.draining = True  # what App.stop sets first
+            with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+                request = pb.ModelInferRequest(model_name="classifier")
+                request.inputs.add(name="input", datatype="FP32", shape=[1, 4])
+                request.raw_input_contents.append(x["input"].tobytes())
+                with pytest.raises(grpc.RpcError) as info:
+                    pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in (info.value.details() or "")
+    finally:
+        app.stop(0)

@@ -246,7 +246,7 @@ def test_metadata_config_and_statistics(
     # Triton's meaning, which perf_analyzer checks: one queue and compute entry per request.
     phases = (inf.queue, inf.compute_input, inf.compute_infer, inf.compute_output)
     assert [p.count for p in phases] == [inf.success.count] * 4
-    assert inf.queue.ns == 0  # no scheduler queue
+    assert 0 <= inf.queue.ns < inf.success.ns  # the wait for a slot of the version
     assert all(p.ns > 0 for p in phases[1:])
     assert stats["1"].execution_count == stats["1"].inference_count == inf.success.count
 

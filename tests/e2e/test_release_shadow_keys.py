@@ -37,7 +37,7 @@ def _worst(app: App) -> list[dict[str, object]]:
 def test_the_shadow_report_shows_key_hashes_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = serve(tmp_path)
+    app = serve(tmp_path, shadow_max_cpu=1.0)  # count every shadow run, however loaded
     try:
         worst = _worst(app)
         hashes = {key_hash(k): k for k in KEYS}
@@ -53,7 +53,7 @@ def test_the_shadow_report_shows_key_hashes_by_default(
 
 
 def test_raw_keys_when_configured(tmp_path: Path) -> None:
-    app = serve(tmp_path, shadow_report_raw_keys=True)
+    app = serve(tmp_path, shadow_report_raw_keys=True, shadow_max_cpu=1.0)
     try:
         worst = _worst(app)
     finally:

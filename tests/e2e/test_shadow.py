@@ -29,6 +29,7 @@ def server(tmp_path: Path) -> Iterator[App]:
         shadow_queue_size=4096,
         shadow_max_busy=100.0,  # these tests count every shadow run: no budget shedding
         shadow_timeout_seconds=60.0,  # ... and no expiry in the queue on a loaded machine
+        shadow_max_cpu=1.0,  # nor shedding for CPU headroom (the client runs in this process)
         models={"classifier": {"stable": "1"}},
     )
     yield app

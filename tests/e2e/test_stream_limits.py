@@ -222,6 +222,7 @@ def test_calls_beyond_the_admission_limit_are_refused_at_once(tmp_path: Path) ->
             "workers": 4,
             "max_streams": 1,
             "max_concurrent_calls": 2,
+            "instances": 2,  # both admitted calls run at once, not one after the other
         },
     )
     app = App(config, runner_factory=lambda _path: runner)

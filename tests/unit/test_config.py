@@ -19,7 +19,15 @@ max_streams = 2
 stream_idle_timeout_seconds = 5
 max_message_bytes = 2048
 grace_seconds = 2
-intra_op_threads = 1
+intra_op_threads = 2
+instances = 2
+max_queue_size = 9
+queue_timeout_seconds = 1.5
+max_batch_size = 16
+candidate_instances = 2
+candidate_max_queue_size = 3
+candidate_queue_timeout_seconds = 0.25
+candidate_overload = "fail"
 allow_pinning = false
 inference_token = "inf"
 rollback_grace_seconds = 30.5
@@ -27,6 +35,7 @@ shadow_workers = 2
 shadow_queue_size = 8
 shadow_timeout_seconds = 0.5
 shadow_max_busy = 0.5
+shadow_max_cpu = 0.75
 metrics_port = 9124
 stable_trace_ratio = 0.25
 idle_trace_ratio = 0.5
@@ -67,7 +76,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.workers == 3
     assert config.max_message_bytes == 2048
     assert config.grace_seconds == 2.0 and isinstance(config.grace_seconds, float)
-    assert config.intra_op_threads == 1
+    assert config.intra_op_threads == 2
     assert config.allow_pinning is False
     assert config.inference_token == "inf"
     assert config.rollback_grace_seconds == 30.5
