@@ -178,7 +178,7 @@ def test_zero_dimensions_count_as_one_in_the_declared_size() -> None:
     spec = _TWO.inputs[0]
     assert tensors.declared_bytes(spec, [0, 512]) == tensors.declared_bytes(spec, [1, 512]) == 2048
     text = TensorSpec("t", by_oip("BYTES"), (None,))  # type: ignore[arg-type]
-    assert tensors.declared_bytes(text, [0]) == tensors.BYTES_ELEMENT_MIN
+    assert tensors.declared_bytes(text, [0]) == tensors.BYTES_ELEMENT_COST
 
 
 def test_without_a_bound_unrepresentable_shapes_are_still_invalid_input() -> None:
