@@ -11,7 +11,12 @@ must stay bounded, and a valid call must be answered afterwards.
 from __future__ import annotations
 
 import queue
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -22,9 +27,8 @@ from hypothesis import strategies as st
 
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
-from server.app import App
 from server.serving.dtypes import DTYPES
-from tests.conftest import start_app
+from tests.conftest import make_repository
 
 #: A small message limit keeps what any accepted request may allocate small too.
 LIMIT = 1 << 20
@@ -161,24 +165,32 @@ def _request(model: str, name: str, datatype: str, shape: list[int]) -> pb.Model
     return request
 
 
-def _status_mib(key: str) -> int:
-    """A line of /proc/self/status (VmRSS: resident now, VmHWM: the peak), in MiB."""
+def _status_mib(pid: int, key: str) -> int:
+    """A line of /proc/PID/status (VmRSS: resident now, VmHWM: the peak), in MiB."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith(f"{key}:"):
                     return int(line.split()[1]) // 1024
     except OSError:
         pass
-    pytest.skip("needs /proc/self/status (Linux) to read the RSS")
+    pytest.skip("needs /proc/PID/status (Linux) to read the RSS")
 
 
-def _reset_peak() -> None:
+def _reset_peak(pid: int) -> None:
     """Start VmHWM again from the current RSS (Linux: write 5 to clear_refs)."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         pytest.skip("cannot reset the peak RSS here")
+
+
+@dataclass(frozen=True)
+class Served:
+    """The fuzzed server: a process of its own, so its RSS is its own, not the test run's."""
+
+    pid: int
+    port: int
 
 
 class Stream:
@@ -198,20 +210,46 @@ class Stream:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    app = start_app(tmp_path_factory.mktemp("fuzz"), max_message_bytes=LIMIT)
-    yield app
-    app.stop(0)
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("fuzz")
+    config = home / "fuzz.toml"
+    config.write_text(f"max_message_bytes = {LIMIT}\n")
+    argv = [sys.executable, "-m", "server", "--port", "0", "--metrics-port", "-1"]
+    argv += ["--models", str(make_repository(home)), "--state-dir", str(home / "state")]
+    with subprocess.Popen(
+        [*argv, "--config", str(config)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    ) as server:
+        guard = threading.Timer(120, server.kill)  # a server that never starts fails, not hangs
+        guard.daemon = True
+        guard.start()
+        assert server.stderr is not None
+        port = None
+        for line in server.stderr:
+            found = re.search(r"listening on \S+:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        guard.cancel()
+        assert port is not None, "the fuzzed server exited before it listened"
+        threading.Thread(target=server.stderr.read, daemon=True).start()
+        try:
+            yield Served(server.pid, port)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
-def test_every_request_gets_an_actionable_status(fuzzed: App) -> None:
+def test_every_request_gets_an_actionable_status(fuzzed: Served) -> None:
     seen: dict[str, int] = {}
     with grpc.insecure_channel(f"127.0.0.1:{fuzzed.port}") as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         stream = Stream(stub)
         try:
-            _reset_peak()
-            before = _status_mib("VmHWM")
+            _reset_peak(fuzzed.pid)
+            before = _status_mib(fuzzed.pid, "VmHWM")
 
             @settings(
                 max_examples=300,
@@ -241,7 +279,7 @@ def test_every_request_gets_an_actionable_status(fuzzed: App) -> None:
                 assert bool(answer.error_message) == (code != grpc.StatusCode.OK), request
 
             check()
-            grown = _status_mib("VmHWM") - before
+            grown = _status_mib(fuzzed.pid, "VmHWM") - before
         finally:
             stream.close()
         good = pb.ModelInferRequest(model_name="classifier")
