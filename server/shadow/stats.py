@@ -255,12 +255,6 @@ class ShadowStats:
         with self._lock:
             return _rate(self.disagreements, self.completed)
 
-    def latency_percentile(self, q: float) -> float | None:
-        """Nearest-rank percentile (q in (0, 1]) of sampled run latencies, seconds."""
-        with self._lock:
-            samples = list(self._latencies)
-        return _percentile(sorted(samples), q)
-
     def worst(self) -> list[WorstDisagreement]:
         """The worst disagreements kept, worst first."""
         with self._lock:

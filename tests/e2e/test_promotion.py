@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
 from client.admin import AdminClient
-from client.errors import ClientError
 from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
+from tests.support.release import Load
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
@@ -45,38 +43,6 @@ def server(tmp_path: Path) -> Iterator[App]:
     )
     yield app
     app.stop(0)
-
-
-class Load:
-    """Keyed closed-loop traffic in a background thread until stopped."""
-
-    def __init__(self, app: App) -> None:
-        self.target = f"127.0.0.1:{app.port}"
-        self.stop = threading.Event()
-        self.ok = 0
-        self.failed = 0
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        rng = np.random.default_rng(0)
-        with InferenceClient(self.target) as c:
-            i = 0
-            while not self.stop.is_set():
-                x = rng.standard_normal((1, 4)).astype(np.float32)
-                try:
-                    c.infer("classifier", {"input": x}, routing_key=f"user-{i}")
-                    self.ok += 1
-                except ClientError:
-                    self.failed += 1
-                i += 1
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def _wait_idle(admin: AdminClient, timeout: float = 60.0) -> None:

@@ -14,7 +14,8 @@ from server.app import App
 from server.promotion.decision import Action, CheckStatus, Evidence, VersionWindow
 from server.promotion.gates import decide, guard
 from server.promotion.policy import Policy
-from tests.support.release import FAST, Load, admin, reload, serve, wait_for
+from tests.support.release import FAST, Load, admin, reload, serve
+from tests.support.waiting import wait_for
 
 STABLE = VersionWindow(5000, 0, p50_ms=5.0, p95_ms=8.0, p99_ms=10.0, window_s=60.0)
 
@@ -69,7 +70,7 @@ def test_a_failing_manual_canary_is_rolled_back_by_its_guard_rails(server: App) 
         assert started.rollout.guarded and not started.rollout.automatic
         assert json.loads(started.rollout.guard_policy_json)["interval_s"] == 0.2
         with Load(server):
-            wait_for(lambda: not ops.get("classifier").candidate_version)
+            wait_for(lambda: not ops.get("classifier").candidate_version, timeout=60.0)
         final = ops.get("classifier")
         explained = ops.explain("classifier")
         audit = ops.audit("classifier")
@@ -90,7 +91,7 @@ def test_no_guard_keeps_traffic_and_is_audited(server: App) -> None:
         started = ops.start("classifier", "3", canary_ppm=200_000, no_guard=True)
         assert not started.rollout.guarded
         with Load(server) as load:
-            wait_for(lambda: load.failed >= 30)
+            wait_for(lambda: load.failed >= 30, timeout=60.0)
         rollout = ops.get("classifier")
         audit = ops.audit("classifier")
         explained = ops.explain("classifier")

@@ -21,7 +21,8 @@ from server.rollout.controller import RolloutController
 from server.rollout.state import StartRollout
 from server.telemetry.windows import WindowSummary
 from server.testing import FakeClock, MemoryStore
-from tests.support.release import FAST, Load, admin, reload, serve, wait_for
+from tests.support.release import FAST, Load, admin, reload, serve
+from tests.support.waiting import wait_for
 
 POLICY = Policy(
     shadow_ppm=0,
@@ -148,11 +149,13 @@ def test_step_down_then_recovery_against_a_server(tmp_path: Path) -> None:
     try:
         with admin(app) as ops, Load(app, rows):
             ops.start("classifier", "3", automatic=True, policy_json=json.dumps(policy))
-            wait_for(lambda: ops.get("classifier").canary_weight_ppm == 300_000)
+            wait_for(lambda: ops.get("classifier").canary_weight_ppm == 300_000, timeout=60.0)
             faulty["on"] = True
-            wait_for(lambda: ops.get("classifier").canary_weight_ppm == 100_000, step=0.01)
+            wait_for(
+                lambda: ops.get("classifier").canary_weight_ppm == 100_000, timeout=60.0, poll=0.01
+            )
             faulty["on"] = False
-            wait_for(lambda: not ops.get("classifier").candidate_version)
+            wait_for(lambda: not ops.get("classifier").candidate_version, timeout=60.0)
             final = ops.get("classifier")
             audit = ops.audit("classifier")
     finally:

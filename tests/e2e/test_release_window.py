@@ -18,7 +18,8 @@ from server.rollout.controller import RolloutController
 from server.rollout.state import StartRollout
 from server.telemetry.windows import WindowSummary
 from server.testing import FakeClock, MemoryStore
-from tests.support.release import FAST, Load, admin, reload, serve, wait_for
+from tests.support.release import FAST, Load, admin, reload, serve
+from tests.support.waiting import wait_for
 
 BERLIN = ReleaseWindow(days=("mon", "tue", "wed", "thu", "fri"), start="09:00", end="17:00",
                        timezone="Europe/Berlin")  # fmt: skip
@@ -155,7 +156,10 @@ def test_a_closed_window_holds_a_server_rollout_and_says_why(tmp_path: Path) -> 
         policy = {**FAST, "release_window": closed}
         with admin(app) as ops, Load(app):
             ops.start("classifier", "3", automatic=True, policy_json=json.dumps(policy))
-            wait_for(lambda: "outside the release window" in ops.explain("classifier").reason)
+            wait_for(
+                lambda: "outside the release window" in ops.explain("classifier").reason,
+                timeout=60.0,
+            )
             rollout = ops.get("classifier")
             explained = ops.explain("classifier")
         assert rollout.candidate_version == "3" and rollout.canary_weight_ppm == 100_000
