@@ -30,6 +30,11 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
+#: etcd's require-leader metadata (clientv3.WithRequireLeader): a member that loses its raft
+#: leader ends the watch UNAVAILABLE ("no leader") instead of keeping it open and silent, so a
+#: replica watching through a member cut off from the majority moves to another member.
+_REQUIRE_LEADER = (("hasleader", "true"),)
+
 R = TypeVar("R")
 
 
@@ -150,7 +155,7 @@ class EtcdClient:
         with self._lock:
             channel = self._channels[self._current]
             self._current = (self._current + 1) % len(self._channels)  # next try: the next one
-        return self._stub("Watch", channel).Watch(requests)
+        return self._stub("Watch", channel).Watch(requests, metadata=_REQUIRE_LEADER)
 
     def close(self) -> None:
         for channel in self._channels:
