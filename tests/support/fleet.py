@@ -102,7 +102,7 @@ class Etcd:
 
 
 class EtcdCluster:
-    """A three-member etcd cluster on loopback: every member's client endpoint in `url`."""
+    """An etcd cluster of `size` members (three by default) on loopback ports."""
 
     def __init__(self, root: Path, size: int = 3) -> None:
         self.members = [Etcd(root / f"etcd{i}", name=f"m{i}") for i in range(size)]
