@@ -28,7 +28,7 @@ from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
 from server.api.streams import StreamGuard
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
-from server.fleet.client import parse_store_url
+from server.fleet.client import parse_store_url, wait_reachable
 from server.fleet.election import Election
 from server.fleet.store import EtcdStore
 from server.promotion.controller import PromotionController
@@ -58,16 +58,22 @@ STATE_DB = "state.db"
 _QUIET_S = 0.1
 
 
+#: How long a server waits at start for its etcd, which may be starting beside it.
+STORE_START_WAIT_S = 10.0
+
+
 def _etcd_store(url: str) -> EtcdStore:
     try:
         target = parse_store_url(url)
     except ValueError as exc:
         raise ConfigError(f"'store': {exc}") from None
     try:
+        wait_reachable(target, STORE_START_WAIT_S)
         return EtcdStore(target)
     except StoreUnavailable as exc:
         # At start there is no snapshot to serve from: refuse, naming the store.
-        raise ConfigError(f"cannot start: {exc.args[0] if exc.args else exc}") from None
+        reason = exc.args[0] if exc.args else exc
+        raise ConfigError(f"cannot start: {reason} (waited {STORE_START_WAIT_S:g}s)") from None
 
 
 class App:

@@ -4,7 +4,9 @@ unreachable etcd raises StoreUnavailable naming the store."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +17,7 @@ from protos.etcd.etcdserverpb import rpc_pb2 as rpc
 from protos.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
 from server.errors import StoreUnavailable
 
-__all__ = ["SCHEME", "EtcdClient", "EtcdTarget", "parse_store_url", "prefix_end"]
+__all__ = ["SCHEME", "EtcdClient", "EtcdTarget", "parse_store_url", "prefix_end", "wait_reachable"]
 
 SCHEME = "etcd://"
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -30,7 +32,14 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
+#: etcd's require-leader metadata (clientv3.WithRequireLeader): a member that loses its raft
+#: leader ends the watch UNAVAILABLE ("no leader") instead of keeping it open and silent, so a
+#: replica watching through a member cut off from the majority moves to another member.
+_REQUIRE_LEADER = (("hasleader", "true"),)
+
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,8 +159,30 @@ class EtcdClient:
         with self._lock:
             channel = self._channels[self._current]
             self._current = (self._current + 1) % len(self._channels)  # next try: the next one
-        return self._stub("Watch", channel).Watch(requests)
+        return self._stub("Watch", channel).Watch(requests, metadata=_REQUIRE_LEADER)
 
     def close(self) -> None:
         for channel in self._channels:
             channel.close()
+
+
+def wait_reachable(target: EtcdTarget, timeout: float, poll: float = 0.25) -> None:
+    """Return once some endpoint of `target` answers a read; StoreUnavailable after `timeout`
+    seconds without one. A replica and its etcd often start together (a README, a pod)."""
+    client = EtcdClient(target, timeout=min(2.0, max(timeout, poll)))
+    deadline = time.monotonic() + timeout
+    waited = False
+    try:
+        while True:
+            try:
+                client.range(rpc.RangeRequest(key=b"/", count_only=True))
+                return
+            except StoreUnavailable:
+                if time.monotonic() + poll >= deadline:
+                    raise
+                if not waited:
+                    log.warning("waiting up to %.0fs for the state store %s", timeout, target.url)
+                    waited = True
+                time.sleep(poll)
+    finally:
+        client.close()

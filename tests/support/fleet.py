@@ -30,13 +30,20 @@ def free_port() -> int:
 
 
 class Etcd:
-    """One single-member etcd, restartable on the same ports and data directory."""
+    """One etcd member (alone by default), restartable on the same ports and data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, name: str = "test") -> None:
         self.data_dir = data_dir
+        self.name = name
         self.client_port = free_port()
         self.peer_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        #: `--initial-cluster`: this member alone, unless an EtcdCluster names its peers.
+        self.initial_cluster = f"{name}={self.peer_url}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -46,24 +53,33 @@ class Etcd:
         return f"etcd://{self.endpoint}/{prefix}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process (a cluster's members must all be launched before any is ready)."""
         client = f"http://{self.endpoint}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
         log = open(self.data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
             [
                 ETCD,
-                "--name=test",
+                f"--name={self.name}",
                 f"--data-dir={self.data_dir}",
                 f"--listen-client-urls={client}",
                 f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=test={peer}",
+                f"--listen-peer-urls={self.peer_url}",
+                f"--initial-advertise-peer-urls={self.peer_url}",
+                f"--initial-cluster={self.initial_cluster}",
             ],
             stdout=log,
             stderr=log,
         )
         log.close()
+
+    def wait_ready(self) -> None:
+        """Until a read through this member succeeds (which needs the cluster's quorum)."""
+        assert self.process is not None
+        log = self.data_dir.with_suffix(".log")
         probe = EtcdClient(parse_store_url(self.url("probe")), timeout=0.5)
         try:
             deadline = time.monotonic() + 15
@@ -85,6 +101,31 @@ class Etcd:
         self.process = None
 
 
+class EtcdCluster:
+    """An etcd cluster of `size` members (three by default) on loopback ports."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.members = [Etcd(root / f"etcd{i}", name=f"m{i}") for i in range(size)]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for member in self.members:
+            member.initial_cluster = cluster
+
+    def url(self, prefix: str, members: list[Etcd] | None = None) -> str:
+        """`etcd://` with the endpoints of `members` (default: all), in that order."""
+        endpoints = ",".join(m.endpoint for m in members or self.members)
+        return f"etcd://{endpoints}/{prefix}"
+
+    def start(self) -> None:
+        for member in self.members:
+            member.launch()
+        for member in self.members:
+            member.wait_ready()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
 def require_etcd() -> None:
     if shutil.which(ETCD) is None:
         message = f"{ETCD} is missing: run .ci/install-etcd.sh (Debian's etcd-server)"
@@ -100,6 +141,17 @@ def etcd(tmp_path: Path) -> Iterator[Etcd]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    require_etcd()
+    cluster = EtcdCluster(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
