@@ -51,13 +51,16 @@ class Served:
 class Launcher:
     """Starts `canaryserve serve` processes on one state dir; stops any left running."""
 
-    def __init__(self, tmp: Path, models: Path, grace_seconds: float = 10.0) -> None:
+    def __init__(
+        self, tmp: Path, models: Path, grace_seconds: float = 10.0, extra_config: str = ""
+    ) -> None:
         self.tmp = tmp
         self.models = models
         self.state = tmp / "state"
         self.config = tmp / "canaryserve.toml"
         self.config.write_text(
             f"intra_op_threads = 1\ngrace_seconds = {grace_seconds}\nmetrics_port = 0\n"
+            + extra_config
         )
         self.started: list[subprocess.Popen[bytes]] = []
 
@@ -171,7 +174,11 @@ def test_sigterm_drains_calls_in_flight_and_exits_0(tmp_path: Path) -> None:
     models = make_repository(tmp_path)
     # ~1 s per call below: slow enough to still be running when SIGTERM arrives.
     build_classifier_slow(models / "slow" / "1" / "model.onnx", width=2048)
-    launcher = Launcher(tmp_path, models, grace_seconds=10.0)
+    # Two slots, so both calls run at once rather than one waiting in the queue (whose 5 s
+    # timeout a loaded machine can reach while the first call runs).
+    launcher = Launcher(
+        tmp_path, models, grace_seconds=10.0, extra_config="[models.slow]\ninstances = 2\n"
+    )
     try:
         served = launcher.start()
         batch = np.random.default_rng(0).standard_normal((8000, 4)).astype(np.float32)
