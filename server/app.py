@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client import generate_latest
 
 from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
@@ -44,7 +45,13 @@ from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
-from server.telemetry.metrics import MetricsServer, SchedulingSample, render
+from server.telemetry.metrics import (
+    MetricsServer,
+    SchedulingSample,
+    ServingSources,
+    VersionUsage,
+    server_registry,
+)
 from server.telemetry.tracing import Telemetry
 
 __all__ = ["App"]
@@ -159,6 +166,18 @@ class App:
         self.health = health.HealthServicer()
         self.streams = StreamGuard(config.stream_limit, config.stream_idle_timeout_seconds)
         self._server: grpc.Server | None = None
+        #: Every /metrics family, read at scrape time; more collectors may be registered here.
+        self.metrics_registry = server_registry(
+            ServingSources(
+                self.telemetry.windows,
+                self.rollouts.states,
+                self.shadow,
+                lambda: dict(self.promotion.counts),
+                self._exact_counts,
+                self._scheduling_samples,
+            ),
+            self._usage,
+        )
         self._metrics: MetricsServer | None = None
         self.port = 0
         self.metrics_port = 0
@@ -341,7 +360,7 @@ class App:
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(
-                    self.config.host, self.config.metrics_port, self.metrics
+                    self.config.host, self.config.metrics_port, self.metrics_registry
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -363,20 +382,27 @@ class App:
         return self.port
 
     def metrics(self) -> str:
-        """The Prometheus exposition of this server."""
-        exact = [
+        """The Prometheus exposition of this server (text format)."""
+        return generate_latest(self.metrics_registry).decode()
+
+    def _exact_counts(self) -> list[tuple[str, str, int, int]]:
+        return [
             (mv.model, mv.version, mv.stats.success_count, mv.stats.fail_count)
             for mv in self.registry.index()
             if mv.state is LoadState.READY
         ]
-        return render(
-            self.telemetry.windows,
-            self.rollouts.states(),
-            self.shadow,
-            self.promotion.counts,
-            exact,
-            self._scheduling_samples(),
-        )
+
+    def _usage(self) -> list[VersionUsage]:
+        return [
+            VersionUsage(
+                mv.model,
+                mv.version,
+                mv.load_rss_bytes,
+                mv.runner.cpu.seconds() if isinstance(mv.runner, OnnxRunner) else None,
+            )
+            for mv in self.registry.index()
+            if mv.state is LoadState.READY
+        ]
 
     def _scheduling_samples(self) -> list[SchedulingSample]:
         samples = []
@@ -397,6 +423,7 @@ class App:
                         st.timeouts,
                         st.shadow_shed,
                         st.fallbacks,
+                        sum(st.batch_infer_ns.values()) / 1e9,
                     )
                 )
         return samples

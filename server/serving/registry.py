@@ -28,6 +28,7 @@ from server.errors import (
     ModelVersionNotFound,
     VersionNotReady,
 )
+from server.serving.footprint import resident_bytes
 from server.serving.names import is_model_name, is_version
 from server.serving.runner import Runner
 from server.serving.signature import Signature
@@ -119,6 +120,9 @@ class ModelVersion:
     # the version is unloaded, so a later load still notices a file changed under its number.
     sha256: str = ""
     stats: VersionStats = field(default_factory=VersionStats, compare=False)
+    #: Growth of the process's resident memory while the session was built and warmed up
+    #: (server.serving.footprint); None where the platform cannot tell.
+    load_rss_bytes: int | None = None
 
     @property
     def signature(self) -> Signature:
@@ -401,6 +405,7 @@ class Registry:
                 return old, change
         elif old is not None and old.state is LoadState.READY and old.sha256 == sha256:
             return dataclasses.replace(old, stamp=stamp), None  # touched, same bytes
+        rss_before = resident_bytes()
         try:
             runner = self._factory(path)
         except Exception as exc:  # a broken version must never stop the others
@@ -424,9 +429,11 @@ class Registry:
                 str(exc).strip(),
                 model,
             )
+        rss_after = resident_bytes()
+        grown = None if rss_before is None or rss_after is None else max(0, rss_after - rss_before)
         log.info("loaded model %s version %s (sha256 %s)", model, version, sha256)
         ready = ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
-        return dataclasses.replace(ready, sha256=sha256), change
+        return dataclasses.replace(ready, sha256=sha256, load_rss_bytes=grown), change
 
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():

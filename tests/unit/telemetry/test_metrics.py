@@ -90,6 +90,7 @@ TYPES = {
     "canaryserve_fallbacks": "counter",
     "canaryserve_sheds": "counter",
     "canaryserve_batch_executions": "counter",
+    "canaryserve_version_compute_seconds": "counter",
     "canaryserve_shadow_queue_depth": "gauge",
     "canaryserve_promotion_decisions": "counter",
 }
