@@ -31,7 +31,12 @@ from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.client import parse_store_url
 from server.fleet.election import Election
 from server.fleet.store import EtcdStore
+from server.notify.alerts import StableAlerts
+from server.notify.hook import PrePromotionHook
+from server.notify.notifier import Notifier
+from server.promotion.confirm import Confirm
 from server.promotion.controller import PromotionController
+from server.promotion.decision import Decision
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
@@ -44,6 +49,7 @@ from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
+from server.telemetry.logs import CallFailures
 from server.telemetry.metrics import MetricsServer, SchedulingSample, render
 from server.telemetry.tracing import Telemetry
 
@@ -68,6 +74,35 @@ def _etcd_store(url: str) -> EtcdStore:
     except StoreUnavailable as exc:
         # At start there is no snapshot to serve from: refuse, naming the store.
         raise ConfigError(f"cannot start: {exc.args[0] if exc.args else exc}") from None
+
+
+def _pre_promotion_hook(config: Config) -> Confirm | None:
+    """The promotion controller's confirmation: the configured pre-promotion hook, if any."""
+    settings = config.notifications.pre_promotion_hook
+    if settings is None:
+        return None
+    hook = PrePromotionHook(
+        settings.url, secret=settings.secret, timeout_s=settings.timeout_seconds
+    )
+
+    def confirm(decision: Decision) -> str | None:
+        ev = decision.evidence
+        return hook.confirm(
+            ev.model,
+            "promotion" if decision.action.value == "promote" else "step",
+            decision.reason,
+            {
+                "stable_version": ev.stable_version,
+                "candidate_version": ev.candidate_version,
+                "action": decision.action.value,
+                "next_canary_weight_percent": (
+                    None if decision.next_canary_ppm is None else decision.next_canary_ppm / 1e4
+                ),
+                "decision": decision.as_dict(),
+            },
+        )
+
+    return confirm
 
 
 class App:
@@ -116,7 +151,9 @@ class App:
             telemetry=self.telemetry,
             max_message_bytes=config.max_message_bytes,
             schedulers=self.schedulers,
+            call_failures=CallFailures(),
         )
+        self.notifier = Notifier(config.notifications)
         check_state_dir(config.state_dir)
         self.election: Election | None = None
         self.store: StateStore
@@ -134,6 +171,7 @@ class App:
             publish=self._publish,
             grace_seconds=config.rollback_grace_seconds,
             allow_pinning=config.allow_pinning,
+            on_audit=self.notifier.on_audit,
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
         self.promotion = PromotionController(
@@ -142,9 +180,18 @@ class App:
             self.shadow,
             tick_s=config.promotion_tick_seconds,
             is_leader=self.election.is_leader if self.election is not None else None,
+            confirm=_pre_promotion_hook(config),
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
+        )
+        self.alerts = StableAlerts(
+            config.notifications.alerts,
+            self.rollouts.states,
+            self.telemetry.windows.summary,
+            self.notifier.publish,
+            is_leader=self.election.is_leader if self.election is not None else None,
+            tick_s=config.notifications.alert_tick_seconds,
         )
         tokens = dict(config.admin_tokens) or {"generated": ensure_token_file(config.state_dir)}
         self.admin_auth = Authenticator(tokens, "admin")
@@ -300,6 +347,7 @@ class App:
             self.repository,
             registry=self.registry,
             raw_routing_keys=self.config.shadow_report_raw_keys,
+            notifier=self.notifier,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -345,6 +393,8 @@ class App:
                 ) from None
             self._metrics.start()
             self.metrics_port = self._metrics.port
+        self.notifier.start()
+        self.alerts.start()
         self.promotion.start()
         self._ready.set()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -363,13 +413,16 @@ class App:
             for mv in self.registry.index()
             if mv.state is LoadState.READY
         ]
-        return render(
-            self.telemetry.windows,
-            self.rollouts.states(),
-            self.shadow,
-            self.promotion.counts,
-            exact,
-            self._scheduling_samples(),
+        return (
+            render(
+                self.telemetry.windows,
+                self.rollouts.states(),
+                self.shadow,
+                self.promotion.counts,
+                exact,
+                self._scheduling_samples(),
+            )
+            + self.notifier.metrics()
         )
 
     def _scheduling_samples(self) -> list[SchedulingSample]:
@@ -433,6 +486,9 @@ class App:
             self._server = None
         self.streams.close()
         self.promotion.shutdown()
+        self.alerts.shutdown()
+        if self.dataplane.call_failures is not None:
+            self.dataplane.call_failures.flush()
         if self.election is not None:
             self.election.close()
         if self._metrics is not None:
@@ -440,6 +496,7 @@ class App:
             self._metrics = None
         self.shadow.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.telemetry.shutdown()
+        self.notifier.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.store.close()
 
     def wait(self) -> None:
