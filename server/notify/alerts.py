@@ -123,17 +123,31 @@ class StableAlerts:
         for state in self._states():
             if state.active:
                 continue
+            for key in [k for k in self._crossings if k[0] == state.model]:
+                if key[1] != state.stable and self._crossings.pop(key).firing:
+                    # A promotion replaced the failing stable: its alert ends with it.
+                    events.append(self._replaced(state, key[1]))
             crossing = self._crossings.setdefault(
                 (state.model, state.stable), Crossing(self.policy)
             )
             window = self._summary(state.model, state.stable, self.policy.window_s)
             change = crossing.observe(window.requests, window.errors)
-            if change is None:
-                continue
-            event = self._event(state, window, change)
-            events.append(event)
+            if change is not None:
+                events.append(self._event(state, window, change))
+        for event in events:
             self._publish(event)
         return events
+
+    def _replaced(self, state: RolloutState, old: str) -> Event:
+        return Event(
+            type="stable.alert.resolved",
+            model=state.model,
+            severity="info",
+            summary=f"version {old} is no longer stable (version {state.stable} is)",
+            at=self._clock(),
+            actor="server",
+            details={"stable_version": old, "replaced_by": state.stable},
+        )
 
     def _event(self, state: RolloutState, window: WindowCounts, change: str) -> Event:
         p = self.policy

@@ -28,7 +28,7 @@ _OPERATIONS: Mapping[str, tuple[str, str]] = {
     "set_shadow": ("rollout.stepped", "info"),
     "auto_advance": ("rollout.stepped", "info"),
     "auto_step_down": ("rollout.stepped_down", "warning"),
-    "auto_hold": ("rollout.held", "info"),
+    "auto_hold": ("rollout.held", "warning"),
     "guard_hold": ("rollout.held", "warning"),
     "approve_step": ("rollout.approved", "info"),
     "pause": ("rollout.paused", "info"),
@@ -172,12 +172,16 @@ def from_audit(entry: AuditEntry) -> Event | None:
             "candidate": evidence.get("candidate_version"),
         }
     )
-    if decision and entry.operation == "auto_hold" and _waiting_for_approval(decision):
-        event_type = "rollout.waiting_for_approval"
-    if event_type == "rollout.held" and any(
-        c.get("status") == "fail" for c in decision.get("checks", ())
-    ):
-        severity = "warning"
+    if event_type == "rollout.held":
+        # A hold is news when something is wrong (a gate or the pre-promotion hook failed) or
+        # a person is needed; "not enough data yet" changes its reason as calls come in and
+        # stays in the audit log only.
+        if _waiting_for_approval(decision):
+            event_type = "rollout.waiting_for_approval"
+        elif any(c.get("status") == "fail" for c in decision.get("checks", ())):
+            severity = "warning"
+        else:
+            return None
     candidate = state.get("candidate") or before.get("candidate")
     details: dict[str, Any] = {
         "operation": entry.operation,

@@ -328,10 +328,11 @@ class RolloutController:
             reason=reason,
             extra=_dumps(extra) if extra is not None else None,
         )
-        stored = self._store.append_audit(entry)
-        if self._on_audit is not None:
-            with self._lock:  # in commit order with the changes
-                self._on_audit(stored)
+        if self._on_audit is None:
+            return self._store.append_audit(entry)
+        with self._lock:  # listeners hear audit rows in the store's order
+            stored = self._store.append_audit(entry)
+            self._on_audit(stored)
         return stored
 
     def in_use(self, model: str) -> dict[str, str]:

@@ -102,3 +102,15 @@ def test_only_the_leader_evaluates() -> None:
     rig.leader = False
     rig.counts = Counts(50, 50)
     assert rig.alerts.evaluate() == [] and rig.events == []
+
+
+def test_a_firing_alert_resolves_when_its_version_stops_being_stable() -> None:
+    rig = Rig()
+    rig.counts = Counts(50, 50)
+    assert [e.type for e in rig.alerts.evaluate()] == ["stable.alert.firing"]
+    rig.states = [RolloutState(model="m", stable="2")]
+    rig.counts = Counts(50, 0)
+    (resolved,) = rig.alerts.evaluate()
+    assert (resolved.type, resolved.details["stable_version"]) == ("stable.alert.resolved", "1")
+    assert resolved.summary == "version 1 is no longer stable (version 2 is)"
+    assert rig.alerts.evaluate() == []

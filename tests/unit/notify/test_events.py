@@ -148,7 +148,7 @@ def test_a_rollback_carries_the_decision_and_its_example_trace_ids() -> None:
     assert "aa" * 16 in payload["text"] and "(by promotion)" in payload["text"]
 
 
-def test_a_hold_on_manual_approval_is_waiting_for_approval() -> None:
+def test_a_hold_is_an_event_when_a_person_is_needed_or_a_check_failed() -> None:
     decision = {
         "action": "hold",
         "evidence": {},
@@ -159,6 +159,8 @@ def test_a_hold_on_manual_approval_is_waiting_for_approval() -> None:
     failing = {**decision, "checks": [{"name": "pre_promotion_hook", "status": "fail"}]}
     held = from_audit(row("auto_hold", None, None, extra=failing))
     assert held is not None and (held.type, held.severity) == ("rollout.held", "warning")
+    waiting_for_data = {**decision, "checks": [{"name": "min_requests", "status": "no_data"}]}
+    assert from_audit(row("auto_hold", None, None, extra=waiting_for_data)) is None
 
 
 def test_filters_take_exact_types_and_prefixes() -> None:
@@ -178,7 +180,7 @@ def test_event_ids_are_unique_and_the_body_is_json() -> None:
 def test_an_audit_only_hold_names_its_versions_from_the_decision() -> None:
     decision = {
         "action": "hold",
-        "checks": [],
+        "checks": [{"name": "error_rate", "status": "fail"}],
         "evidence": {"stable_version": "1", "candidate_version": "2"},
     }
     event = from_audit(row("guard_hold", None, None, extra=decision))
