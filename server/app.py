@@ -34,9 +34,7 @@ from server.fleet.store import EtcdStore
 from server.notify.alerts import StableAlerts
 from server.notify.hook import PrePromotionHook
 from server.notify.notifier import Notifier
-from server.promotion.confirm import Confirm
 from server.promotion.controller import PromotionController
-from server.promotion.decision import Decision
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
@@ -76,33 +74,12 @@ def _etcd_store(url: str) -> EtcdStore:
         raise ConfigError(f"cannot start: {exc.args[0] if exc.args else exc}") from None
 
 
-def _pre_promotion_hook(config: Config) -> Confirm | None:
-    """The promotion controller's confirmation: the configured pre-promotion hook, if any."""
-    settings = config.notifications.pre_promotion_hook
-    if settings is None:
+def _pre_promotion_hook(config: Config) -> PrePromotionHook | None:
+    """The configured pre-promotion hook, asked before automatic steps and promotions."""
+    hook = config.notifications.pre_promotion_hook
+    if hook is None:
         return None
-    hook = PrePromotionHook(
-        settings.url, secret=settings.secret, timeout_s=settings.timeout_seconds
-    )
-
-    def confirm(decision: Decision) -> str | None:
-        ev = decision.evidence
-        return hook.confirm(
-            ev.model,
-            "promotion" if decision.action.value == "promote" else "step",
-            decision.reason,
-            {
-                "stable_version": ev.stable_version,
-                "candidate_version": ev.candidate_version,
-                "action": decision.action.value,
-                "next_canary_weight_percent": (
-                    None if decision.next_canary_ppm is None else decision.next_canary_ppm / 1e4
-                ),
-                "decision": decision.as_dict(),
-            },
-        )
-
-    return confirm
+    return PrePromotionHook(hook.url, secret=hook.secret, timeout_s=hook.timeout_seconds)
 
 
 class App:
@@ -174,13 +151,14 @@ class App:
             on_audit=self.notifier.on_audit,
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
+        hook = _pre_promotion_hook(config)
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
             self.shadow,
             tick_s=config.promotion_tick_seconds,
             is_leader=self.election.is_leader if self.election is not None else None,
-            confirm=_pre_promotion_hook(config),
+            confirm=hook.confirm_decision if hook is not None else None,
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),

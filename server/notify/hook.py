@@ -15,6 +15,7 @@ from server.clock import Clock
 from server.notify.events import Event
 from server.notify.signing import SIGNATURE_HEADER, signature_header
 from server.notify.transport import Transport, display_url, post
+from server.promotion.decision import Action, Decision
 
 __all__ = ["PrePromotionHook"]
 
@@ -37,6 +38,23 @@ class PrePromotionHook:
         self._timeout = timeout_s
         self._transport = transport
         self._clock = clock
+
+    def confirm_decision(self, decision: Decision) -> str | None:
+        """The promotion controller's `Confirm`: asks about an ADVANCE or PROMOTE decision."""
+        ev = decision.evidence
+        ppm = decision.next_canary_ppm
+        return self.confirm(
+            ev.model,
+            "promotion" if decision.action is Action.PROMOTE else "step",
+            decision.reason,
+            {
+                "stable_version": ev.stable_version,
+                "candidate_version": ev.candidate_version,
+                "action": decision.action.value,
+                "next_canary_weight_percent": None if ppm is None else ppm / 10_000,
+                "decision": decision.as_dict(),
+            },
+        )
 
     def confirm(self, model: str, action: str, summary: str, details: dict[str, Any]) -> str | None:
         """None when the hook answers 2xx; otherwise why the step must hold, in words."""

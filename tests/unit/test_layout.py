@@ -25,9 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
     "fleet": LEAVES | {"rollout"},
     # Webhooks, the pre-promotion hook and stable alerts: they read rollout states and audit
-    # rows (rollout) and nothing else of the server; promotion and telemetry reach them only
-    # through callables the composition root wires, so neither depends on notify.
-    "notify": LEAVES | {"rollout"},
+    # rows (rollout) and the hook reads promotion decisions (promotion); promotion and
+    # telemetry reach notify only through callables the composition root wires.
+    "notify": LEAVES | {"promotion", "rollout"},
     "config": LEAVES | {"notify", "promotion"},
     "testing": LEAVES | {"rollout", "serving"},
     "app": LEAVES

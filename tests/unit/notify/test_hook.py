@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from client.webhooks import verify
 from server.notify.hook import PrePromotionHook
 from server.notify.signing import SIGNATURE_HEADER
+from server.promotion.decision import Action, Decision, Evidence, VersionWindow
 from server.testing import FakeClock
 
 
@@ -53,3 +54,21 @@ def test_any_other_answer_or_none_holds_and_says_why_without_the_path() -> None:
     assert hook(Answer(ConnectionRefusedError("connection refused"))).confirm(
         "m", "step", "", {}
     ) == ("pre-promotion hook http://gate.example:9000 unreachable: connection refused")
+
+
+def test_a_decision_is_asked_about_as_a_step_or_a_promotion() -> None:
+    window = VersionWindow(requests=100, errors=0)
+    evidence = Evidence("m", "1", "2", 0, 30.0, window, window)
+    advance = Decision(Action.ADVANCE, "advance: all pass", 1, 500_000, None, 0, (), evidence)
+    answer = Answer(500)
+    why = hook(answer).confirm_decision(advance)
+    assert why == "pre-promotion hook http://gate.example:9000 answered 500"
+    asked = verify("s", answer.posts[0][1][SIGNATURE_HEADER], answer.posts[0][0], now=2e9)
+    assert asked["type"] == "rollout.confirm_step"
+    assert asked["details"]["next_canary_weight_percent"] == 50.0
+    assert asked["details"]["decision"]["reason"] == "advance: all pass"
+    promote = Decision(Action.PROMOTE, "promote", None, None, None, 0, (), evidence)
+    hook(answer).confirm_decision(promote)
+    assert verify("s", answer.posts[1][1][SIGNATURE_HEADER], answer.posts[1][0], now=2e9)[
+        "type"
+    ] == ("rollout.confirm_promotion")
