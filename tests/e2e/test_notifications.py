@@ -262,3 +262,49 @@ def test_notify_test_reports_each_receiver(tmp_path: Path, receiver: WebhookRece
         assert shown.returncode == 1 and "no webhooks configured" in shown.stdout
     finally:
         bare.stop(0)
+
+
+def test_a_failing_stable_with_no_rollout_alerts_once_and_resolves_once(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    # Non-default: every idle call traced, a 2 s window looked at every 0.1 s, so the test
+    # takes seconds; the crossing logic is the default's.
+    app = serve(
+        tmp_path,
+        idle_trace_ratio=1.0,
+        notifications={
+            "webhooks": [{"url": receiver.url, "events": ["stable.alert.*"]}],
+            "stable_error_window_seconds": 2.0,
+            "alert_tick_seconds": 0.1,
+        },
+    )
+    failing = {"rate": 1.0}  # share of rows past the faulty model's threshold
+
+    def rows(rng: np.random.Generator) -> np.ndarray:
+        row = rng.standard_normal((1, 4)).astype(np.float32)
+        row[0, 0] = 5.0 if rng.random() < failing["rate"] else 0.0
+        return row
+
+    try:
+        # Version 3 fails on rows past the threshold; make it stable (promote it).
+        build_classifier_faulty(app.config.models_dir / "classifier" / "3" / "model.onnx")
+        reload(app)
+        with admin(app) as a:
+            a.start("classifier", "3", canary_ppm=1_000_000, no_guard=True)
+            a.transition("promote", "classifier")
+        with Load(app, rows=rows) as load:
+            wait_for(lambda: receiver.events(), timeout=30, message="the stable alert")
+            failing["rate"] = 0.0
+            wait_for(lambda: len(receiver.events()) >= 2, timeout=30, message="its recovery")
+        assert load.failed > 0
+    finally:
+        app.stop(0)
+    firing, resolved = receiver.events()  # once each, not once per evaluation
+    assert (firing["type"], firing["severity"]) == ("stable.alert.firing", "critical")
+    assert firing["details"]["stable_version"] == "3" and firing["details"]["error_rate"] >= 0.05
+    assert firing["details"]["trace_ids"], "example trace ids of failing calls"
+    assert firing["summary"].startswith("stable version 3 is failing:")
+    assert (resolved["type"], resolved["details"]["stable_version"]) == (
+        "stable.alert.resolved",
+        "3",
+    )
