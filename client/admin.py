@@ -186,6 +186,13 @@ class AdminClient:
         response: pb.EndDrillResponse = self._call(self._stub.EndDrill, request)
         return response
 
+    def send_test_notification(self, reason: str = "") -> list[pb.NotificationDelivery]:
+        """Have the server send a test event to every configured webhook; what each answered."""
+        response: pb.SendTestNotificationResponse = self._call(
+            self._stub.SendTestNotification, pb.SendTestNotificationRequest(reason=reason)
+        )
+        return list(response.deliveries)
+
     def watch(
         self, model: str = "", send_current: bool = False
     ) -> Iterator[pb.WatchRolloutsResponse]:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from client.channel import DEFAULT_TARGET, TARGET_ENV, open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
+from client.notify import add_notify_commands
 from client.operator import add_commands
 from client.tensors import numpy_dtype
 from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)
+    add_notify_commands(sub, _operator_flags)
     _accept_global_flags(parser)
     return parser
 

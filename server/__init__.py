@@ -10,6 +10,7 @@ Packages by concern; imports flow one way, left to right, never back:
     serving                    registry, runner, tensors, data plane (rollout, shadow, telemetry)
     api                        the gRPC edge                         (everything above)
     fleet                      etcd: shared store, watch, leader     (rollout; gRPC + protos/etcd)
+    notify                     webhooks, pre-promotion hook, alerts  (rollout, promotion)
     config, app                typed configuration; the composition root
     testing                    fakes beside their seams, for tests
 

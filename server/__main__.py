@@ -26,6 +26,7 @@ from types import FrameType
 from protos.wire import DEFAULT_PORT, DEFAULT_STATE_DIR
 from server.app import App
 from server.config import Config, ConfigError, load_config, with_env_admin_token
+from server.telemetry.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["build_parser", "config_from", "main", "serve"]
 
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--log-format",
+        default="auto",
+        choices=LOG_FORMATS,
+        help="json: one JSON object per line; text: for people; auto (default): text when"
+        " stderr is a terminal, else json",
+    )
     return parser
 
 
@@ -212,9 +220,7 @@ def _wait_for_stop_signal(wake_r: int, signals: Sequence[int] = STOP_SIGNALS) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         config = config_from(args, os.environ)
         if config.processes > 1:

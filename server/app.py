@@ -32,6 +32,10 @@ from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.client import parse_store_url, wait_reachable
 from server.fleet.election import Election
 from server.fleet.store import EtcdStore
+from server.notify.alerts import StableAlerts
+from server.notify.hook import PrePromotionHook
+from server.notify.metrics import NotificationCollector
+from server.notify.notifier import Notifier
 from server.promotion.controller import PromotionController
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
@@ -45,6 +49,7 @@ from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
+from server.telemetry.logs import CallFailures
 from server.telemetry.metrics import (
     MetricsServer,
     SchedulingSample,
@@ -81,6 +86,14 @@ def _etcd_store(url: str) -> EtcdStore:
         # At start there is no snapshot to serve from: refuse, naming the store.
         reason = exc.args[0] if exc.args else exc
         raise ConfigError(f"cannot start: {reason} (waited {STORE_START_WAIT_S:g}s)") from None
+
+
+def _pre_promotion_hook(config: Config) -> PrePromotionHook | None:
+    """The configured pre-promotion hook, asked before automatic steps and promotions."""
+    hook = config.notifications.pre_promotion_hook
+    if hook is None:
+        return None
+    return PrePromotionHook(hook.url, secret=hook.secret, timeout_s=hook.timeout_seconds)
 
 
 class App:
@@ -129,7 +142,9 @@ class App:
             telemetry=self.telemetry,
             max_message_bytes=config.max_message_bytes,
             schedulers=self.schedulers,
+            call_failures=CallFailures(),
         )
+        self.notifier = Notifier(config.notifications)
         check_state_dir(config.state_dir)
         self.election: Election | None = None
         self.store: StateStore
@@ -147,17 +162,28 @@ class App:
             publish=self._publish,
             grace_seconds=config.rollback_grace_seconds,
             allow_pinning=config.allow_pinning,
+            on_audit=self.notifier.on_audit,
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
+        hook = _pre_promotion_hook(config)
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
             self.shadow,
             tick_s=config.promotion_tick_seconds,
             is_leader=self.election.is_leader if self.election is not None else None,
+            confirm=hook.confirm_decision if hook is not None else None,
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
+        )
+        self.alerts = StableAlerts(
+            config.notifications.alerts,
+            self.rollouts.states,
+            self.telemetry.windows.summary,
+            self.notifier.publish,
+            is_leader=self.election.is_leader if self.election is not None else None,
+            tick_s=config.notifications.alert_tick_seconds,
         )
         tokens = dict(config.admin_tokens) or {"generated": ensure_token_file(config.state_dir)}
         self.admin_auth = Authenticator(tokens, "admin")
@@ -178,6 +204,7 @@ class App:
             ),
             self._usage,
         )
+        self.metrics_registry.register(NotificationCollector(self.notifier))
         self._metrics: MetricsServer | None = None
         self.port = 0
         self.metrics_port = 0
@@ -325,6 +352,7 @@ class App:
             self.repository,
             registry=self.registry,
             raw_routing_keys=self.config.shadow_report_raw_keys,
+            notifier=self.notifier,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -370,6 +398,8 @@ class App:
                 ) from None
             self._metrics.start()
             self.metrics_port = self._metrics.port
+        self.notifier.start()
+        self.alerts.start()
         self.promotion.start()
         self._ready.set()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -466,6 +496,9 @@ class App:
             self._server = None
         self.streams.close()
         self.promotion.shutdown()
+        self.alerts.shutdown()
+        if self.dataplane.call_failures is not None:
+            self.dataplane.call_failures.flush()
         if self.election is not None:
             self.election.close()
         if self._metrics is not None:
@@ -473,6 +506,7 @@ class App:
             self._metrics = None
         self.shadow.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.telemetry.shutdown()
+        self.notifier.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.store.close()
 
     def wait(self) -> None:

@@ -15,6 +15,11 @@ from types import MappingProxyType
 from typing import Any
 
 from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR
+from server.notify.settings import (
+    NotificationConfig,
+    NotificationConfigError,
+    parse_notifications,
+)
 from server.promotion.policy import Policy
 
 __all__ = [
@@ -224,6 +229,9 @@ class Config:
     """Server private key (PEM)."""
     tls_client_ca: Path | None = None
     """CA bundle (PEM) for client certificates: when set, clients must present one (mTLS)."""
+    notifications: NotificationConfig = field(default_factory=NotificationConfig)
+    """Webhooks, the pre-promotion hook and stable alerts (`[notifications]`,
+    docs/notifications.md)."""
 
     @property
     def call_limit(self) -> int:
@@ -240,7 +248,8 @@ class Config:
         return max(1, self.workers // 4) if self.workers > 1 else 0
 
 
-_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name != "models"}
+_TABLES = ("models", "notifications")
+_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in _TABLES}
 _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 _WARMUP_KEYS = {f.name for f in dataclasses.fields(WarmupConfig)}
 _SCHEDULING_KEYS = (
@@ -382,13 +391,18 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key == "models":
+        if key in _TABLES:
             continue
         spec = _SCALARS.get(key)
         if spec is None:
             raise ConfigError(f"unknown config key '{key}'; known keys: {sorted(_SCALARS)}")
         kwargs[key] = _coerce(key, value, spec.type)
     models_dir = kwargs.get("models_dir") or bundled_models_dir()
+    if "notifications" in values:
+        try:
+            kwargs["notifications"] = parse_notifications(values["notifications"])
+        except NotificationConfigError as exc:
+            raise ConfigError(str(exc)) from None
     kwargs["models"] = _models(_merge(_repository_defaults(models_dir), values.get("models", {})))
     config = Config(**kwargs)
     _validate(config)

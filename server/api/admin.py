@@ -15,6 +15,7 @@ from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
 from server.api.status import translate_errors, translate_stream_errors
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
+from server.notify.notifier import Notifier
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
 from server.promotion.policy import Policy
@@ -76,6 +77,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         repository: ModelRepository,
         registry: Registry | None = None,
         raw_routing_keys: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self._repository = repository
         self._controller = controller
@@ -86,6 +88,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self._configured_policy = configured_policy
         self._registry = registry
         self._raw_routing_keys = raw_routing_keys
+        self._notifier = notifier
         self._drills = Drills(registry, controller) if registry is not None else None
 
     def _rollout(self, state: RolloutState) -> pb.Rollout:
@@ -285,6 +288,25 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             drill_version=report.drill_version,
             rollout=self._rollout(report.rollout),
             report_json=json.dumps(report.as_dict(), sort_keys=True),
+        )
+
+    @translate_errors
+    def SendTestNotification(
+        self, request: pb.SendTestNotificationRequest, context: grpc.ServicerContext
+    ) -> pb.SendTestNotificationResponse:
+        actor = self._actor(context)
+        results = self._notifier.send_test(actor, request.reason) if self._notifier else []
+        return pb.SendTestNotificationResponse(
+            deliveries=[
+                pb.NotificationDelivery(
+                    receiver=r.receiver,
+                    delivered=r.attempt.delivered,
+                    http_status=r.attempt.status or 0,
+                    error=r.attempt.error,
+                    seconds=r.attempt.seconds,
+                )
+                for r in results
+            ]
         )
 
     @translate_errors

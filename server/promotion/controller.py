@@ -24,6 +24,7 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
+from server.promotion.confirm import Confirm, held
 from server.promotion.decision import (
     Action,
     CheckStatus,
@@ -110,6 +111,7 @@ class PromotionController:
         tick_s: float = 1.0,
         on_decision: DecisionListener | None = None,
         is_leader: Callable[[], bool] | None = None,
+        confirm: Confirm | None = None,
     ) -> None:
         self._rollouts = rollouts
         self._windows = windows
@@ -119,6 +121,8 @@ class PromotionController:
         self._on_decision = on_decision
         #: In a fleet only the elected leader acts; every replica still decides and explains.
         self._is_leader = is_leader or (lambda: True)
+        #: Asked before an automatic step or promotion (the pre-promotion hook), leader only.
+        self._confirm = confirm
         self._tracks: dict[str, _Track] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
@@ -205,6 +209,15 @@ class PromotionController:
             track.step_downs = decision.step_downs
         if not self._is_leader():
             return decision  # explained here; the fleet's leader acts
+        if (
+            self._confirm is not None
+            and state.policy is not None
+            and decision.action in (Action.ADVANCE, Action.PROMOTE)
+            and (why := self._confirm(decision)) is not None
+        ):
+            decision = held(decision, why)
+            with self._lock:
+                track.last = decision
         self._act(state, decision)
         return decision
 

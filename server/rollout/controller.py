@@ -41,6 +41,7 @@ from server.rollout.state import (
 from server.rollout.store import AuditEntry, StateStore
 
 __all__ = [
+    "AuditListener",
     "Publish",
     "ReadyVersions",
     "RolloutController",
@@ -54,6 +55,9 @@ SaltFactory: TypeAlias = Callable[[], str]
 #: not block on a lock whose holder may call into the controller (e.g. refresh_ready()).
 ReadyVersions: TypeAlias = Callable[[str], frozenset[str]]
 Publish: TypeAlias = Callable[[RoutingTable], None]
+#: Hears every audit row this controller commits (not the rows other replicas wrote), under
+#: the write lock, in commit order: it must not block (server.notify queues and returns).
+AuditListener: TypeAlias = Callable[[AuditEntry], None]
 
 
 def _default_salt() -> str:
@@ -99,6 +103,7 @@ class RolloutController:
         grace_seconds: float = 600.0,
         allow_pinning: bool = True,
         watch_max_pending: int = 1024,
+        on_audit: AuditListener | None = None,
     ) -> None:
         self._store = store
         self._ready_versions = ready_versions
@@ -108,6 +113,7 @@ class RolloutController:
         self._grace = grace_seconds
         self._allow_pinning = allow_pinning
         self._watch_max_pending = watch_max_pending
+        self._on_audit = on_audit
         self._lock = threading.RLock()
         # Replaced, never mutated, so readers may take a reference without the lock.
         self._states: Mapping[str, RolloutState] = MappingProxyType(store.load())
@@ -322,7 +328,12 @@ class RolloutController:
             reason=reason,
             extra=_dumps(extra) if extra is not None else None,
         )
-        return self._store.append_audit(entry)
+        if self._on_audit is None:
+            return self._store.append_audit(entry)
+        with self._lock:  # listeners hear audit rows in the store's order
+            stored = self._store.append_audit(entry)
+            self._on_audit(stored)
+        return stored
 
     def in_use(self, model: str) -> dict[str, str]:
         """The versions of `model` that routing uses now, each with why and what to do.
@@ -422,6 +433,8 @@ class RolloutController:
         self._table = self._build()
         self._publish(self._table)
         self._notify(before, after, stored)
+        if self._on_audit is not None:
+            self._on_audit(stored)
         log.info(
             "model %s: %s by %s -> %s (revision %s)",
             after.model,

@@ -42,6 +42,7 @@ from server.serving.runner import Arrays, Runner
 from server.serving.scheduler import QueueFull, QueueTimeout, Schedulers
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob
+from server.telemetry.logs import CallFailures
 from server.telemetry.tracing import Telemetry
 
 __all__ = [
@@ -88,8 +89,11 @@ class DataPlane:
         telemetry: Telemetry | None = None,
         max_message_bytes: int | None = None,
         schedulers: Schedulers | None = None,
+        call_failures: CallFailures | None = None,
     ) -> None:
         self._registry = registry
+        #: Where a candidate's failed calls are logged (rate-limited); None: not logged.
+        self.call_failures = call_failures
         #: Bounds what a request may make the server allocate: its inputs' declared size
         #: (zero dimensions counted as 1, `tensors.declared_bytes`) and its outputs' size.
         self._max_bytes = max_message_bytes
@@ -210,6 +214,7 @@ class DataPlane:
                     raise
                 # The candidate is overloaded: its span records the refusal (the promotion gates
                 # count it as a candidate error), and stable serves the caller.
+                self._candidate_failed(model, chosen, request.id, span, exc)
                 if span is not None:
                     telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
                     span = None
@@ -262,12 +267,25 @@ class DataPlane:
                     )
                 else:
                     version.stats.record_failure(end - start)
+                    if failure is not None and chosen.stage is not Stage.STABLE:
+                        self._candidate_failed(model, chosen, request.id, span, failure)
             if span is not None:
                 telemetry.finish(span, failure, request.id)  # type: ignore[union-attr]
             # The raised error's traceback holds this frame: without this, frame and error
             # would keep each other, and a failed call's tensors, alive until a GC pass.
             failure = None
         return response
+
+    def _candidate_failed(
+        self, model: str, chosen: Route, request_id: str, span: object, failure: Exception
+    ) -> None:
+        if self.call_failures is None:
+            return
+        context = getattr(span, "get_span_context", None)
+        trace_id = f"{context().trace_id:032x}" if context is not None else ""
+        self.call_failures.record(
+            model, chosen.version, chosen.stage.value, request_id, trace_id, failure
+        )
 
     def _may_fall_back(self, chosen: Route, model: str) -> bool:
         """Whether a request the candidate refused goes to stable: routed (not pinned) to the

@@ -212,7 +212,8 @@ def test_sigterm_drains_calls_in_flight_and_exits_0(tmp_path: Path) -> None:
     assert failures == [] and results == ["1", "1"]
     assert min(finished) > sent  # both calls were still running when SIGTERM arrived
     assert "received SIGTERM; draining (grace 10.0s)" in log
-    assert "canaryserve: stopped" in log
+    # Logs are JSON lines when stderr is not a terminal (--log-format auto).
+    assert '"logger": "canaryserve", "message": "stopped"' in log
     assert "Traceback" not in log
 
 

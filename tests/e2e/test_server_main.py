@@ -124,7 +124,8 @@ def test_sigint_drains_and_exits_0_and_the_environment_token_is_accepted(tmp_pat
     text = log.read_text()
     assert code == 0, text
     assert "received SIGINT; draining" in text
-    assert "canaryserve: stopped" in text
+    # Logs are JSON lines when stderr is not a terminal (--log-format auto).
+    assert '"logger": "canaryserve", "message": "stopped"' in text
     assert "Traceback" not in text
     # The environment's token is configured, so none is generated.
     assert not (tmp_path / "state" / "admin.token").exists()

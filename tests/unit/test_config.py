@@ -54,6 +54,9 @@ leader_ttl_seconds = 9
 alice = "tok-a"
 deploy-bot = "tok-b"
 
+[notifications]
+queue_size = 16
+
 [models.classifier]
 stable = "1"
 

@@ -562,3 +562,29 @@ class EndDrillResponse(_message.Message):
     rollout: Rollout
     report_json: str
     def __init__(self, caught: _Optional[bool] = ..., seconds_to_rollback: _Optional[float] = ..., candidate_requests: _Optional[int] = ..., callers_affected: _Optional[int] = ..., drill_version: _Optional[str] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class SendTestNotificationRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class NotificationDelivery(_message.Message):
+    __slots__ = ("receiver", "delivered", "http_status", "error", "seconds")
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    receiver: str
+    delivered: bool
+    http_status: int
+    error: str
+    seconds: float
+    def __init__(self, receiver: _Optional[str] = ..., delivered: _Optional[bool] = ..., http_status: _Optional[int] = ..., error: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class SendTestNotificationResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[NotificationDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[NotificationDelivery, _Mapping]]] = ...) -> None: ...

@@ -141,6 +141,11 @@ class AdminServiceStub:
                 request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.FromString,
                 _registered_method=True)
+        self.SendTestNotification = channel.unary_unary(
+                '/canaryserve.admin.v1.AdminService/SendTestNotification',
+                request_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationRequest.SerializeToString,
+                response_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -297,6 +302,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendTestNotification(self, request, context):
+        """Send a test event to every configured webhook now, and say what each answered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -404,6 +416,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.EndDrill,
                     request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.FromString,
                     response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.SerializeToString,
+            ),
+            'SendTestNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestNotification,
+                    request_deserializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationRequest.FromString,
+                    response_serializer=protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -975,6 +992,33 @@ class AdminService:
             '/canaryserve.admin.v1.AdminService/EndDrill',
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillRequest.SerializeToString,
             protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.EndDrillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canaryserve.admin.v1.AdminService/SendTestNotification',
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationRequest.SerializeToString,
+            protos_dot_canaryserve_dot_admin_dot_v1_dot_admin__pb2.SendTestNotificationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,8 @@ type AdminServiceClient interface {
 	StartDrill(ctx context.Context, in *StartDrillRequest, opts ...grpc.CallOption) (*StartDrillResponse, error)
 	// End a drill: roll its copy back if the guard rails have not, report, and remove the copy.
 	EndDrill(ctx context.Context, in *EndDrillRequest, opts ...grpc.CallOption) (*EndDrillResponse, error)
+	// Send a test event to every configured webhook now, and say what each answered.
+	SendTestNotification(ctx context.Context, in *SendTestNotificationRequest, opts ...grpc.CallOption) (*SendTestNotificationResponse, error)
 }
 
 type adminServiceClient struct {
@@ -283,6 +285,15 @@ func (c *adminServiceClient) EndDrill(ctx context.Context, in *EndDrillRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) SendTestNotification(ctx context.Context, in *SendTestNotificationRequest, opts ...grpc.CallOption) (*SendTestNotificationResponse, error) {
+	out := new(SendTestNotificationResponse)
+	err := c.cc.Invoke(ctx, "/canaryserve.admin.v1.AdminService/SendTestNotification", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility
@@ -331,6 +342,8 @@ type AdminServiceServer interface {
 	StartDrill(context.Context, *StartDrillRequest) (*StartDrillResponse, error)
 	// End a drill: roll its copy back if the guard rails have not, report, and remove the copy.
 	EndDrill(context.Context, *EndDrillRequest) (*EndDrillResponse, error)
+	// Send a test event to every configured webhook now, and say what each answered.
+	SendTestNotification(context.Context, *SendTestNotificationRequest) (*SendTestNotificationResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -400,6 +413,9 @@ func (UnimplementedAdminServiceServer) StartDrill(context.Context, *StartDrillRe
 }
 func (UnimplementedAdminServiceServer) EndDrill(context.Context, *EndDrillRequest) (*EndDrillResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EndDrill not implemented")
+}
+func (UnimplementedAdminServiceServer) SendTestNotification(context.Context, *SendTestNotificationRequest) (*SendTestNotificationResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendTestNotification not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 
@@ -795,6 +811,24 @@ func _AdminService_EndDrill_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SendTestNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendTestNotificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SendTestNotification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/canaryserve.admin.v1.AdminService/SendTestNotification",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SendTestNotification(ctx, req.(*SendTestNotificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "canaryserve.admin.v1.AdminService",
 	HandlerType: (*AdminServiceServer)(nil),
@@ -878,6 +912,10 @@ var _AdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EndDrill",
 			Handler:    _AdminService_EndDrill_Handler,
+		},
+		{
+			MethodName: "SendTestNotification",
+			Handler:    _AdminService_SendTestNotification_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
