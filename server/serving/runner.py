@@ -29,7 +29,7 @@ class Runner(Protocol):
 class OnnxRunner:
     """A Runner over one onnxruntime InferenceSession."""
 
-    def __init__(self, path: Path, intra_op_threads: int = 0) -> None:
+    def __init__(self, path: Path, intra_op_threads: int = 0, shrink_arena: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -47,9 +47,15 @@ class OnnxRunner:
         #: Every input's and output's first dimension as onnxruntime reports it (int, symbolic
         #: name or None), so the scheduler batches only on one shared batch dimension.
         self.first_dims: tuple[object, ...] = tuple(a.shape[0] if a.shape else None for a in args)
+        #: Whether each run hands the memory its arena grew by back (a candidate's runs, by
+        #: default: without it a run that needs 1 GiB keeps 1 GiB, docs/scheduling.md).
+        self.shrink_arena = shrink_arena
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
-        arrays: list[npt.NDArray[np.generic]] = self._session.run(outputs, feeds)
+        options = self._shrink if self.shrink_arena else None
+        arrays: list[npt.NDArray[np.generic]] = self._session.run(outputs, feeds, options)
         return arrays
 
 
