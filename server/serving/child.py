@@ -87,7 +87,12 @@ def main(argv: list[str]) -> int:
     try:
         runner = OnnxRunner(Path(settings["path"]), int(settings["intra_op_threads"]))
     except Exception as exc:
-        conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
+        message = f"{type(exc).__name__}: {exc}"
+        if budget.is_out_of_memory(type(exc).__name__, str(exc)):
+            limit = settings["memory_budget_mb"]
+            why = f"the model does not fit its memory budget ({limit} MiB, memory_budget_mb)"
+            message = f"{why}: {message}"
+        conn.send(("load_failed", message))
         return 1
     reply: tuple[Any, ...] = ("ready", runner.signature, runner.first_dims)
     conn.send(reply)

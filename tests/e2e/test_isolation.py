@@ -16,7 +16,7 @@ import pytest
 
 from client.errors import ClientError
 from client.inference import InferenceClient
-from models.build import build_classifier_hungry
+from models.build import build_classifier_hungry, build_classifier_slow
 from server.app import App
 from server.serving.isolated import IsolatedRunner
 from server.serving.roles import RoleRunner
@@ -215,3 +215,46 @@ def test_a_promoted_candidate_moves_into_the_servers_process(isolated_candidate:
 def _zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ")[1].startswith("Z")
+
+
+def test_shadow_runs_of_an_isolated_candidate_run_in_its_process(isolated_candidate: App) -> None:
+    app = isolated_candidate
+    assert _child_pid(app, "2") is not None  # version 2's only session is in its process
+    with admin(app) as a:
+        a.start("classifier", "2", shadow_ppm=1_000_000, no_guard=True)
+        with InferenceClient(f"127.0.0.1:{app.port}") as c:
+            rng = np.random.default_rng(0)
+            for i in range(20):
+                x = rng.standard_normal((1, 4)).astype(np.float32)
+                assert c.infer("classifier", {"input": x}, routing_key=f"k{i}").version == "1"
+        report = wait_for(lambda: (r := a.shadow_report("classifier")).completed >= 5 and r)
+    assert report.candidate_version == "2"
+
+
+def test_an_isolated_version_that_cannot_load_or_breaks_its_budget_says_why(
+    tmp_path: Path,
+) -> None:
+    settings = {"stable": "1", "isolation": "process", "memory_budget_mb": 256}
+    app = serve(tmp_path, models={"classifier": settings})
+    try:
+        broken = app.config.models_dir / "classifier" / "7" / "model.onnx"
+        broken.parent.mkdir()
+        broken.write_bytes(b"not an onnx file")
+        # Its hidden weights (8192 x 8192 floats, 256 MiB) are made by every run.
+        build_classifier_slow(app.config.models_dir / "classifier" / "8" / "model.onnx", 8192)
+        with pytest.raises(ClientError):
+            reload(app)  # the repository load reports the version that failed
+        seven = app.registry.versions("classifier")["7"]
+        assert seven.state.value == "UNAVAILABLE" and "failed to load" in seven.reason
+        assert "Protobuf parsing failed" in seven.reason
+        pid = _child_pid(app, "8")
+        x = np.ones((1, 4), np.float32)
+        with InferenceClient(f"127.0.0.1:{app.port}") as c:
+            with pytest.raises(ClientError) as err:
+                c.infer("classifier", {"input": x}, version="8")  # pinned: no fallback
+            assert err.value.code == "RESOURCE_EXHAUSTED"
+            assert "memory budget (256 MiB, memory_budget_mb)" in err.value.details
+            assert c.infer("classifier", {"input": x}).version == "1"  # the others serve on
+        assert _child_pid(app, "8") == pid  # and the refused version's process lives on
+    finally:
+        app.stop(0)
