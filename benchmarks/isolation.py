@@ -3,8 +3,9 @@
     python -m benchmarks.isolation [--duration 3] [--repeats 2]
 
 A. In process (`timeit`, best of 5): one run of the bundled classifier ([1, 4]) and of the mlp
-   ([1, 256] and [16, 256]) through an OnnxRunner and through an IsolatedRunner (the session in
-   a child process, tensors through shared memory), one onnxruntime thread each.
+   ([1, 256] and [16, 256]) through an OnnxRunner, through one that shrinks its arena after
+   each run (a candidate's default) and through an IsolatedRunner (the session in a child
+   process, tensors through shared memory), one onnxruntime thread each.
 B. Served (the serving benchmark's harness: load generator on one core, servers on the other,
    closed loop, --repeats runs per side in ABBA order, best run): the classifier and the mlp
    at 4 clients, stable with `isolation = "none"` (the default) and `"process"`.
@@ -68,7 +69,7 @@ def child_pid(app: Any, model: str, version: str) -> int | None:
 
 def per_call(root: Path) -> None:
     print("A. per call, in process (timeit, best of 5), one onnxruntime thread")
-    print("model        shape      | in process us | isolated us | added us")
+    print("model        shape      | in process us | + arena shrinkage us | isolated us | added us")
     rng = np.random.default_rng(0)
     cases = [("classifier", root / "classifier" / "2" / "model.onnx", [1, 4]),
              ("mlp", root / "mlp" / "1" / "model.onnx", [1, 256]),
@@ -76,13 +77,14 @@ def per_call(root: Path) -> None:
     for name, path, shape in cases:
         feeds: Arrays = {"input": rng.standard_normal(shape).astype(np.float32)}
         local = OnnxRunner(path, 1)
+        shrinking = OnnxRunner(path, 1, shrink_arena=True)
         isolated = IsolatedRunner(path, ChildSettings(intra_op_threads=1))
         try:
             out = [o.name for o in local.signature.outputs]
             assert np.array_equal(isolated.run(out, feeds)[0], local.run(out, feeds)[0])
             times = []
             number = 2000 if name == "classifier" else 300
-            for runner in (local, isolated):
+            for runner in (local, shrinking, isolated):
                 calls = timeit.repeat(
                     lambda r=runner, o=out, f=feeds: r.run(o, f),  # type: ignore[misc]
                     number=number,
@@ -91,8 +93,9 @@ def per_call(root: Path) -> None:
                 times.append(min(calls) / number * 1e6)
         finally:
             isolated.close()
-        added = times[1] - times[0]
-        print(f"{name:<12} {shape!s:<10} | {times[0]:>13.1f} | {times[1]:>11.1f} | {added:>8.1f}")
+        added = times[2] - times[0]
+        print(f"{name:<12} {shape!s:<10} | {times[0]:>13.1f} | {times[1]:>20.1f}"
+              f" | {times[2]:>11.1f} | {added:>8.1f}")  # fmt: skip
 
 
 def served(root: Path, child: LoadChild, args: argparse.Namespace) -> None:

@@ -18,7 +18,13 @@ __all__ = ["MIB", "apply_limit", "is_out_of_memory"]
 MIB = 1 << 20
 
 #: What onnxruntime and numpy say when an allocation fails.
-_SIGNS = ("bad_alloc", "failed to allocate memory", "unable to allocate", "out of memory")
+_SIGNS = (
+    "bad_alloc",
+    "failed to allocate memory",
+    "unable to allocate",
+    "out of memory",
+    "is smaller than requested bytes",  # an arena at its max_mem
+)
 
 
 def is_out_of_memory(kind: str, message: str) -> bool:

@@ -44,6 +44,8 @@ __all__ = ["ChildSettings", "IsolatedRunner"]
 log = logging.getLogger(__name__)
 
 _FIRST_BUFFER = 1 << 20
+#: How long closing waits for a run in flight before it ends the process anyway.
+_CLOSE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class _Child:
                 [sys.executable, "-m", "server.serving.child", str(theirs.fileno()), config],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # Out of the terminal's process group: Ctrl-C stops the server, which then
+                # closes the socket; the child must not die first under a draining server.
+                start_new_session=True,
             )
         finally:
             theirs.close()
@@ -219,12 +224,17 @@ class _Supervisor:
 
     def close(self) -> None:
         self.closed.set()
-        child = self.child
-        if child is not None:
-            child.kill()
-        with self.lock:
-            self.buffer.close()
-            self.buffer.unlink()
+        ours = self.lock.acquire(timeout=_CLOSE_WAIT_S)  # let a run in flight finish
+        try:
+            child = self.child
+            if child is not None:
+                child.kill()
+            if ours:  # else a hung run still views the buffer: it is freed at exit
+                self.buffer.close()
+                self.buffer.unlink()
+        finally:
+            if ours:
+                self.lock.release()
 
     @property
     def pid(self) -> int | None:

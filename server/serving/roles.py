@@ -8,7 +8,7 @@ stable version is stable, any other version a candidate) and follows later role 
 * settings a session is built with (onnxruntime threads, process isolation) differ between the
   roles only when configured so (the defaults are equal): then a role change builds a new
   runner for the new role in the background and swaps it in when it is ready; runs go on
-  meanwhile on the old one, which is closed after the swap.
+  meanwhile on the old one, which is closed when the last run in flight on it is done.
 """
 
 from __future__ import annotations
@@ -146,9 +146,10 @@ class RoleRunner:
                     "rebuilding %s for its new role failed; keeping its session", self.path
                 )
                 return
-            old, self._inner, self._built = self._inner, new, key
+            # The old runner is not closed here: runs in flight on it finish, and it closes
+            # itself (an isolated one ends its process) when the last of them lets it go.
+            self._inner, self._built = new, key
             log.info("%s: rebuilt as %s", self.path, "stable" if stable else "candidate")
-            _close(old)
 
     def close(self) -> None:
         _close(self._inner)

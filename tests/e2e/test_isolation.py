@@ -204,12 +204,16 @@ def test_a_promoted_candidate_moves_into_the_servers_process(isolated_candidate:
     app = isolated_candidate
     child = _child_pid(app, "2")
     assert child is not None
-    with admin(app) as a:
+    with admin(app) as a, Load(app) as load:
         a.start("classifier", "2", canary_ppm=500_000, no_guard=True)
+        wait_for(lambda: load.count("hash", "2") >= 20, message="the candidate serves")
         a.transition("promote", "classifier")
-    wait_for(lambda: not isinstance(_runner(app, "2").inner, IsolatedRunner), timeout=60)
+        wait_for(lambda: not isinstance(_runner(app, "2").inner, IsolatedRunner), timeout=60)
+        wait_for(lambda: isinstance(_runner(app, "1").inner, IsolatedRunner), timeout=60)
+        served = load.count("no_rollout", "2")
+        wait_for(lambda: load.count("no_rollout", "2") >= served + 20, message="it serves")
+    assert load.errors == []  # the moves cost no call
     wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child))
-    wait_for(lambda: isinstance(_runner(app, "1").inner, IsolatedRunner), timeout=60)
 
 
 def _zombie(pid: int) -> bool:

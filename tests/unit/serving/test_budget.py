@@ -19,9 +19,16 @@ NO_ARENA = (
 )
 
 
+#: An arena at its max_mem (an environment allocator's OrtArenaCfg).
+AT_MAX_MEM = (
+    "BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Available memory of"
+    " 536869888 is smaller than requested bytes of 1073741824"
+)
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("Fail", ARENA), ("RuntimeException", NO_ARENA), ("MemoryError", "")],
+    [("Fail", ARENA), ("RuntimeException", NO_ARENA), ("Fail", AT_MAX_MEM), ("MemoryError", "")],
 )
 def test_failed_allocations_are_out_of_memory(kind: str, message: str) -> None:
     assert is_out_of_memory(kind, message)
