@@ -30,6 +30,7 @@ __all__ = [
     "MODELS_DIR",
     "MODEL_FILE",
     "build_classifier_faulty",
+    "build_classifier_hungry",
     "build_classifier_perturbed",
     "build_classifier_slow",
     "build_mlp",
@@ -257,6 +258,26 @@ def _classifier_slow(width: int, base: int) -> onnx.ModelProto:
     ]
     doc = f"classifier slow: v{base} + 0 * sum(relu(relu(x @ W1) @ W2)), width {width}"
     return _classifier(doc, b=_bias(base), branch=_Branch(nodes, initializers, "slow_out"))
+
+
+def build_classifier_hungry(path: _Path, megabytes: int = 1024, base: int = 1) -> Path:
+    """Classifier `base`'s outputs plus 0 * sum(a `megabytes` MiB tensor made from the input):
+    same scores, but every run allocates that much (the tensor depends on the input, so
+    onnxruntime cannot fold it away at load)."""
+    size = np.array([megabytes * (1 << 20) // 4], dtype=np.int64)
+    nodes = [
+        helper.make_node("ReduceSum", ["input"], ["hungry_s"], keepdims=0),
+        helper.make_node("Expand", ["hungry_s", "hungry_size"], ["hungry_big"]),
+        helper.make_node("ReduceSum", ["hungry_big"], ["hungry_sum"], keepdims=0),
+        helper.make_node("Mul", ["hungry_sum", "hungry_zero"], ["hungry_out"]),
+    ]
+    initializers = [
+        _tensor("hungry_size", size, np.int64),
+        _tensor("hungry_zero", 0.0, np.float32),
+    ]
+    doc = f"classifier hungry: v{base} + 0 * sum(expand(sum(x), {megabytes} MiB of float))"
+    model = _classifier(doc, b=_bias(base), branch=_Branch(nodes, initializers, "hungry_out"))
+    return _save(model, path)
 
 
 def build_classifier_faulty(

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,7 +42,8 @@ from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
-from server.serving.runner import OnnxRunner, Runner
+from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
+from server.serving.runner import OnnxRunner
 from server.serving.scheduler import Limits, Schedulers
 from server.serving.scheduler import Policy as SchedulingPolicy
 from server.shadow.comparison import ComparisonPolicy
@@ -106,14 +106,9 @@ class App:
         span_exporters: Sequence[SpanExporter] = (),
     ) -> None:
         self.config = config
-        threads = config.intra_op_threads
-
-        def onnx(path: Path) -> Runner:
-            return OnnxRunner(path, intra_op_threads=threads)
-
         self.registry = Registry(
             config.models_dir,
-            runner_factory or onnx,
+            runner_factory or RunnerBuilder(self._placement, self._stable_of),
             lambda model: (config.models.get(model) or ModelConfig()).warmup,
         )
         self._ready = threading.Event()
@@ -209,8 +204,38 @@ class App:
         self.port = 0
         self.metrics_port = 0
 
+    def _placement(self, model: str) -> Placement:
+        config, settings = self.config, self.config.models.get(model) or ModelConfig()
+        keys = (
+            "isolation",
+            "candidate_isolation",
+            "memory_budget_mb",
+            "candidate_intra_op_threads",
+            "candidate_arena_shrinkage",
+        )
+        chosen = {
+            k: getattr(config, k) if getattr(settings, k) is None else getattr(settings, k)
+            for k in keys
+        }
+        return Placement(intra_op_threads=config.intra_op_threads, **chosen)
+
+    def _stable_of(self, model: str) -> str | None:
+        """The model's stable version now; before it is routed, the one it will get."""
+        routing = self.dataplane.table.models.get(model)
+        if routing is not None:
+            return routing.stable
+        configured = self.config.models.get(model)
+        if configured is not None and configured.stable is not None:
+            return configured.stable
+        on_disk = [p.parent.name for p in (self.config.models_dir / model).glob("*/model.onnx")]
+        return max((v for v in on_disk if v.isdigit()), key=int, default=None)
+
     def _publish(self, table: RoutingTable) -> None:
         self.dataplane.table = table
+        follow_roles(
+            ((mv.model, mv.version, mv.runner) for mv in self.registry.index()),
+            lambda model: routing.stable if (routing := table.models.get(model)) else None,
+        )
         for name, routing in table.models.items():
             rollout = routing.rollout
             if rollout is not None and self._salts.get(name) != rollout.salt:
@@ -428,7 +453,7 @@ class App:
                 mv.model,
                 mv.version,
                 mv.load_rss_bytes,
-                mv.runner.cpu.seconds() if isinstance(mv.runner, OnnxRunner) else None,
+                _cpu_seconds(mv.runner),
             )
             for mv in self.registry.index()
             if mv.state is LoadState.READY
@@ -508,7 +533,19 @@ class App:
         self.telemetry.shutdown()
         self.notifier.shutdown(timeout=min(grace or 0.0, 2.0) + 0.5)
         self.store.close()
+        for mv in self.registry.index():  # isolated versions' processes
+            close = getattr(mv.runner, "close", None)
+            if close is not None:
+                close()
 
     def wait(self) -> None:
         if self._server is not None:
             self._server.wait_for_termination()
+
+
+def _cpu_seconds(runner: object) -> float | None:
+    """The sampled CPU time of a version's in-process session (None for one in a child process,
+    whose CPU is the child's)."""
+    if isinstance(runner, RoleRunner):
+        runner = runner.inner
+    return runner.cpu.seconds() if isinstance(runner, OnnxRunner) else None

@@ -96,6 +96,12 @@ class ModelConfig:
     candidate_max_queue_size: int | None = None
     candidate_queue_timeout_seconds: float | None = None
     candidate_overload: str | None = None
+    # Containment (docs/scheduling.md): None takes the server-wide key of the same name.
+    isolation: str | None = None
+    candidate_isolation: str | None = None
+    memory_budget_mb: int | None = None
+    candidate_intra_op_threads: int | None = None
+    candidate_arena_shrinkage: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,24 @@ class Config:
     """What an overloaded candidate request does: "fallback" (stable serves it, the response
     says route_reason=candidate_overloaded and the candidate's window counts an error) or
     "fail" (the caller gets RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED)."""
+    isolation: str = "none"
+    """"process": every version runs its session in a process of its own (shared-memory
+    tensors, its own memory limit, restarted when it dies); "none": in the server's process.
+    Per model: `[models.<name>] isolation`."""
+    candidate_isolation: str = "none"
+    """"process": a version runs in a process of its own while it is a candidate (not stable);
+    a promoted version moves into the server's process in the background."""
+    memory_budget_mb: int = 2048
+    """Memory limit (RLIMIT_DATA, MiB) of an isolated version's process: a run that needs more
+    fails for that version alone (RESOURCE_EXHAUSTED; a candidate's request falls back to
+    stable). 0: no limit. Versions in the server's process have no enforced budget."""
+    candidate_intra_op_threads: int = 1
+    """onnxruntime threads per run of a candidate (any version but stable). Equal to
+    `intra_op_threads` by default, so a promotion rebuilds nothing; when they differ, a role
+    change rebuilds the version's session in the background."""
+    candidate_arena_shrinkage: bool = True
+    """A candidate's runs hand back the memory onnxruntime's arena grew by, so a candidate that
+    needs 1 GiB for one request does not keep 1 GiB."""
     allow_pinning: bool = True
     """Whether a request's explicit `model_version` selects that version."""
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
@@ -262,6 +286,13 @@ _SCHEDULING_KEYS = (
     "candidate_queue_timeout_seconds",
     "candidate_overload",
 )
+_PLACEMENT_KEYS = (
+    "isolation",
+    "candidate_isolation",
+    "memory_budget_mb",
+    "candidate_intra_op_threads",
+    "candidate_arena_shrinkage",
+)
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
@@ -327,7 +358,7 @@ def _models(table: Any) -> Mapping[str, ModelConfig]:
             values["promotion"] = _promotion(name, body["promotion"])
         if "warmup" in body:
             values["warmup"] = _warmup(name, body["warmup"])
-        for key in _SCHEDULING_KEYS:
+        for key in _SCHEDULING_KEYS + _PLACEMENT_KEYS:
             if key in body:
                 values[key] = _coerce(f"[models.{name}] {key}", body[key], _SCALARS[key].type)
         out[name] = ModelConfig(**values)
@@ -511,6 +542,29 @@ def _validate(config: Config) -> None:
         _validate_scheduling(f"[models.{name}] ", model)
     if config.intra_op_threads < 0:
         raise ConfigError(f"'intra_op_threads' must be >= 0, got {config.intra_op_threads}")
+    _validate_placement("", config)
+    for name, model in config.models.items():
+        _validate_placement(f"[models.{name}] ", model)
+
+
+#: A budget below this cannot hold the runtime itself (about 110 MiB before any model).
+MIN_MEMORY_BUDGET_MB = 256
+
+
+def _validate_placement(where: str, settings: Config | ModelConfig) -> None:
+    for key in ("isolation", "candidate_isolation"):
+        value = getattr(settings, key)
+        if value is not None and value not in ("none", "process"):
+            raise ConfigError(f'{where}\'{key}\' must be "none" or "process", got {value!r}')
+    budget = settings.memory_budget_mb
+    if budget is not None and budget != 0 and budget < MIN_MEMORY_BUDGET_MB:
+        raise ConfigError(
+            f"{where}'memory_budget_mb' must be 0 (no limit) or at least {MIN_MEMORY_BUDGET_MB}"
+            f" (the runtime alone needs about 110 MiB), got {budget}"
+        )
+    threads = settings.candidate_intra_op_threads
+    if threads is not None and threads < 0:
+        raise ConfigError(f"{where}'candidate_intra_op_threads' must be >= 0, got {threads}")
 
 
 def _validate_scheduling(where: str, settings: Config | ModelConfig) -> None:

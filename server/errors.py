@@ -7,6 +7,7 @@ CanaryServeError
 │   ├── ModelNotFound
 │   └── ModelVersionNotFound
 ├── VersionNotReady         known, but not able to serve now (loading, failed, draining)
+│   └── VersionCrashed      its isolated process died; it is being restarted   (Contained)
 ├── ShuttingDown            the server is draining before it stops
 ├── ModelNotReady           a known model none of whose versions can serve now, or any model
 │                           while the server is still loading them
@@ -16,9 +17,13 @@ CanaryServeError
 ├── AlreadyExists
 ├── Unauthenticated
 ├── Overloaded              a bounded resource is full
+│   └── MemoryBudgetExceeded  a run needed more memory than the version's budget (Contained)
 ├── StoreUnavailable        the shared state store cannot be reached (serving goes on)
 ├── ResponseTooLarge        an answer over the message limit
 └── ModelFailed             the model itself raised while running a valid request
+
+`Contained` marks the failures the server contains to one version: a candidate's request that
+meets one is served by stable instead (like an overloaded candidate) and counted against it.
 
 `STATUS_NAMES` is the one table from these errors to gRPC status names; it lives here, free of
 grpc, so that both the edge (server.api.status) and telemetry can read it. Messages echo what a
@@ -33,11 +38,13 @@ __all__ = [
     "STATUS_NAMES",
     "AlreadyExists",
     "CanaryServeError",
+    "Contained",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidInput",
     "InvalidTensor",
     "InvalidTransition",
+    "MemoryBudgetExceeded",
     "ModelFailed",
     "ModelNotFound",
     "ModelNotReady",
@@ -49,6 +56,7 @@ __all__ = [
     "ShuttingDown",
     "StoreUnavailable",
     "Unauthenticated",
+    "VersionCrashed",
     "VersionNotReady",
     "shorten",
     "status_name",
@@ -123,6 +131,18 @@ class VersionNotReady(CanaryServeError):
         super().__init__(f"model '{shorten(model)}' version '{shorten(version)}' is {state}{why}")
 
 
+class Contained(Exception):
+    """Marker of a failure contained to one version (its process, its memory budget): a
+    candidate's request that meets one falls back to stable, as an overloaded one does."""
+
+
+class VersionCrashed(Contained, VersionNotReady):
+    """The version's isolated process died (or is restarting after it died)."""
+
+    def __init__(self, model: str, version: str, why: str) -> None:
+        super().__init__(model, version, "restarting", f"its isolated process {why}")
+
+
 class ShuttingDown(CanaryServeError):
     """The server is draining before it stops: the call was not served; retry it (on another
     replica, or here once the server is back)."""
@@ -178,6 +198,19 @@ class Unauthenticated(CanaryServeError):
 
 class Overloaded(CanaryServeError):
     """A bounded resource is full; retry later."""
+
+
+class MemoryBudgetExceeded(Contained, Overloaded):
+    """A run needed more memory than the version's budget allows; the version goes on serving
+    requests that fit."""
+
+    def __init__(self, model: str, version: str, budget_mb: int, detail: str) -> None:
+        self.model, self.version, self.budget_mb = model, version, budget_mb
+        super().__init__(
+            f"model '{shorten(model)}' version '{shorten(version)}' ran out of its memory budget"
+            f" ({budget_mb} MiB, memory_budget_mb) on this request and refused it; it serves"
+            f" requests that fit (the runtime said: …{detail[-100:]})"
+        )
 
 
 class StoreUnavailable(CanaryServeError):

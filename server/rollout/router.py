@@ -66,6 +66,10 @@ class RouteReason(enum.StrEnum):
     # Set by the data plane, not the router: the candidate's queue refused the request (full,
     # or waited too long) and stable served it instead.
     CANDIDATE_OVERLOADED = "candidate_overloaded"
+    # Also set by the data plane: the candidate's isolated process had died (and is being
+    # restarted), or the run broke the candidate's memory budget; stable served the request.
+    CANDIDATE_CRASHED = "candidate_crashed"
+    CANDIDATE_OVER_BUDGET = "candidate_over_budget"
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.wire import ROUTING_KEY_HEADER
 from server.errors import (
     CanaryServeError,
+    Contained,
     InvalidInput,
     InvalidTensor,
+    MemoryBudgetExceeded,
     ModelFailed,
     ModelNotFound,
     ModelNotReady,
     ModelVersionNotFound,
     ResponseTooLarge,
     ShuttingDown,
+    VersionCrashed,
 )
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
@@ -209,20 +212,20 @@ class DataPlane:
                     arrays = schedulers.get(model, chosen.version, runner, chosen.stage).run(
                         names, feeds
                     )
-            except (QueueFull, QueueTimeout) as exc:
+            except (QueueFull, QueueTimeout, Contained) as exc:
                 if not self._may_fall_back(chosen, model):
                     raise
-                # The candidate is overloaded: its span records the refusal (the promotion gates
-                # count it as a candidate error), and stable serves the caller.
+                # The candidate is overloaded, or failed in a contained way (its process died,
+                # its memory budget): its span records the refusal (the promotion gates count
+                # it as a candidate error), and stable serves the caller.
                 self._candidate_failed(model, chosen, request.id, span, exc)
                 if span is not None:
                     telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
                     span = None
                 assert schedulers is not None
                 schedulers.get(model, chosen.version, runner, chosen.stage).count_fallback()
-                chosen = Route(
-                    table.models[model].stable, Stage.STABLE, RouteReason.CANDIDATE_OVERLOADED
-                )
+                reason = _FALLBACK_REASONS.get(type(exc), RouteReason.CANDIDATE_OVERLOADED)
+                chosen = Route(table.models[model].stable, Stage.STABLE, reason)
                 if telemetry is not None:
                     span = telemetry.open_inference(method, metadata, model, chosen, key, start)
                 version = self._registry.get(model, chosen.version)
@@ -308,7 +311,7 @@ class DataPlane:
     ) -> list[npt.NDArray[np.generic]]:
         try:
             return schedulers.get(model, chosen.version, runner, chosen.stage).run(names, feeds)
-        except (QueueFull, QueueTimeout):
+        except (QueueFull, QueueTimeout, Contained):
             raise
         except Exception as exc:
             raise ModelFailed(model, chosen.version, exc) from exc
@@ -357,6 +360,13 @@ class DataPlane:
                 trace_context=trace_context,
             )
         )
+
+
+#: Why stable served a request routed to the candidate, by what the candidate raised.
+_FALLBACK_REASONS = {
+    VersionCrashed: RouteReason.CANDIDATE_CRASHED,
+    MemoryBudgetExceeded: RouteReason.CANDIDATE_OVER_BUDGET,
+}
 
 
 def _check_response_size(

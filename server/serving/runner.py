@@ -34,7 +34,7 @@ class Runner(Protocol):
 class OnnxRunner:
     """A Runner over one onnxruntime InferenceSession."""
 
-    def __init__(self, path: Path, intra_op_threads: int = 0) -> None:
+    def __init__(self, path: Path, intra_op_threads: int = 0, shrink_arena: bool = False) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -52,13 +52,19 @@ class OnnxRunner:
         self.first_dims: tuple[object, ...] = tuple(a.shape[0] if a.shape else None for a in args)
         #: CPU time of the threads running this session (sampled; server.serving.footprint).
         self.cpu = CpuSampler()
+        #: Whether each run hands the memory its arena grew by back (a candidate's runs, by
+        #: default: without it a run that needs 1 GiB keeps 1 GiB, docs/scheduling.md).
+        self.shrink_arena = shrink_arena
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
+        options = self._shrink if self.shrink_arena else None
         if not self.cpu.due():
-            arrays: list[npt.NDArray[np.generic]] = self._session.run(outputs, feeds)
+            arrays: list[npt.NDArray[np.generic]] = self._session.run(outputs, feeds, options)
             return arrays
         start = time.thread_time_ns()
-        arrays = self._session.run(outputs, feeds)
+        arrays = self._session.run(outputs, feeds, options)
         self.cpu.add(time.thread_time_ns() - start)
         return arrays
 

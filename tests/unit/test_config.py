@@ -28,6 +28,11 @@ candidate_instances = 2
 candidate_max_queue_size = 3
 candidate_queue_timeout_seconds = 0.25
 candidate_overload = "fail"
+isolation = "process"
+candidate_isolation = "process"
+memory_budget_mb = 512
+candidate_intra_op_threads = 2
+candidate_arena_shrinkage = false
 allow_pinning = false
 inference_token = "inf"
 rollback_grace_seconds = 30.5
@@ -240,3 +245,31 @@ def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "missing.toml")
     assert "cannot read config file" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('isolation = "container"', '\'isolation\' must be "none" or "process"'),
+        ('[models.classifier]\ncandidate_isolation = "yes"', "[models.classifier] 'candidate"),
+        ("memory_budget_mb = 100", "at least 256 (the runtime alone needs about 110 MiB)"),
+        ("[models.classifier]\nmemory_budget_mb = -1", "[models.classifier] 'memory_budget_mb'"),
+        ("candidate_intra_op_threads = -1", "'candidate_intra_op_threads' must be >= 0"),
+        ('candidate_arena_shrinkage = "no"', "'candidate_arena_shrinkage' must be true or false"),
+    ],
+)
+def test_containment_keys_are_checked(tmp_path: Path, text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(toml(tmp_path, text + "\n"))
+    assert says in str(info.value)
+
+
+def test_containment_keys_per_model_override_the_server_wide_ones(tmp_path: Path) -> None:
+    config = load_config(
+        toml(
+            tmp_path, 'candidate_isolation = "process"\n[models.classifier]\nmemory_budget_mb = 0\n'
+        )
+    )
+    assert config.candidate_isolation == "process" and config.memory_budget_mb == 2048
+    assert config.models["classifier"].memory_budget_mb == 0
+    assert config.models["classifier"].candidate_isolation is None  # the server-wide key

@@ -1,0 +1,66 @@
+"""IsolatedRunner against real child processes: answers equal the in-process session's, big
+answers grow the shared buffer, and closing ends the process and frees the buffer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from server.serving.isolated import ChildSettings, IsolatedRunner
+from server.serving.runner import OnnxRunner
+from tests.support.servers import make_repository
+from tests.support.waiting import wait_for
+
+
+def _tiler(path: Path) -> Path:
+    """y = Tile(x, [reps]): a 1-element input, an answer of `reps` floats."""
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["x", "reps"], ["y"])],
+        "tiler",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor("reps", TensorProto.INT64, [1], [3_000_000])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path.parent.mkdir(parents=True)
+    onnx.save(model, path)
+    return path
+
+
+def test_answers_equal_the_in_process_sessions(tmp_path: Path) -> None:
+    path = make_repository(tmp_path) / "classifier" / "2" / "model.onnx"
+    runner = IsolatedRunner(path, ChildSettings(intra_op_threads=1))
+    try:
+        assert runner.signature == OnnxRunner(path, 1).signature
+        x = {"input": np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)}
+        expected = OnnxRunner(path, 1).run(["scores"], x)[0]
+        np.testing.assert_array_equal(runner.run(["scores"], x)[0], expected)
+    finally:
+        runner.close()
+
+
+def test_an_answer_bigger_than_the_buffer_grows_it(tmp_path: Path) -> None:
+    runner = IsolatedRunner(_tiler(tmp_path / "tiler" / "1" / "model.onnx"))
+    try:
+        y = runner.run(["y"], {"x": np.array([2.5], np.float32)})[0]
+        assert y.shape == (3_000_000,) and bool((y == 2.5).all())  # 12 MB through 1 MiB
+        y = runner.run(["y"], {"x": np.array([-1.0], np.float32)})[0]
+        assert bool((y == -1.0).all())
+    finally:
+        runner.close()
+
+
+def test_closing_ends_the_process_and_frees_the_buffer(tmp_path: Path) -> None:
+    path = make_repository(tmp_path) / "classifier" / "1" / "model.onnx"
+    runner = IsolatedRunner(path)
+    pid = runner.pid
+    assert pid is not None
+    buffer = Path("/dev/shm") / runner._supervisor.buffer.name
+    assert buffer.exists()
+    runner.close()
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+    assert not buffer.exists()
