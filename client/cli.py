@@ -18,6 +18,7 @@ from client.channel import DEFAULT_TARGET, TARGET_ENV, open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.operator import add_commands
+from client.outcome_commands import add_outcome_commands
 from client.tensors import numpy_dtype
 from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(infer)
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)
+    add_outcome_commands(sub, _json_flag)
     _accept_global_flags(parser)
     return parser
 

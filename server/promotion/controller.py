@@ -24,6 +24,7 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
+from server.outcomes.windows import OutcomeWindows
 from server.promotion.decision import (
     Action,
     CheckStatus,
@@ -33,6 +34,7 @@ from server.promotion.decision import (
     VersionWindow,
 )
 from server.promotion.gates import decide, guard
+from server.promotion.outcome_checks import gather
 from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
@@ -110,6 +112,7 @@ class PromotionController:
         tick_s: float = 1.0,
         on_decision: DecisionListener | None = None,
         is_leader: Callable[[], bool] | None = None,
+        outcomes: OutcomeWindows | None = None,
     ) -> None:
         self._rollouts = rollouts
         self._windows = windows
@@ -119,6 +122,7 @@ class PromotionController:
         self._on_decision = on_decision
         #: In a fleet only the elected leader acts; every replica still decides and explains.
         self._is_leader = is_leader or (lambda: True)
+        self._outcomes = outcomes
         self._tracks: dict[str, _Track] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
@@ -288,6 +292,11 @@ class PromotionController:
             approved=track.approved,
             step_downs=track.step_downs,
             now=now,
+            outcomes=(
+                gather(self._outcomes, policy, state.model, state.stable, state.candidate)
+                if self._outcomes is not None
+                else ()
+            ),
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:

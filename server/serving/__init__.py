@@ -4,6 +4,7 @@ signatures, the protobuf ⇄ numpy tensor bridge and the data plane that routes,
 encodes; and repository control, the loads and unloads operators ask for (checked against
 routing by the rollout controller, and audited).
 
-May import rollout (the router), shadow (to submit shadow jobs), telemetry (the request's span)
-and the leaves; no grpc — only the data plane and the tensor bridge touch generated messages.
+May import rollout (the router), shadow (to submit shadow jobs), telemetry (the request's span),
+outcomes (who served each request) and the leaves; no grpc — only the data plane and the
+tensor bridge touch generated messages.
 """

@@ -19,19 +19,34 @@ ALLOWED: dict[str, set[str]] = {
     "rollout": {"errors", "clock"},
     "shadow": {"clock", "intervals"},
     "telemetry": LEAVES | {"rollout", "shadow"},
-    "promotion": LEAVES | {"rollout", "shadow", "telemetry"},
-    "serving": LEAVES | {"rollout", "shadow", "telemetry"},
-    "api": LEAVES | {"config", "rollout", "shadow", "promotion", "serving", "telemetry"},
+    # Outcomes join reports to versions through the router (routing keys, stages).
+    "outcomes": LEAVES | {"rollout"},
+    # Promotion reads the outcome windows and their statistics for its outcome gates.
+    "promotion": LEAVES | {"outcomes", "rollout", "shadow", "telemetry"},
+    # The data plane records who served each request into the outcomes' join table.
+    "serving": LEAVES | {"outcomes", "rollout", "shadow", "telemetry"},
+    "api": LEAVES
+    | {"config", "outcomes", "rollout", "shadow", "promotion", "serving", "telemetry"},
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
     "fleet": LEAVES | {"rollout"},
     "config": LEAVES | {"promotion"},
     "testing": LEAVES | {"rollout", "serving"},
     "app": LEAVES
-    | {"api", "config", "fleet", "promotion", "rollout", "serving", "shadow", "telemetry"},
+    | {"api", "config", "fleet", "outcomes", "promotion", "rollout", "serving", "shadow"}
+    | {"telemetry"},
     "__main__": {"app", "config"},
 }
 #: Packages that must not touch the transport or generated code.
-TRANSPORT_FREE = {"rollout", "shadow", "promotion", "telemetry", "errors", "clock", "intervals"}
+TRANSPORT_FREE = {
+    "outcomes",
+    "rollout",
+    "shadow",
+    "promotion",
+    "telemetry",
+    "errors",
+    "clock",
+    "intervals",
+}
 
 
 def imports(path: Path) -> Iterator[str]:
