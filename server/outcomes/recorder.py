@@ -139,15 +139,13 @@ class OutcomeRecorder:
         )
 
     def _claim(self, r: OutcomeReport) -> None:
-        kind = self.windows.kind(r.model, r.name)
+        kind = self.windows.claim(r.model, r.name, r.kind, self._max_names)
         if kind is None:
-            if len(self.windows.names(r.model)) >= self._max_names:
-                raise Overloaded(
-                    f"model '{shorten(r.model)}' has {self._max_names} outcome names already,"
-                    f" the most this server keeps (outcome_max_names); '{shorten(r.name)}' is"
-                    " not counted: reuse a name"
-                )
-            kind = self.windows.claim(r.model, r.name, r.kind)
+            raise Overloaded(
+                f"model '{shorten(r.model)}' has {self._max_names} outcome names already,"
+                f" the most this server keeps (outcome_max_names); '{shorten(r.name)}' is"
+                " not counted: reuse a name"
+            )
         if kind != r.kind:
             raise FailedPrecondition(
                 f"outcome '{r.name}' of model '{shorten(r.model)}' is {kind} (so it was first"

@@ -68,12 +68,19 @@ class OutcomeWindows:
 
     def names(self, model: str) -> list[str]:
         """The outcome names reported for `model`, sorted."""
-        return sorted(n for m, n in self._kinds if m == model)
-
-    def claim(self, model: str, name: str, kind: Kind) -> Kind:
-        """Fix the kind of a new outcome name; returns the kind the name has."""
         with self._lock:
-            return self._kinds.setdefault((model, name), kind)
+            return sorted(n for m, n in self._kinds if m == model)
+
+    def claim(self, model: str, name: str, kind: Kind, limit: int) -> Kind | None:
+        """The kind of `name` for `model`: as first reported, else `kind` now — unless the
+        model has `limit` names already (None)."""
+        with self._lock:
+            found = self._kinds.get((model, name))
+            if found is None:
+                if sum(m == model for m, _ in self._kinds) >= limit:
+                    return None
+                found = self._kinds[(model, name)] = kind
+            return found
 
     def add(self, model: str, version: str, name: str, value: float, randomized: bool) -> None:
         """One report of `name` for `version`, at the clock's now."""

@@ -170,7 +170,7 @@ def test_windows_roll_and_count_since(rig: Rig) -> None:
 
 def test_the_ab_view_compares_the_candidate_with_stable(rig: Rig) -> None:
     w = rig.windows
-    w.claim("m", "conversion", "binary")
+    w.claim("m", "conversion", "binary", 32)
     w.add_sums("m", "2", "conversion", 1000, 100, 100, True)
     w.add_sums("m", "3", "conversion", 1000, 80, 80, True)
     w.add_sums("m", "1", "conversion", 10, 1, 1, False)  # pinned calls: counted, not compared
