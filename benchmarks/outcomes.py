@@ -48,6 +48,7 @@ from models.build import build_repository
 from protos.inference import grpc_service_pb2 as pb
 from server.app import App
 from server.outcomes.recorder import OutcomeReport
+from server.rollout.router import RouteReason, Stage
 
 __all__ = ["main"]
 
@@ -71,11 +72,16 @@ def in_process(app: App) -> dict[str, float]:
         return plane.infer(request, metadata)
 
     out: dict[str, float] = {}
-    for _ in range(2):  # alternate, so drift in the machine's load hits both sides
+    for _ in range(3):  # alternate, so drift in the machine's load hits both sides
         plane.served = None
         out["infer, no join table"] = min(out.get("infer, no join table", 1e9), best_us(infer))
         plane.served = served
         out["infer, join table"] = min(out.get("infer, join table", 1e9), best_us(infer))
+    assert served is not None
+    stable = Stage.STABLE, RouteReason.HASH
+    out["join table record alone"] = best_us(
+        lambda: served.record("req-1", MODEL, "2", *stable, True), 100_000
+    )
     by_id = OutcomeReport(MODEL, "clicked", "binary", 1.0, request_id="req-1")
     by_key = OutcomeReport(MODEL, "clicked", "binary", 1.0, routing_key="user-7")
     out["report by request id"] = best_us(lambda: app.outcomes.report(by_id))
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reporter-rate", type=float, default=2000.0, help="outcomes/s")
     parser.add_argument("--batch", type=int, default=100, help="outcomes per ReportOutcomes")
     parser.add_argument("--reporter", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--in-process", action="store_true", help="part A only")
     add_set_option(parser, "outcome_join_max_requests=1000")
     args = parser.parse_args(argv)
     if args.reporter:
@@ -157,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 admin.start(MODEL, CANDIDATE, canary_ppm=500_000, reason="benchmark")
             print("A. in process", file=sys.stderr)
             a = in_process(app)
+            if args.in_process:
+                print(f"machine: {described}\n")
+                print("\n".join(f"{name:<24} {us:7.2f} µs" for name, us in a.items()))
+                return 0
 
             def spec(rate: float) -> Spec:
                 return Spec(kind="grpc", model=MODEL, shape=[1, 4], concurrency=THREADS,
