@@ -55,7 +55,7 @@ class OutcomesClient:
         channel: grpc.Channel | None = None,
     ) -> None:
         self._channel = channel or open_channel(target)
-        self._stub = pb_grpc.OutcomesStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stub = pb_grpc.OutcomesServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
 

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
-OUTCOMES_SERVICE = outcomes_pb2.DESCRIPTOR.services_by_name["Outcomes"].full_name
+OUTCOMES_SERVICE = outcomes_pb2.DESCRIPTOR.services_by_name["OutcomesService"].full_name
 STATE_DB = "state.db"
 #: How long no call may have been refused before a draining server stops listening.
 _QUIET_S = 0.1
@@ -320,7 +320,7 @@ class App:
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table)
-        outcomes_pb2_grpc.add_OutcomesServicer_to_server(outcomes, server)  # type: ignore[no-untyped-call]
+        outcomes_pb2_grpc.add_OutcomesServiceServicer_to_server(outcomes, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (INFERENCE_SERVICE, ADMIN_SERVICE, OUTCOMES_SERVICE)
         reflection.enable_server_reflection(

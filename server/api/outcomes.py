@@ -69,7 +69,7 @@ def _comparison(c: OutcomeComparison) -> pb.OutcomeComparison:
     return out
 
 
-class OutcomesServicer(pb_grpc.OutcomesServicer):
+class OutcomesServicer(pb_grpc.OutcomesServiceServicer):
     """Outcome reports and the A/B view (authenticated by the interceptor, when tokens are set)."""
 
     def __init__(self, recorder: OutcomeRecorder, table: Callable[[], RoutingTable]) -> None:

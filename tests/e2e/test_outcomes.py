@@ -114,7 +114,7 @@ def test_bad_reports_get_actionable_statuses_and_the_server_keeps_serving(
     assert unknown.value.code == "NOT_FOUND"
     assert "outcome_join_ttl_seconds" in unknown.value.details
 
-    stub = pb_grpc.OutcomesStub(open_channel(target))  # type: ignore[no-untyped-call]
+    stub = pb_grpc.OutcomesServiceStub(open_channel(target))  # type: ignore[no-untyped-call]
     auth = (("authorization", f"Bearer {OUTCOME_TOKEN}"),)
     cases = [
         (pb.Outcome(model="classifier", name="clicked", binary=True), "exactly one of"),
@@ -151,7 +151,7 @@ def test_the_outcome_service_needs_its_token_when_one_is_configured(target: str)
 def test_the_service_is_healthy_and_reflected(target: str) -> None:
     stub = health_pb2_grpc.HealthStub(open_channel(target))
     answer = stub.Check(
-        health_pb2.HealthCheckRequest(service="canaryserve.outcomes.v1.Outcomes"), timeout=10
+        health_pb2.HealthCheckRequest(service="canaryserve.outcomes.v1.OutcomesService"), timeout=10
     )
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class OutcomesStub:
+class OutcomesServiceStub:
     """Takes outcome reports and shows how each version fares.
     """
 
@@ -36,23 +36,23 @@ class OutcomesStub:
             channel: A grpc.Channel.
         """
         self.ReportOutcome = channel.unary_unary(
-                '/canaryserve.outcomes.v1.Outcomes/ReportOutcome',
+                '/canaryserve.outcomes.v1.OutcomesService/ReportOutcome',
                 request_serializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomeRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomeResponse.FromString,
                 _registered_method=True)
         self.ReportOutcomes = channel.unary_unary(
-                '/canaryserve.outcomes.v1.Outcomes/ReportOutcomes',
+                '/canaryserve.outcomes.v1.OutcomesService/ReportOutcomes',
                 request_serializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomesRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomesResponse.FromString,
                 _registered_method=True)
         self.CompareOutcomes = channel.unary_unary(
-                '/canaryserve.outcomes.v1.Outcomes/CompareOutcomes',
+                '/canaryserve.outcomes.v1.OutcomesService/CompareOutcomes',
                 request_serializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.CompareOutcomesRequest.SerializeToString,
                 response_deserializer=protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.CompareOutcomesResponse.FromString,
                 _registered_method=True)
 
 
-class OutcomesServicer:
+class OutcomesServiceServicer:
     """Takes outcome reports and shows how each version fares.
     """
 
@@ -80,7 +80,7 @@ class OutcomesServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_OutcomesServicer_to_server(servicer, server):
+def add_OutcomesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ReportOutcome': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportOutcome,
@@ -99,13 +99,13 @@ def add_OutcomesServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'canaryserve.outcomes.v1.Outcomes', rpc_method_handlers)
+            'canaryserve.outcomes.v1.OutcomesService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('canaryserve.outcomes.v1.Outcomes', rpc_method_handlers)
+    server.add_registered_method_handlers('canaryserve.outcomes.v1.OutcomesService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Outcomes:
+class OutcomesService:
     """Takes outcome reports and shows how each version fares.
     """
 
@@ -123,7 +123,7 @@ class Outcomes:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/canaryserve.outcomes.v1.Outcomes/ReportOutcome',
+            '/canaryserve.outcomes.v1.OutcomesService/ReportOutcome',
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomeRequest.SerializeToString,
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomeResponse.FromString,
             options,
@@ -150,7 +150,7 @@ class Outcomes:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/canaryserve.outcomes.v1.Outcomes/ReportOutcomes',
+            '/canaryserve.outcomes.v1.OutcomesService/ReportOutcomes',
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomesRequest.SerializeToString,
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.ReportOutcomesResponse.FromString,
             options,
@@ -177,7 +177,7 @@ class Outcomes:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/canaryserve.outcomes.v1.Outcomes/CompareOutcomes',
+            '/canaryserve.outcomes.v1.OutcomesService/CompareOutcomes',
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.CompareOutcomesRequest.SerializeToString,
             protos_dot_canaryserve_dot_outcomes_dot_v1_dot_outcomes__pb2.CompareOutcomesResponse.FromString,
             options,

@@ -13,10 +13,10 @@ import (
 // is compatible with the grpc package it is being compiled against.
 const _ = grpc.SupportPackageIsVersion7
 
-// OutcomesClient is the client API for Outcomes service.
+// OutcomesServiceClient is the client API for OutcomesService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
-type OutcomesClient interface {
+type OutcomesServiceClient interface {
 	// Report one outcome. NOT_FOUND: the request id is unknown to this server process (never
 	// seen, evicted or expired); INVALID_ARGUMENT: the report is malformed.
 	ReportOutcome(ctx context.Context, in *ReportOutcomeRequest, opts ...grpc.CallOption) (*ReportOutcomeResponse, error)
@@ -27,45 +27,45 @@ type OutcomesClient interface {
 	CompareOutcomes(ctx context.Context, in *CompareOutcomesRequest, opts ...grpc.CallOption) (*CompareOutcomesResponse, error)
 }
 
-type outcomesClient struct {
+type outcomesServiceClient struct {
 	cc grpc.ClientConnInterface
 }
 
-func NewOutcomesClient(cc grpc.ClientConnInterface) OutcomesClient {
-	return &outcomesClient{cc}
+func NewOutcomesServiceClient(cc grpc.ClientConnInterface) OutcomesServiceClient {
+	return &outcomesServiceClient{cc}
 }
 
-func (c *outcomesClient) ReportOutcome(ctx context.Context, in *ReportOutcomeRequest, opts ...grpc.CallOption) (*ReportOutcomeResponse, error) {
+func (c *outcomesServiceClient) ReportOutcome(ctx context.Context, in *ReportOutcomeRequest, opts ...grpc.CallOption) (*ReportOutcomeResponse, error) {
 	out := new(ReportOutcomeResponse)
-	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.Outcomes/ReportOutcome", in, out, opts...)
+	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.OutcomesService/ReportOutcome", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *outcomesClient) ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error) {
+func (c *outcomesServiceClient) ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error) {
 	out := new(ReportOutcomesResponse)
-	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.Outcomes/ReportOutcomes", in, out, opts...)
+	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.OutcomesService/ReportOutcomes", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *outcomesClient) CompareOutcomes(ctx context.Context, in *CompareOutcomesRequest, opts ...grpc.CallOption) (*CompareOutcomesResponse, error) {
+func (c *outcomesServiceClient) CompareOutcomes(ctx context.Context, in *CompareOutcomesRequest, opts ...grpc.CallOption) (*CompareOutcomesResponse, error) {
 	out := new(CompareOutcomesResponse)
-	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.Outcomes/CompareOutcomes", in, out, opts...)
+	err := c.cc.Invoke(ctx, "/canaryserve.outcomes.v1.OutcomesService/CompareOutcomes", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// OutcomesServer is the server API for Outcomes service.
-// All implementations must embed UnimplementedOutcomesServer
+// OutcomesServiceServer is the server API for OutcomesService service.
+// All implementations must embed UnimplementedOutcomesServiceServer
 // for forward compatibility
-type OutcomesServer interface {
+type OutcomesServiceServer interface {
 	// Report one outcome. NOT_FOUND: the request id is unknown to this server process (never
 	// seen, evicted or expired); INVALID_ARGUMENT: the report is malformed.
 	ReportOutcome(context.Context, *ReportOutcomeRequest) (*ReportOutcomeResponse, error)
@@ -74,104 +74,104 @@ type OutcomesServer interface {
 	ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error)
 	// Each outcome of a model per version, with intervals, and the candidate against stable.
 	CompareOutcomes(context.Context, *CompareOutcomesRequest) (*CompareOutcomesResponse, error)
-	mustEmbedUnimplementedOutcomesServer()
+	mustEmbedUnimplementedOutcomesServiceServer()
 }
 
-// UnimplementedOutcomesServer must be embedded to have forward compatible implementations.
-type UnimplementedOutcomesServer struct {
+// UnimplementedOutcomesServiceServer must be embedded to have forward compatible implementations.
+type UnimplementedOutcomesServiceServer struct {
 }
 
-func (UnimplementedOutcomesServer) ReportOutcome(context.Context, *ReportOutcomeRequest) (*ReportOutcomeResponse, error) {
+func (UnimplementedOutcomesServiceServer) ReportOutcome(context.Context, *ReportOutcomeRequest) (*ReportOutcomeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportOutcome not implemented")
 }
-func (UnimplementedOutcomesServer) ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error) {
+func (UnimplementedOutcomesServiceServer) ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportOutcomes not implemented")
 }
-func (UnimplementedOutcomesServer) CompareOutcomes(context.Context, *CompareOutcomesRequest) (*CompareOutcomesResponse, error) {
+func (UnimplementedOutcomesServiceServer) CompareOutcomes(context.Context, *CompareOutcomesRequest) (*CompareOutcomesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CompareOutcomes not implemented")
 }
-func (UnimplementedOutcomesServer) mustEmbedUnimplementedOutcomesServer() {}
+func (UnimplementedOutcomesServiceServer) mustEmbedUnimplementedOutcomesServiceServer() {}
 
-// UnsafeOutcomesServer may be embedded to opt out of forward compatibility for this service.
-// Use of this interface is not recommended, as added methods to OutcomesServer will
+// UnsafeOutcomesServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to OutcomesServiceServer will
 // result in compilation errors.
-type UnsafeOutcomesServer interface {
-	mustEmbedUnimplementedOutcomesServer()
+type UnsafeOutcomesServiceServer interface {
+	mustEmbedUnimplementedOutcomesServiceServer()
 }
 
-func RegisterOutcomesServer(s *grpc.Server, srv OutcomesServer) {
-	s.RegisterService(&_Outcomes_serviceDesc, srv)
+func RegisterOutcomesServiceServer(s *grpc.Server, srv OutcomesServiceServer) {
+	s.RegisterService(&_OutcomesService_serviceDesc, srv)
 }
 
-func _Outcomes_ReportOutcome_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _OutcomesService_ReportOutcome_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReportOutcomeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(OutcomesServer).ReportOutcome(ctx, in)
+		return srv.(OutcomesServiceServer).ReportOutcome(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: "/canaryserve.outcomes.v1.Outcomes/ReportOutcome",
+		FullMethod: "/canaryserve.outcomes.v1.OutcomesService/ReportOutcome",
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(OutcomesServer).ReportOutcome(ctx, req.(*ReportOutcomeRequest))
+		return srv.(OutcomesServiceServer).ReportOutcome(ctx, req.(*ReportOutcomeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Outcomes_ReportOutcomes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _OutcomesService_ReportOutcomes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReportOutcomesRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(OutcomesServer).ReportOutcomes(ctx, in)
+		return srv.(OutcomesServiceServer).ReportOutcomes(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: "/canaryserve.outcomes.v1.Outcomes/ReportOutcomes",
+		FullMethod: "/canaryserve.outcomes.v1.OutcomesService/ReportOutcomes",
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(OutcomesServer).ReportOutcomes(ctx, req.(*ReportOutcomesRequest))
+		return srv.(OutcomesServiceServer).ReportOutcomes(ctx, req.(*ReportOutcomesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Outcomes_CompareOutcomes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+func _OutcomesService_CompareOutcomes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CompareOutcomesRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(OutcomesServer).CompareOutcomes(ctx, in)
+		return srv.(OutcomesServiceServer).CompareOutcomes(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: "/canaryserve.outcomes.v1.Outcomes/CompareOutcomes",
+		FullMethod: "/canaryserve.outcomes.v1.OutcomesService/CompareOutcomes",
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(OutcomesServer).CompareOutcomes(ctx, req.(*CompareOutcomesRequest))
+		return srv.(OutcomesServiceServer).CompareOutcomes(ctx, req.(*CompareOutcomesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-var _Outcomes_serviceDesc = grpc.ServiceDesc{
-	ServiceName: "canaryserve.outcomes.v1.Outcomes",
-	HandlerType: (*OutcomesServer)(nil),
+var _OutcomesService_serviceDesc = grpc.ServiceDesc{
+	ServiceName: "canaryserve.outcomes.v1.OutcomesService",
+	HandlerType: (*OutcomesServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
 			MethodName: "ReportOutcome",
-			Handler:    _Outcomes_ReportOutcome_Handler,
+			Handler:    _OutcomesService_ReportOutcome_Handler,
 		},
 		{
 			MethodName: "ReportOutcomes",
-			Handler:    _Outcomes_ReportOutcomes_Handler,
+			Handler:    _OutcomesService_ReportOutcomes_Handler,
 		},
 		{
 			MethodName: "CompareOutcomes",
-			Handler:    _Outcomes_CompareOutcomes_Handler,
+			Handler:    _OutcomesService_CompareOutcomes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
