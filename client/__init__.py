@@ -8,5 +8,14 @@ from client.admin import AdminClient
 from client.channel import open_channel
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
+from client.outcomes import Outcome, OutcomesClient
 
-__all__ = ["AdminClient", "ClientError", "InferResult", "InferenceClient", "open_channel"]
+__all__ = [
+    "AdminClient",
+    "ClientError",
+    "InferResult",
+    "InferenceClient",
+    "Outcome",
+    "OutcomesClient",
+    "open_channel",
+]

@@ -19,6 +19,7 @@ from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
 from client.notify import add_notify_commands
 from client.operator import add_commands
+from client.outcome_commands import add_outcome_commands
 from client.tensors import numpy_dtype
 from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(func=cmd_infer)
     add_commands(sub, _operator_flags)
     add_notify_commands(sub, _operator_flags)
+    add_outcome_commands(sub, _json_flag)
     _accept_global_flags(parser)
     return parser
 

@@ -13,6 +13,7 @@ __all__ = [
     "ADMIN_TOKEN_FILE",
     "DEFAULT_PORT",
     "DEFAULT_STATE_DIR",
+    "OUTCOME_TOKEN_ENV",
     "ROUTING_KEY_HEADER",
 ]
 
@@ -21,6 +22,10 @@ ROUTING_KEY_HEADER: Final = "x-routing-key"
 
 ADMIN_TOKEN_ENV: Final = "CANARYSERVE_ADMIN_TOKEN"
 """Environment variable holding an admin token: the server accepts it (as the token named
+"env"), the CLI sends it."""
+
+OUTCOME_TOKEN_ENV: Final = "CANARYSERVE_OUTCOME_TOKEN"
+"""Environment variable holding an Outcomes service token: the server accepts it (named
 "env"), the CLI sends it."""
 
 ADMIN_TOKEN_FILE: Final = "admin.token"

@@ -6,8 +6,9 @@ Packages by concern; imports flow one way, left to right, never back:
     rollout                    router, stage machine, controller, store
     shadow                     shadow jobs, executor, comparison, aggregates
     telemetry                  tracing, rolling windows, Prometheus metrics   (rollout, shadow)
-    promotion                  policy, decide(), controller         (rollout, shadow, telemetry)
-    serving                    registry, runner, tensors, data plane (rollout, shadow, telemetry)
+    outcomes                   who served a request, outcome windows and statistics  (rollout)
+    promotion                  policy, decide(), controller (rollout, shadow, telemetry, outcomes)
+    serving                    registry, runner, tensors, data plane     (… above, but promotion)
     api                        the gRPC edge                         (everything above)
     fleet                      etcd: shared store, watch, leader     (rollout; gRPC + protos/etcd)
     notify                     webhooks, pre-promotion hook, alerts  (rollout, promotion)

@@ -25,7 +25,13 @@ from types import FrameType
 
 from protos.wire import DEFAULT_PORT, DEFAULT_STATE_DIR
 from server.app import App
-from server.config import Config, ConfigError, load_config, with_env_admin_token
+from server.config import (
+    Config,
+    ConfigError,
+    load_config,
+    with_env_admin_token,
+    with_env_outcome_token,
+)
 from server.telemetry.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["build_parser", "config_from", "main", "serve"]
@@ -84,7 +90,8 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
         # A supervisor's child shares the port with its siblings.
         "reuse_port": True if environ.get(PROCESS_INDEX_ENV) else None,
     }
-    return with_env_admin_token(load_config(args.config, overrides), environ)
+    config = with_env_admin_token(load_config(args.config, overrides), environ)
+    return with_env_outcome_token(config, environ)
 
 
 def serve(config: Config) -> int:

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import generate_latest
 
 from protos.canaryserve.admin.v1 import admin_pb2, admin_pb2_grpc
+from protos.canaryserve.outcomes.v1 import outcomes_pb2, outcomes_pb2_grpc
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.api.admin import AdminServicer
@@ -25,6 +26,7 @@ from server.api.auth import (
     ensure_token_file,
 )
 from server.api.inference import REPOSITORY_CONTROL, InferenceServicer
+from server.api.outcomes import OutcomesServicer
 from server.api.streams import StreamGuard
 from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
@@ -35,6 +37,9 @@ from server.notify.alerts import StableAlerts
 from server.notify.hook import PrePromotionHook
 from server.notify.metrics import NotificationCollector
 from server.notify.notifier import Notifier
+from server.outcomes.recorder import OutcomeRecorder
+from server.outcomes.served import ServedRequests
+from server.outcomes.windows import OutcomeWindows
 from server.promotion.controller import PromotionController
 from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
@@ -65,6 +70,7 @@ log = logging.getLogger(__name__)
 
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+OUTCOMES_SERVICE = outcomes_pb2.DESCRIPTOR.services_by_name["OutcomesService"].full_name
 STATE_DB = "state.db"
 #: How long no call may have been refused before a draining server stops listening.
 _QUIET_S = 0.1
@@ -130,6 +136,7 @@ class App:
         )
         self._salts: dict[str, str] = {}
         self.schedulers = Schedulers(self._scheduling_policy)
+        served = ServedRequests(config.outcome_join_max_requests, config.outcome_join_ttl_seconds)
         self.dataplane = DataPlane(
             self.registry,
             RoutingTable(allow_pinning=config.allow_pinning),
@@ -138,6 +145,13 @@ class App:
             max_message_bytes=config.max_message_bytes,
             schedulers=self.schedulers,
             call_failures=CallFailures(),
+            served=served,
+        )
+        self.outcomes = OutcomeRecorder(
+            served,
+            OutcomeWindows(),
+            lambda: self.dataplane.table,
+            max_names=config.outcome_max_names,
         )
         self.notifier = Notifier(config.notifications)
         check_state_dir(config.state_dir)
@@ -171,6 +185,7 @@ class App:
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
+            outcomes=self.outcomes.windows,
         )
         self.alerts = StableAlerts(
             config.notifications.alerts,
@@ -184,6 +199,7 @@ class App:
         self.admin_auth = Authenticator(tokens, "admin")
         inference_tokens = {"inference": config.inference_token} if config.inference_token else {}
         self.inference_auth = Authenticator(inference_tokens, "inference")
+        self.outcome_auth = Authenticator(config.outcome_tokens, "outcome")
         self.health = health.HealthServicer()
         self.streams = StreamGuard(config.stream_limit, config.stream_idle_timeout_seconds)
         self._server: grpc.Server | None = None
@@ -337,9 +353,10 @@ class App:
     def start(self) -> int:
         """Listen, load and warm every model, then report ready. Returns the bound port."""
         limit = self.config.max_message_bytes
+        guards = {INFERENCE_SERVICE: self.inference_auth, OUTCOMES_SERVICE: self.outcome_auth}
         auth = (
-            [AuthInterceptor({INFERENCE_SERVICE: self.inference_auth}, REPOSITORY_CONTROL)]
-            if self.inference_auth.enabled
+            [AuthInterceptor(guards, REPOSITORY_CONTROL)]
+            if self.inference_auth.enabled or self.outcome_auth.enabled
             else []
         )
         server = grpc.server(
@@ -380,10 +397,12 @@ class App:
             notifier=self.notifier,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
+        outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table)
+        outcomes_pb2_grpc.add_OutcomesServiceServicer_to_server(outcomes, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        services = (INFERENCE_SERVICE, ADMIN_SERVICE, OUTCOMES_SERVICE)
         reflection.enable_server_reflection(
-            (INFERENCE_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
+            (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{self.config.host}:{self.config.port}"
         try:
@@ -496,7 +515,7 @@ class App:
         return server.add_secure_port(address, credentials)
 
     def _set_health(self, status: int) -> None:
-        for service in ("", INFERENCE_SERVICE, ADMIN_SERVICE):
+        for service in ("", INFERENCE_SERVICE, ADMIN_SERVICE, OUTCOMES_SERVICE):
             self.health.set(service, status)
 
     def stop(self, grace: float | None = None) -> None:

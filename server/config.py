@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR
+from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR, OUTCOME_TOKEN_ENV
 from server.notify.settings import (
     NotificationConfig,
     NotificationConfigError,
@@ -32,6 +32,7 @@ __all__ = [
     "bundled_models_dir",
     "load_config",
     "with_env_admin_token",
+    "with_env_outcome_token",
 ]
 
 
@@ -204,6 +205,17 @@ class Config:
     "env"."""
     inference_token: str | None = None
     """When set, inference calls need `authorization: Bearer <this token>` too."""
+    outcome_tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Bearer tokens of the Outcomes service (outcome reports, `canaryserve ab`) by name.
+    Empty: the service is open. `CANARYSERVE_OUTCOME_TOKEN` adds one named "env"."""
+    outcome_join_max_requests: int = 100_000
+    """Requests (those carrying an id) whose serving version is remembered for outcome
+    reports, the oldest forgotten first: about 21 MB at the default."""
+    outcome_join_ttl_seconds: float = 3600.0
+    """How long a request's serving version is remembered for outcome reports by request id;
+    later reports join by routing key (docs/outcomes.md)."""
+    outcome_max_names: int = 32
+    """Outcome names kept per model; a report of one more name is RESOURCE_EXHAUSTED."""
     rollback_grace_seconds: float = 600.0
     """After a promotion, how long `rollout undo` may restore the previous stable in one
     audited change (every version on disk stays loaded; later, going back is a new rollout)."""
@@ -483,7 +495,23 @@ def with_env_admin_token(config: Config, environ: Mapping[str, str]) -> Config:
     return dataclasses.replace(config, admin_tokens=tokens)
 
 
+def with_env_outcome_token(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` plus the outcome token in `environ[CANARYSERVE_OUTCOME_TOKEN]`, named "env"."""
+    token = environ.get(OUTCOME_TOKEN_ENV, "")
+    if not token:
+        return config
+    if not token.strip():
+        raise ConfigError(f"{OUTCOME_TOKEN_ENV} is set but blank")
+    tokens = MappingProxyType({**config.outcome_tokens, ENV_TOKEN_NAME: token})
+    return dataclasses.replace(config, outcome_tokens=tokens)
+
+
 def _validate(config: Config) -> None:
+    if config.outcome_join_max_requests < 1 or config.outcome_max_names < 1:
+        raise ConfigError("'outcome_join_max_requests' and 'outcome_max_names' must be >= 1")
+    if not config.outcome_join_ttl_seconds > 0:
+        got = config.outcome_join_ttl_seconds
+        raise ConfigError(f"'outcome_join_ttl_seconds' must be > 0, got {got}")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"'port' must be 0..65535, got {config.port}")
     if not -1 <= config.metrics_port <= 65535:

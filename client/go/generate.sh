@@ -20,6 +20,7 @@ MODULE="canaryserve/client/go"
 MAPPINGS=(
   "protos/inference/grpc_service.proto=$MODULE/gen/inference;inference"
   "protos/canaryserve/admin/v1/admin.proto=$MODULE/gen/admin/v1;adminv1"
+  "protos/canaryserve/outcomes/v1/outcomes.proto=$MODULE/gen/outcomes/v1;outcomesv1"
 )
 
 check=0

@@ -2,5 +2,6 @@
 its statistical gates, and the controller that evaluates rollouts and acts through the rollout
 controller.
 
-May import rollout, shadow, telemetry (the rolling windows) and the leaves; no grpc.
+May import rollout, shadow, telemetry (the rolling windows), outcomes (the outcome windows and
+their statistics) and the leaves; no grpc.
 """

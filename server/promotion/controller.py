@@ -24,6 +24,7 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
+from server.outcomes.windows import OutcomeWindows
 from server.promotion.confirm import Confirm, held
 from server.promotion.decision import (
     Action,
@@ -34,6 +35,7 @@ from server.promotion.decision import (
     VersionWindow,
 )
 from server.promotion.gates import decide, guard
+from server.promotion.outcome_checks import gather
 from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.controller import RolloutController
 from server.rollout.state import (
@@ -112,6 +114,7 @@ class PromotionController:
         on_decision: DecisionListener | None = None,
         is_leader: Callable[[], bool] | None = None,
         confirm: Confirm | None = None,
+        outcomes: OutcomeWindows | None = None,
     ) -> None:
         self._rollouts = rollouts
         self._windows = windows
@@ -123,6 +126,7 @@ class PromotionController:
         self._is_leader = is_leader or (lambda: True)
         #: Asked before an automatic step or promotion (the pre-promotion hook), leader only.
         self._confirm = confirm
+        self._outcomes = outcomes
         self._tracks: dict[str, _Track] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
@@ -301,6 +305,11 @@ class PromotionController:
             approved=track.approved,
             step_downs=track.step_downs,
             now=now,
+            outcomes=(
+                gather(self._outcomes, policy, state.model, state.stable, state.candidate)
+                if self._outcomes is not None
+                else ()
+            ),
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:

@@ -14,6 +14,7 @@ from server.promotion.documents import (
     check_list,
     check_number,
 )
+from server.promotion.outcome_gate import OutcomeWindow
 from server.promotion.policy import SHADOW_STEP
 
 __all__ = [
@@ -91,6 +92,7 @@ class Evidence(Document):
         "stable": VersionWindow.from_dict,
         "candidate": VersionWindow.from_dict,
         "shadow": ShadowWindow.from_dict,
+        "outcomes": lambda v: tuple(OutcomeWindow.from_dict(w) for w in check_list("outcomes", v)),
     }
     model: str
     stable_version: str
@@ -104,6 +106,7 @@ class Evidence(Document):
     approved: bool = False  # an operator approved the current (manual) step
     step_downs: int = 0  # step-downs so far in this rollout (Policy.step_down_limit)
     now: float | None = None  # epoch seconds of the evaluation (Policy.release_window)
+    outcomes: tuple[OutcomeWindow, ...] = ()  # Policy.outcomes, stable and candidate
 
     def __post_init__(self) -> None:
         check_int("step_index", self.step_index, SHADOW_STEP)

@@ -17,6 +17,7 @@ from statistics import NormalDist
 from server.intervals import clopper_pearson_lower, wilson_interval
 from server.promotion.decision import Action, Check, CheckStatus, Decision, Evidence, ShadowWindow
 from server.promotion.documents import InvalidPromotionInput
+from server.promotion.outcome_checks import outcome_checks
 from server.promotion.policy import SHADOW_STEP, Policy
 
 __all__ = ["decide", "first_step", "guard"]
@@ -124,6 +125,7 @@ def decide(policy: Policy, evidence: Evidence) -> Decision:
     checks = [_error_check(p, ev, z, enough), _latency_check(p, ev, required=not shadow_step)]
     if shadow_step or (sh is not None and sh.completed > 0):
         checks.append(_disagreement_check(p, sh, z, required=shadow_step))
+    checks.extend(outcome_checks(p, ev))
     status = CheckStatus.PASS if enough else CheckStatus.NO_DATA
     detail = f"{n} {what} in this step ({p.min_requests} needed)"
     if not enough:

@@ -15,6 +15,7 @@ from server.promotion.documents import (
     check_list,
     check_number,
 )
+from server.promotion.outcome_gate import OutcomeGate, outcome_gates
 from server.rollout.router import PPM
 
 __all__ = ["DAYS", "SHADOW_STEP", "Policy", "ReleaseWindow"]
@@ -110,9 +111,12 @@ class Policy(Document):
     step_down_limit: int = 0
     # When automatic steps and promotion may happen (None: any time).
     release_window: ReleaseWindow | None = None
+    # Business outcome gates (docs/outcomes.md): the candidate's outcomes against stable's.
+    outcomes: tuple[OutcomeGate, ...] = ()
 
     _NESTED: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "release_window": ReleaseWindow.from_dict,
+        "outcomes": outcome_gates,
     }
 
     def __post_init__(self) -> None:
@@ -128,6 +132,9 @@ class Policy(Document):
         if not steps:
             raise InvalidPromotionInput("steps must hold at least one canary weight")
         put(self, "steps", steps)
+        if not all(isinstance(g, OutcomeGate) for g in check_list("outcomes", self.outcomes)):
+            raise InvalidPromotionInput("outcomes must be a list of tables (docs/outcomes.md)")
+        put(self, "outcomes", tuple(self.outcomes))
         for name in ("min_requests", "failure_threshold", "min_latency_samples"):
             check_int(name, getattr(self, name), 1)
         check_int("step_down_limit", self.step_down_limit, 0)

@@ -5,6 +5,7 @@ encodes; and repository control, the loads and unloads operators ask for (checke
 routing by the rollout controller, and audited); and what a version costs beyond its run time
 (footprint: memory taken at load, sampled CPU time of its runs).
 
-May import rollout (the router), shadow (to submit shadow jobs), telemetry (the request's span)
-and the leaves; no grpc — only the data plane and the tensor bridge touch generated messages.
+May import rollout (the router), shadow (to submit shadow jobs), telemetry (the request's span),
+outcomes (who served each request) and the leaves; no grpc — only the data plane and the
+tensor bridge touch generated messages.
 """

@@ -5,6 +5,7 @@ infer(request, metadata)
   ─▶ router.route(current snapshot) ─▶ telemetry.open_inference (sampled)
   ─▶ registry.get(version)
   ─▶ tensors.decode_inputs ─▶ runner.run ─▶ tensors.encode_outputs
+  ├─▶ outcomes.served.record, when the request carries an id (outcome reports join on it)
   ├─▶ shadow.submit, when the route or a keyless draw samples the request
   ├─▶ per-version statistics (input, infer and output times, as Triton reports them)
   └─▶ telemetry.finish, when the call is traced
@@ -37,6 +38,7 @@ from server.errors import (
     ShuttingDown,
     VersionCrashed,
 )
+from server.outcomes.served import ServedRequests
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
 from server.serving.names import check_model_name, check_version
@@ -93,10 +95,13 @@ class DataPlane:
         max_message_bytes: int | None = None,
         schedulers: Schedulers | None = None,
         call_failures: CallFailures | None = None,
+        served: ServedRequests | None = None,
     ) -> None:
         self._registry = registry
         #: Where a candidate's failed calls are logged (rate-limited); None: not logged.
         self.call_failures = call_failures
+        #: Who served each request that carried an id, for outcome reports (docs/outcomes.md).
+        self.served = served
         #: Bounds what a request may make the server allocate: its inputs' declared size
         #: (zero dimensions counted as 1, `tensors.declared_bytes`) and its outputs' size.
         self._max_bytes = max_message_bytes
@@ -249,6 +254,10 @@ class DataPlane:
             tensors.encode_outputs(response, names, arrays, signature)
             encoded = time.perf_counter_ns()
             ok = True
+            if request.id and self.served is not None:
+                self.served.record(
+                    request.id, model, chosen.version, chosen.stage, chosen.reason, key is not None
+                )
             # Shadow candidates: the route names one, or a keyless call of a model that has a
             # rollout (the router answers NO_ROLLOUT only when there is none) may draw one.
             if self._shadow is not None and (

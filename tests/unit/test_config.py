@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Config, ConfigError, ModelConfig, load_config
+from server.config import Config, ConfigError, ModelConfig, load_config, with_env_outcome_token
 
 EVERY_KEY = """
 models_dir = "/srv/models"
@@ -54,6 +54,12 @@ store = "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
 processes = 4
 reuse_port = true
 leader_ttl_seconds = 9
+outcome_join_max_requests = 500
+outcome_join_ttl_seconds = 120.5
+outcome_max_names = 4
+
+[outcome_tokens]
+shop = "tok-o"
 
 [admin_tokens]
 alice = "tok-a"
@@ -101,6 +107,9 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert dict(config.admin_tokens) == {"alice": "tok-a", "deploy-bot": "tok-b"}
     assert config.store == "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
     assert (config.processes, config.reuse_port, config.leader_ttl_seconds) == (4, True, 9)
+    assert dict(config.outcome_tokens) == {"shop": "tok-o"}
+    assert (config.outcome_join_max_requests, config.outcome_join_ttl_seconds) == (500, 120.5)
+    assert config.outcome_max_names == 4
     assert dict(config.models) == {
         "classifier": ModelConfig(stable="1"),
         "counter": ModelConfig(stable=None),
@@ -216,6 +225,9 @@ def test_wrong_type_is_rejected_naming_the_key(tmp_path: Path, line: str, key: s
         ("max_message_bytes = 10", "max_message_bytes"),
         ("grace_seconds = -1", "grace_seconds"),
         ("intra_op_threads = -2", "intra_op_threads"),
+        ("outcome_join_max_requests = 0", "outcome_join_max_requests"),
+        ("outcome_max_names = 0", "outcome_max_names"),
+        ("outcome_join_ttl_seconds = 0", "outcome_join_ttl_seconds"),
     ],
 )
 def test_out_of_range_value_is_rejected_naming_the_key(tmp_path: Path, line: str, key: str) -> None:
@@ -273,3 +285,11 @@ def test_containment_keys_per_model_override_the_server_wide_ones(tmp_path: Path
     assert config.candidate_isolation == "process" and config.memory_budget_mb == 2048
     assert config.models["classifier"].memory_budget_mb == 0
     assert config.models["classifier"].candidate_isolation is None  # the server-wide key
+
+
+def test_the_outcome_token_comes_from_the_environment_too() -> None:
+    config = with_env_outcome_token(Config(), {"CANARYSERVE_OUTCOME_TOKEN": "o-1"})
+    assert dict(config.outcome_tokens) == {"env": "o-1"}
+    assert with_env_outcome_token(Config(), {}) == Config()
+    with pytest.raises(ConfigError, match="blank"):
+        with_env_outcome_token(Config(), {"CANARYSERVE_OUTCOME_TOKEN": "  "})

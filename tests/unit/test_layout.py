@@ -19,9 +19,14 @@ ALLOWED: dict[str, set[str]] = {
     "rollout": {"errors", "clock"},
     "shadow": {"clock", "intervals"},
     "telemetry": LEAVES | {"rollout", "shadow"},
-    "promotion": LEAVES | {"rollout", "shadow", "telemetry"},
-    "serving": LEAVES | {"rollout", "shadow", "telemetry"},
-    "api": LEAVES | {"config", "notify", "rollout", "shadow", "promotion", "serving", "telemetry"},
+    # Outcomes join reports to versions through the router (routing keys, stages).
+    "outcomes": LEAVES | {"rollout"},
+    # Promotion reads the outcome windows and their statistics for its outcome gates.
+    "promotion": LEAVES | {"outcomes", "rollout", "shadow", "telemetry"},
+    # The data plane records who served each request into the outcomes' join table.
+    "serving": LEAVES | {"outcomes", "rollout", "shadow", "telemetry"},
+    "api": LEAVES
+    | {"config", "notify", "outcomes", "rollout", "shadow", "promotion", "serving", "telemetry"},
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
     "fleet": LEAVES | {"rollout"},
     # Webhooks, the pre-promotion hook and stable alerts: they read rollout states and audit
@@ -36,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "fleet",
         "notify",
+        "outcomes",
         "promotion",
         "rollout",
         "serving",
@@ -46,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: Packages that must not touch the transport or generated code.
 TRANSPORT_FREE = {
+    "outcomes",
     "rollout",
     "shadow",
     "promotion",

@@ -20,6 +20,8 @@ def test_exported_members() -> None:
         "ClientError",
         "InferResult",
         "InferenceClient",
+        "Outcome",
+        "OutcomesClient",
         "open_channel",
     ]
     assert client.__all__ == sorted(client.__all__)
