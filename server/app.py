@@ -37,6 +37,7 @@ from server.notify.alerts import StableAlerts
 from server.notify.hook import PrePromotionHook
 from server.notify.metrics import NotificationCollector
 from server.notify.notifier import Notifier
+from server.outcomes.metrics import OutcomeCollector
 from server.outcomes.recorder import OutcomeRecorder
 from server.outcomes.served import ServedRequests
 from server.outcomes.windows import OutcomeWindows
@@ -216,6 +217,7 @@ class App:
             self._usage,
         )
         self.metrics_registry.register(NotificationCollector(self.notifier))
+        self.metrics_registry.register(OutcomeCollector(self.outcomes.windows))
         self._metrics: MetricsServer | None = None
         self.port = 0
         self.metrics_port = 0

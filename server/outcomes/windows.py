@@ -47,6 +47,9 @@ class OutcomeSeries:
 class _Series:
     def __init__(self, buckets: int) -> None:
         self.buckets: deque[_Bucket] = deque(maxlen=buckets)
+        #: Every report since start, and their values' sum (what /metrics counts).
+        self.reports = 0
+        self.value_sum = 0.0
 
 
 class OutcomeWindows:
@@ -106,6 +109,8 @@ class OutcomeWindows:
                 series = self._series[key] = _Series(self._buckets)
             if not series.buckets or series.buckets[-1].start != start:
                 series.buckets.append(_Bucket(start))
+            series.reports += n
+            series.value_sum += total
             b = series.buckets[-1]
             b.n += n
             b.sum += total
@@ -133,6 +138,11 @@ class OutcomeWindows:
                     total_sq += b.randomized_sq
         kind = self._kinds.get((model, name), BINARY)
         return OutcomeSeries(model, version, name, Sample(kind, n, total, total_sq), reported)
+
+    def totals(self) -> list[tuple[str, str, str, int, float]]:
+        """(model, version, name, reports, sum of values) of every series since start."""
+        with self._lock:
+            return [(*key, s.reports, s.value_sum) for key, s in sorted(self._series.items())]
 
     def versions(self, model: str, name: str) -> list[str]:
         """The versions with reports of `name` for `model`, in version order."""

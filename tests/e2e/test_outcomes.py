@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from client.admin import AdminClient
 from client.channel import open_channel
@@ -86,6 +87,24 @@ def test_outcomes_by_routing_key_count_for_the_version_the_key_routes_to(
     for key, version in served.values():
         a = outcomes.report("classifier", "revenue", 2.5, routing_key=key)
         assert (a.version, a.joined_by, a.gates) == (version, "routing_key", True)
+
+
+def test_metrics_count_each_versions_reports_and_their_values(
+    server: App, outcomes: OutcomesClient, served: dict[str, tuple[str, str]]
+) -> None:
+    expected: dict[str, list[float]] = {}
+    for i, (request_id, (_, version)) in enumerate(served.items()):
+        outcomes.report("classifier", "converted", i % 3 == 0, request_id=request_id)
+        expected.setdefault(version, []).append(float(i % 3 == 0))
+    samples = {
+        (s.name, s.labels["version"]): s.value
+        for family in text_string_to_metric_families(server.metrics())
+        for s in family.samples
+        if s.labels.get("outcome") == "converted"
+    }
+    for version, values in expected.items():
+        assert samples["canaryserve_outcome_reports_total", version] == len(values)
+        assert samples["canaryserve_outcome_value_total", version] == sum(values)
 
 
 def test_a_batch_counts_what_it_can_and_says_why_not_for_the_rest(
