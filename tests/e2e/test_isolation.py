@@ -125,8 +125,11 @@ def test_kill_9_of_the_candidates_process_fails_no_call(isolated_candidate: App)
     assert load.errors == []  # not one call failed, stable's or the candidate's
     crashed = [a for a in load.answers if a[2] == "candidate_crashed"]
     assert all(version == "1" and stage == "stable" for version, stage, _ in crashed)
+    # A loaded machine can also shed a few candidate calls on its queue timeout: fallbacks too.
+    overloaded = [a for a in load.answers if a[2] == "candidate_overloaded"]
     scheduler = app.schedulers.find("classifier", "2")
-    assert scheduler is not None and scheduler.stats.fallbacks == len(crashed)
+    assert scheduler is not None
+    assert scheduler.stats.fallbacks == len(crashed) + len(overloaded)
     assert restarted != first and _runner(app, "2").inner.restarts == 1  # type: ignore[attr-defined]
 
 
