@@ -141,6 +141,8 @@ def _explain_lines(e: pb.ExplainRolloutResponse) -> list[str]:
     lines = [f"  last decision: {e.action} — {e.reason}"]
     for c in e.checks:
         lines.append(f"    [{c.status:<7}] {c.name:<20} {c.detail}")
+    if e.replicas:
+        lines.append(f"  evidence merged from {len(e.replicas)} replicas: {', '.join(e.replicas)}")
     return lines
 
 
@@ -280,6 +282,11 @@ def cmd_shadow(args: argparse.Namespace) -> int:
         f"  disagreement {r.disagreements}/{r.completed} = {r.disagreement_rate:.3%} "
         f"(95% CI {r.disagreement_rate_low:.3%} .. {r.disagreement_rate_high:.3%})",
     ]
+    if r.replicas:
+        lines.append(
+            f"  counts summed over {len(r.replicas)} replicas ({', '.join(r.replicas)});"
+            " the details below are this replica's"
+        )
     latency = report.get("latency_ms", {})
     if latency.get("p50") is not None:
         lines.append(f"  shadow latency p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")

@@ -30,6 +30,7 @@ from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.client import parse_store_url
 from server.fleet.election import Election
+from server.fleet.member import FleetMember
 from server.fleet.store import EtcdStore
 from server.promotion.controller import PromotionController
 from server.rollout.controller import RolloutController
@@ -136,12 +137,23 @@ class App:
             allow_pinning=config.allow_pinning,
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
+        self.fleet: FleetMember | None = None
+        if isinstance(self.store, EtcdStore) and self.election is not None:
+            self.fleet = FleetMember(
+                self.store,
+                self.election.identity,
+                self.rollouts,
+                self.telemetry.windows,
+                self.shadow,
+                ttl_s=config.leader_ttl_seconds,
+            )
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
             self.shadow,
             tick_s=config.promotion_tick_seconds,
             is_leader=self.election.is_leader if self.election is not None else None,
+            evidence=self.fleet.telemetry if self.fleet is not None else None,
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
@@ -300,6 +312,7 @@ class App:
             self.repository,
             registry=self.registry,
             raw_routing_keys=self.config.shadow_report_raw_keys,
+            fleet_shadow=self.fleet.telemetry.shadow_report if self.fleet is not None else None,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -332,6 +345,8 @@ class App:
         self.store.watch(self.rollouts.sync)
         if self.election is not None:
             self.election.start()
+        if self.fleet is not None:
+            self.fleet.start()
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(
@@ -435,6 +450,8 @@ class App:
         self.promotion.shutdown()
         if self.election is not None:
             self.election.close()
+        if self.fleet is not None:
+            self.fleet.close()
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics = None

@@ -15,6 +15,7 @@ from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
 from server.api.status import translate_errors, translate_stream_errors
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
+from server.intervals import wilson_interval
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
 from server.promotion.policy import Policy
@@ -45,6 +46,7 @@ from server.serving.registry import ModelVersion, Registry
 from server.serving.repository import ModelRepository
 from server.serving.signature import incompatibilities
 from server.shadow.executor import ShadowExecutor
+from server.telemetry.merge import ShadowCounts
 from server.telemetry.tracing import key_hash
 
 __all__ = ["AdminServicer"]
@@ -52,6 +54,8 @@ __all__ = ["AdminServicer"]
 _WATCH_POLL_S = 0.5
 R = TypeVar("R")
 PolicySource = Callable[[str], Policy | None]
+#: In a fleet: a candidate's shadow counters summed over the replicas, and which replicas.
+FleetShadow = Callable[[str, str], tuple[ShadowCounts, tuple[str, ...]] | None]
 
 
 def _require_model(model: str) -> str:
@@ -76,8 +80,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         repository: ModelRepository,
         registry: Registry | None = None,
         raw_routing_keys: bool = False,
+        fleet_shadow: FleetShadow | None = None,
     ) -> None:
         self._repository = repository
+        self._fleet_shadow = fleet_shadow
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
@@ -348,6 +354,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             for worst in doc["worst"]:
                 key = worst.pop("routing_key")
                 worst["routing_key_hash"] = key_hash(key) if key is not None else None
+        fleet = self._fleet_shadow(model, stats.candidate) if self._fleet_shadow else None
+        if fleet is not None:  # the counts are the fleet's; the details stay this replica's
+            counts, replicas = fleet
+            for name in ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements"):
+                setattr(response, name, getattr(counts, name))
+            low, high = wilson_interval(counts.disagreements, counts.completed)
+            response.disagreement_rate = counts.disagreements / max(counts.completed, 1)
+            response.disagreement_rate_low, response.disagreement_rate_high = low, high
+            response.replicas.extend(replicas)
+            doc["fleet"] = {**vars(counts), "replicas": list(replicas)}
         response.report_json = json.dumps(doc, sort_keys=True)
         return response
 
@@ -402,6 +418,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 for c in decision.checks
             ],
             decision_json=json.dumps(decision.as_dict(), sort_keys=True),
+            replicas=decision.evidence.replicas,
         )
 
     @translate_errors

@@ -29,9 +29,9 @@ from server.promotion.decision import (
     CheckStatus,
     Decision,
     Evidence,
-    ShadowWindow,
     VersionWindow,
 )
+from server.promotion.evidence import EvidenceSource, LocalEvidence
 from server.promotion.gates import decide, guard
 from server.promotion.policy import SHADOW_STEP, Policy
 from server.rollout.controller import RolloutController
@@ -110,10 +110,11 @@ class PromotionController:
         tick_s: float = 1.0,
         on_decision: DecisionListener | None = None,
         is_leader: Callable[[], bool] | None = None,
+        evidence: EvidenceSource | None = None,
     ) -> None:
         self._rollouts = rollouts
-        self._windows = windows
-        self._shadow = shadow
+        #: In a fleet, the merged windows of every live replica (docs/fleet.md).
+        self._windows = evidence or LocalEvidence(windows, shadow)
         self._clock = clock
         self._tick_s = tick_s
         self._on_decision = on_decision
@@ -265,16 +266,6 @@ class PromotionController:
         )
         if stable.requests < policy.min_latency_samples:
             stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
-        stats = self._shadow.stats(state.model, state.candidate)
-        shadow = None
-        if stats is not None:
-            worst = tuple(w.request_id for w in stats.worst() if w.request_id)
-            shadow = ShadowWindow(
-                completed=stats.completed,
-                disagreements=stats.disagreements,
-                errors=stats.errors,
-                worst_request_ids=worst,
-            )
         return Evidence(
             model=state.model,
             stable_version=state.stable,
@@ -283,11 +274,12 @@ class PromotionController:
             seconds_in_step=max(0.0, now - step_start),
             stable=_window(stable),
             candidate=_window(candidate),
-            shadow=shadow,
+            shadow=self._windows.shadow(state.model, state.candidate),
             failed_checks=track.failed_checks,
             approved=track.approved,
             step_downs=track.step_downs,
             now=now,
+            replicas=self._windows.replicas(state.model),
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:

@@ -23,7 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "serving": LEAVES | {"rollout", "shadow", "telemetry"},
     "api": LEAVES | {"config", "rollout", "shadow", "promotion", "serving", "telemetry"},
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
-    "fleet": LEAVES | {"rollout"},
+    # Fleet telemetry publishes the windows and shadow counters and serves them as promotion
+    # evidence: it reads telemetry and shadow and implements promotion's EvidenceSource.
+    "fleet": LEAVES | {"rollout", "telemetry", "shadow", "promotion"},
     "config": LEAVES | {"promotion"},
     "testing": LEAVES | {"rollout", "serving"},
     "app": LEAVES
