@@ -121,8 +121,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 0
         rollouts = [admin.get(args.model)] if args.model else admin.rollouts()
         explained = admin.explain(args.model) if args.model else None
+        replicas = admin.readiness(args.model) if args.model else []
     lines = [_rollout_line(r) for r in rollouts]
     data: Any = [_dict(r) for r in rollouts]
+    for rep in replicas:  # a fleet on etcd: where each version is ready
+        missing = "" if rep.candidate_ready else "  (candidate NOT ready: serves stable)"
+        lines.append(
+            f"  replica {rep.replica}: ready {', '.join(rep.ready_versions) or '-'}{missing}"
+        )
     if explained is not None and _worth_showing(rollouts[0], explained):
         lines += _explain_lines(explained)
         data = {"rollout": data[0], "decision": json.loads(explained.decision_json)}

@@ -145,6 +145,8 @@ class App:
                 self.rollouts,
                 self.telemetry.windows,
                 self.shadow,
+                self.registry,
+                self.repository,
                 ttl_s=config.leader_ttl_seconds,
             )
         self.promotion = PromotionController(
@@ -313,6 +315,7 @@ class App:
             registry=self.registry,
             raw_routing_keys=self.config.shadow_report_raw_keys,
             fleet_shadow=self.fleet.telemetry.shadow_report if self.fleet is not None else None,
+            fleet_readiness=self.fleet.repository.readiness if self.fleet is not None else None,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

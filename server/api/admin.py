@@ -14,7 +14,7 @@ from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
 from server.api.status import translate_errors, translate_stream_errors
-from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput, StoreUnavailable
 from server.intervals import wilson_interval
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
@@ -54,6 +54,8 @@ __all__ = ["AdminServicer"]
 _WATCH_POLL_S = 0.5
 R = TypeVar("R")
 PolicySource = Callable[[str], Policy | None]
+#: In a fleet: every live replica's ready versions, replica -> model -> versions.
+FleetReadiness = Callable[[], Mapping[str, Mapping[str, list[str]]]]
 #: In a fleet: a candidate's shadow counters summed over the replicas, and which replicas.
 FleetShadow = Callable[[str, str], tuple[ShadowCounts, tuple[str, ...]] | None]
 
@@ -81,7 +83,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         registry: Registry | None = None,
         raw_routing_keys: bool = False,
         fleet_shadow: FleetShadow | None = None,
+        fleet_readiness: FleetReadiness | None = None,
     ) -> None:
+        self._fleet_readiness = fleet_readiness
         self._repository = repository
         self._fleet_shadow = fleet_shadow
         self._controller = controller
@@ -150,9 +154,20 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.GetRolloutRequest, context: grpc.ServicerContext
     ) -> pb.GetRolloutResponse:
         self._actor(context)
-        return pb.GetRolloutResponse(
-            rollout=self._rollout(self._controller.get(_require_model(request.model)))
-        )
+        state = self._controller.get(_require_model(request.model))
+        response = pb.GetRolloutResponse(rollout=self._rollout(state))
+        try:
+            readiness = self._fleet_readiness() if self._fleet_readiness else {}
+        except StoreUnavailable:
+            readiness = {}  # reads answer from memory while the store is away
+        for replica, models in sorted(readiness.items()):
+            ready = models.get(state.model, [])
+            response.replicas.add(
+                replica=replica,
+                ready_versions=ready,
+                candidate_ready=state.candidate is None or state.candidate in ready,
+            )
+        return response
 
     @translate_errors
     def ListRollouts(

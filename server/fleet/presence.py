@@ -44,6 +44,7 @@ class Presence:
         self._publications: list[Publication] = []
         self._published: dict[bytes, bytes] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, publication: Publication) -> None:
@@ -54,9 +55,14 @@ class Presence:
         self._thread = threading.Thread(target=self._loop, name="canaryserve-presence", daemon=True)
         self._thread.start()
 
+    def nudge(self) -> None:
+        """Publish now rather than at the next round (something published has changed)."""
+        self._wake.set()
+
     def close(self) -> None:
         """Stop publishing and revoke the lease: every key published goes with it."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(3.0)
         if self._lease:
@@ -65,7 +71,11 @@ class Presence:
             self._lease = 0
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.publish()
 
     def publish(self) -> None:

@@ -74,22 +74,29 @@ def fleet_heard(client: AdminClient) -> None:
     )
 
 
-def add_version(app: App, faulty: bool) -> None:
-    """Version 3 of the classifier in this replica's own model directory, loaded there."""
-    target = app.config.models_dir / "classifier" / "3"
-    if faulty:
-        build_classifier_faulty(target / "model.onnx")
-    else:
-        shutil.copytree(app.config.models_dir / "classifier" / "1", target)
-    with InferenceClient(f"127.0.0.1:{app.port}", metadata=OPERATOR) as c:
+def add_version(fleet: list[App], faulty: bool) -> None:
+    """Version 3 of the classifier in every replica's own model directory, loaded through
+    the first replica (the fleet repository loads it on the others)."""
+    for app in fleet:
+        target = app.config.models_dir / "classifier" / "3"
+        if faulty:
+            build_classifier_faulty(target / "model.onnx")
+        else:
+            shutil.copytree(app.config.models_dir / "classifier" / "1", target)
+    with InferenceClient(f"127.0.0.1:{fleet[0].port}", metadata=OPERATOR) as c:
         c.load("classifier")
+    member = fleet[0].fleet
+    assert member is not None
+    wait_for(
+        lambda: all("3" in m["classifier"] for m in member.repository.readiness().values()),
+        message="every replica publishes version 3 as ready",
+    )
 
 
 def test_a_faulty_candidate_is_rolled_back_once_by_the_leader_on_merged_evidence(
     fleet: list[App],
 ) -> None:
-    for app in fleet:
-        add_version(app, faulty=True)
+    add_version(fleet, faulty=True)
     follower = next(app for app in fleet if not leads(app))
     policy = {**FAST, "max_error_rate_increase": 0.01}
     with admin(follower) as client:
@@ -124,8 +131,7 @@ def test_a_faulty_candidate_is_rolled_back_once_by_the_leader_on_merged_evidence
 
 
 def test_no_replica_alone_has_enough_calls_but_the_merged_windows_do(fleet: list[App]) -> None:
-    for app in fleet:
-        add_version(app, faulty=False)
+    add_version(fleet, faulty=False)
     policy = {**FAST, "steps": [500_000], "min_requests": 60, "min_latency_samples": 10}
     with admin(fleet[0]) as client:
         client.start("classifier", "3", automatic=True, policy_json=json.dumps(policy))

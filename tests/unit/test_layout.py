@@ -24,8 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "api": LEAVES | {"config", "rollout", "shadow", "promotion", "serving", "telemetry"},
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
     # Fleet telemetry publishes the windows and shadow counters and serves them as promotion
-    # evidence: it reads telemetry and shadow and implements promotion's EvidenceSource.
-    "fleet": LEAVES | {"rollout", "telemetry", "shadow", "promotion"},
+    # evidence: it reads telemetry and shadow and implements promotion's EvidenceSource. The
+    # fleet repository loads and unloads versions in serving's registry.
+    "fleet": LEAVES | {"rollout", "telemetry", "shadow", "promotion", "serving"},
     "config": LEAVES | {"promotion"},
     "testing": LEAVES | {"rollout", "serving"},
     "app": LEAVES

@@ -115,10 +115,22 @@ class GetRolloutRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class GetRolloutResponse(_message.Message):
-    __slots__ = ("rollout",)
+    __slots__ = ("rollout", "replicas")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout
-    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaReadiness]
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., replicas: _Optional[_Iterable[_Union[ReplicaReadiness, _Mapping]]] = ...) -> None: ...
+
+class ReplicaReadiness(_message.Message):
+    __slots__ = ("replica", "ready_versions", "candidate_ready")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    READY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_READY_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    ready_versions: _containers.RepeatedScalarFieldContainer[str]
+    candidate_ready: bool
+    def __init__(self, replica: _Optional[str] = ..., ready_versions: _Optional[_Iterable[str]] = ..., candidate_ready: _Optional[bool] = ...) -> None: ...
 
 class ListRolloutsRequest(_message.Message):
     __slots__ = ()
