@@ -5,10 +5,7 @@ without the candidate serves stable and says so."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from client.errors import ClientError
 from client.inference import InferenceClient
 from server.app import App
 from server.rollout.router import route
-from tests.support.fleet import Etcd, etcd
+from tests.support.fleet import Etcd, etcd, operator_cli
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
@@ -71,18 +68,7 @@ def ready(app: App, version: str = "3") -> bool:
 
 def status_text(app: App) -> str:
     """What `canaryserve status classifier` prints through `app`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYSERVE_")}
-    env["CANARYSERVE_ADMIN_TOKEN"] = TOKEN
-    target = f"127.0.0.1:{app.port}"
-    done = subprocess.run(
-        [sys.executable, "-m", "client.cli", "--target", target, "status", "classifier"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return operator_cli(f"127.0.0.1:{app.port}", TOKEN, "status", "classifier")
 
 
 def identity(app: App) -> str:

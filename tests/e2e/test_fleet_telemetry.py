@@ -17,7 +17,7 @@ from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
 from server.rollout.router import route
-from tests.support.fleet import Etcd, etcd
+from tests.support.fleet import Etcd, etcd, operator_cli
 from tests.support.release import FAST, Load
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
@@ -128,6 +128,8 @@ def test_a_faulty_candidate_is_rolled_back_once_by_the_leader_on_merged_evidence
     assert explained.evaluated and sorted(explained.replicas) == identities
     # Every replica's own calls are in the merged windows the decision was made on.
     assert all(load.by_version.get("3", 0) > 0 for load in loads)
+    shown = operator_cli(f"127.0.0.1:{follower.port}", TOKEN, "rollout", "explain", "classifier")
+    assert f"evidence merged from 3 replicas: {', '.join(identities)}" in shown
 
 
 def test_no_replica_alone_has_enough_calls_but_the_merged_windows_do(fleet: list[App]) -> None:
@@ -163,3 +165,41 @@ def test_no_replica_alone_has_enough_calls_but_the_merged_windows_do(fleet: list
     evidence = json.loads(promoted.extra_json)["evidence"]
     assert evidence["candidate"]["requests"] == 75
     assert len(evidence["replicas"]) == 3
+
+
+def test_the_shadow_report_sums_every_replicas_counters(fleet: list[App]) -> None:
+    add_version(fleet, faulty=False)
+    with admin(fleet[1]) as client:
+        client.start("classifier", "3", shadow_ppm=1_000_000, no_guard=True)
+        member = fleet[1].fleet
+        assert member is not None
+        wait_for(
+            lambda: len(member.telemetry.replicas("classifier")) == 3,
+            message="three replicas publish",
+        )
+        x = np.zeros((1, 4), dtype=np.float32)
+        for i, app in enumerate(fleet):
+            with InferenceClient(f"127.0.0.1:{app.port}") as c:
+                for n in range(10 * (i + 1)):  # 10, 20 and 30 calls: unequal shares
+                    c.infer("classifier", {"input": x}, routing_key=f"r{i}-{n}")
+
+        def local(name: str) -> int:
+            stats = [app.shadow.stats("classifier", "3") for app in fleet]
+            return sum(getattr(s, name) for s in stats if s is not None)
+
+        # Each replica samples every call it serves (shadow at 100 %); the report through
+        # replica 1 sums all three, once their publications (every second) caught up.
+        wait_for(
+            lambda: (
+                (r := client.shadow_report("classifier")).sampled == 60 == local("sampled")
+                and r.completed == local("completed")
+            ),
+            message="the fleet's shadow counts",
+            poll=0.1,
+        )
+        report = client.shadow_report("classifier")
+        shown = operator_cli(f"127.0.0.1:{fleet[1].port}", TOKEN, "shadow", "classifier")
+    identities = sorted(app.election.identity for app in fleet if app.election is not None)
+    assert sorted(report.replicas) == identities
+    assert json.loads(report.report_json)["fleet"]["replicas"] == identities
+    assert "counts summed over 3 replicas" in shown
