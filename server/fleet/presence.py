@@ -26,6 +26,8 @@ __all__ = ["Presence", "Publication"]
 
 log = logging.getLogger(__name__)
 
+#: Operations per transaction: etcd refuses more than --max-txn-ops (128 by default).
+_MAX_OPS = 100
 #: Called every round: the keys (full etcd keys) and values to publish now.
 Publication: TypeAlias = Callable[[], dict[bytes, bytes]]
 
@@ -43,6 +45,8 @@ class Presence:
         self._lease = 0
         self._publications: list[Publication] = []
         self._published: dict[bytes, bytes] = {}
+        #: Bytes of values put so far (what publishing costs etcd's history).
+        self.written = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,8 +99,9 @@ class Presence:
                 for k in self._published
                 if k not in wanted
             ]
-            if ops:
-                self._client.txn(rpc.TxnRequest(success=ops))
+            for i in range(0, len(ops), _MAX_OPS):
+                self._client.txn(rpc.TxnRequest(success=ops[i : i + _MAX_OPS]))
+            self.written += sum(len(op.request_put.value) for op in ops)
             self._published = wanted
         except (StoreUnavailable, grpc.RpcError) as exc:
             log.debug("replica %s could not publish: %s", self.identity, exc)

@@ -1,10 +1,12 @@
 """Fleet telemetry: each replica publishes its window summaries under its lease; the evidence
 of a rollout is the merge of every live replica's (docs/fleet.md, "Promotion on the fleet").
 
-Keys: `P/telemetry/<model>/<replica>` holds a telemetry.merge.ReplicaTelemetry (JSON): the
-buckets of the model's rollout versions over the last `horizon_s` seconds, its error traces
-and the candidate's shadow counters. Only models with an active rollout are published, and a
-key is put again only when its content changed (or the lease is new).
+Keys: `P/telemetry/<model>/<replica>/<piece>` hold a telemetry.publication.ReplicaTelemetry
+cut into pieces: `head` (time, span, error traces, the candidate's shadow counters) and one
+`s<slot>` per 10 s of buckets of the model's rollout versions over the last `horizon_s`
+seconds (whole slots). Only models with an active rollout are published, and the presence
+puts a piece again only when it changed: each round writes the head and the current slot,
+not the whole horizon; slots that leave the horizon are deleted.
 
 FleetTelemetry is also an EvidenceSource: its summaries merge this replica's live windows
 with the other replicas' latest publications no older than `stale_s`; a replica that is gone
@@ -28,15 +30,14 @@ from server.fleet.client import EtcdClient, prefix_end
 from server.promotion.decision import ShadowWindow
 from server.shadow.executor import ShadowExecutor
 from server.telemetry.merge import (
-    ReplicaTelemetry,
     ShadowCounts,
-    fresh,
     from_raw,
     merge_buckets,
     merge_shadow,
     merge_traces,
     summarize,
 )
+from server.telemetry.publication import SLOT_S, ReplicaTelemetry, fresh, join, slot_of, split
 from server.telemetry.windows import WindowProcessor, WindowSummary
 
 __all__ = ["FleetTelemetry", "RolloutVersions"]
@@ -82,11 +83,13 @@ class FleetTelemetry:
     def local(self, model: str, versions: tuple[str, ...]) -> ReplicaTelemetry:
         """This replica's publication for `model` now."""
         now = self._clock()
+        oldest = slot_of(now - self.horizon_s)  # whole slots: the oldest leaves all at once
         buckets, traces = {}, {}
         for version in versions:
-            raw, errors = self._windows.export(model, version, self.horizon_s)
-            if raw:
-                buckets[version] = from_raw(raw)
+            raw, errors = self._windows.export(model, version, self.horizon_s + SLOT_S)
+            kept = from_raw(r for r in raw if r[0] >= oldest)
+            if kept:
+                buckets[version] = kept
             if errors:
                 traces[version] = tuple(errors)
         shadow = {}
@@ -110,13 +113,15 @@ class FleetTelemetry:
 
     def publication(self) -> dict[bytes, bytes]:
         """The keys to publish this round (a presence.Publication)."""
-        return {
-            self._key(model, self.identity): self.local(model, versions).to_json().encode()
-            for model, versions in self._rollouts().items()
-        }
+        keys = {}
+        for model, versions in self._rollouts().items():
+            mine = self._key(model) + self.identity.encode() + b"/"
+            for piece, text in split(self.local(model, versions)).items():
+                keys[mine + piece.encode()] = text.encode()
+        return keys
 
-    def _key(self, model: str, replica: str = "") -> bytes:
-        return self._prefix + model.encode() + b"/" + replica.encode()
+    def _key(self, model: str) -> bytes:
+        return self._prefix + model.encode() + b"/"
 
     # -- reading the fleet --
 
@@ -129,7 +134,11 @@ class FleetTelemetry:
             key = self._key(model)
             try:
                 kvs = self._client.range(rpc.RangeRequest(key=key, range_end=prefix_end(key))).kvs
-                read = [ReplicaTelemetry.from_json(kv.value) for kv in kvs]
+                pieces: dict[str, dict[str, bytes]] = {}
+                for kv in kvs:
+                    replica, _, piece = kv.key[len(key) :].decode().rpartition("/")
+                    pieces.setdefault(replica, {})[piece] = kv.value
+                read = [p for p in map(join, pieces.values()) if p is not None]
             except (StoreUnavailable, grpc.RpcError) as exc:
                 log.debug("fleet telemetry of %s unreadable: %s", model, exc)
                 read = cached[1] if cached is not None else []  # aged out by fresh() below

@@ -7,27 +7,21 @@ buckets of several replicas merge by adding them up, bucket by bucket; quantiles
 from the merged histogram, never averaged. Merging is associative and commutative, and the
 merged counts are the sums (tests/unit/telemetry/test_merge.py holds the properties).
 
-A `ReplicaTelemetry` is what one replica publishes for one model: which replica, when, the
-span of time its buckets cover, the buckets of each version and the shadow counters of each
-candidate. `fresh()` drops the publications older than a bound: a replica that stopped
-publishing (hung, or cut off from the store) no longer speaks for the fleet.
+What a replica publishes, and in which pieces, is telemetry.publication's.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from server.telemetry.windows import LATENCY_BOUNDS_MS, RawBucket, WindowSummary, quantile
 
 __all__ = [
     "BucketCounts",
-    "ReplicaTelemetry",
     "ShadowCounts",
     "VersionBuckets",
-    "fresh",
     "from_raw",
     "merge_buckets",
     "merge_shadow",
@@ -143,70 +137,3 @@ def merge_shadow(counts: Iterable[ShadowCounts]) -> ShadowCounts:
     for c in counts:
         total = total + c
     return total
-
-
-@dataclass(frozen=True)
-class ReplicaTelemetry:
-    """What one replica published for one model at `published_at` (module docstring)."""
-
-    replica: str
-    published_at: float
-    bucket_s: float
-    span_start: float  # the earliest bucket start it holds; its buckets end at published_at
-    versions: Mapping[str, VersionBuckets] = field(default_factory=dict)
-    traces: Mapping[str, tuple[tuple[float, str], ...]] = field(default_factory=dict)
-    shadow: Mapping[str, ShadowCounts] = field(default_factory=dict)  # by candidate
-
-    def to_json(self) -> str:
-        doc: dict[str, Any] = {
-            "replica": self.replica,
-            "published_at": self.published_at,
-            "bucket_s": self.bucket_s,
-            "span_start": self.span_start,
-            "versions": {
-                v: [
-                    [s, b.requests, b.errors, dict(b.by_code), sorted(b.latency.items())]
-                    for s, b in sorted(buckets.items())
-                ]
-                for v, buckets in self.versions.items()
-            },
-            "traces": {v: [list(t) for t in ts] for v, ts in self.traces.items()},
-            "shadow": {c: vars(s) for c, s in self.shadow.items()},
-        }
-        return json.dumps(doc, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ReplicaTelemetry:
-        doc = json.loads(text)
-        return cls(
-            replica=str(doc["replica"]),
-            published_at=float(doc["published_at"]),
-            bucket_s=float(doc["bucket_s"]),
-            span_start=float(doc["span_start"]),
-            versions={
-                v: {
-                    float(s): BucketCounts(
-                        int(n), int(e), {str(k): int(c) for k, c in codes.items()},
-                        {int(slot): int(c) for slot, c in latency},
-                    )
-                    for s, n, e, codes, latency in rows
-                }
-                for v, rows in doc["versions"].items()
-            },
-            traces={v: tuple((float(a), str(t)) for a, t in ts) for v, ts in doc["traces"].items()},
-            shadow={c: ShadowCounts(**s) for c, s in doc["shadow"].items()},
-        )  # fmt: skip
-
-
-def fresh(
-    publications: Iterable[ReplicaTelemetry], now: float, max_age_s: float
-) -> list[ReplicaTelemetry]:
-    """The publications no older than `max_age_s`, one per replica (its latest)."""
-    latest: dict[str, ReplicaTelemetry] = {}
-    for p in publications:
-        if now - p.published_at > max_age_s:
-            continue
-        seen = latest.get(p.replica)
-        if seen is None or p.published_at > seen.published_at:
-            latest[p.replica] = p
-    return [latest[r] for r in sorted(latest)]

@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from server.telemetry.merge import (
     BucketCounts,
-    ReplicaTelemetry,
     ShadowCounts,
-    fresh,
     from_raw,
     merge_buckets,
     merge_shadow,
@@ -94,32 +92,6 @@ def test_three_replicas_merge_to_what_one_processor_seeing_every_call_reports() 
         )
         assert got.window_s == want.window_s
     assert merged[1_000.0].by_code == {"OK": 33, "INTERNAL": 3}
-
-
-def test_a_publication_round_trips_through_json() -> None:
-    clock = FakeClock(now=1_000.0)
-    windows = window_processor(clock)
-    feed(windows, "m", "2", 4, ms=3.0)
-    feed(windows, "m", "2", 1, code="INTERNAL")
-    raw, traces = windows.export("m", "2", 600)
-    published = ReplicaTelemetry(
-        replica="host:1:abc",
-        published_at=1_000.5,
-        bucket_s=1.0,
-        span_start=1_000.0,
-        versions={"2": from_raw(raw)},
-        traces={"2": tuple(traces)},
-        shadow={"2": ShadowCounts(5, 4, 1, 4, 0, 0, 1)},
-    )
-    assert ReplicaTelemetry.from_json(published.to_json()) == published
-
-
-def test_stale_publications_are_dropped_and_each_replica_counts_once() -> None:
-    def pub(replica: str, at: float) -> ReplicaTelemetry:
-        return ReplicaTelemetry(replica=replica, published_at=at, bucket_s=1.0, span_start=at)
-
-    kept = fresh([pub("a", 99.0), pub("a", 100.0), pub("b", 94.0), pub("c", 96.0)], 100.0, 5.0)
-    assert [(p.replica, p.published_at) for p in kept] == [("a", 100.0), ("c", 96.0)]
 
 
 def test_error_traces_keep_the_latest_few_of_every_source() -> None:
