@@ -110,7 +110,7 @@ def summarize(
         p95_ms=quantile(hist, requests, 0.95),
         p99_ms=quantile(hist, requests, 0.99),
         error_trace_ids=tuple(t for at, t in traces if at >= lo),
-        window_s=now - lo,
+        window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
     )
 
 

@@ -136,7 +136,7 @@ class _Window:
             p95_ms=quantile(hist, requests, 0.95),
             p99_ms=quantile(hist, requests, 0.99),
             error_trace_ids=traces,
-            window_s=now - lo,
+            window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
         )
 
 
