@@ -37,6 +37,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
+from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.runner import OnnxRunner, Runner
@@ -137,6 +138,11 @@ class App:
             allow_pinning=config.allow_pinning,
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
+        self.poller = (
+            VersionPoller(self.registry, config.poll_models_seconds)
+            if config.poll_models_seconds > 0
+            else None
+        )
         self.fleet: FleetMember | None = None
         if isinstance(self.store, EtcdStore) and self.election is not None:
             self.fleet = FleetMember(
@@ -350,6 +356,8 @@ class App:
             self.election.start()
         if self.fleet is not None:
             self.fleet.start()
+        if self.poller is not None:
+            self.poller.start()
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(
@@ -450,6 +458,8 @@ class App:
             self._server.stop(max(0.0, deadline - time.monotonic())).wait()
             self._server = None
         self.streams.close()
+        if self.poller is not None:
+            self.poller.close()
         self.promotion.shutdown()
         if self.election is not None:
             self.election.close()

@@ -185,3 +185,15 @@ def test_a_late_replica_without_the_candidate_serves_stable_and_blocks_steps_up(
             message="the late replica's readiness vanishes with its lease",
         )
         assert via_a.set_weight("classifier", 900_000).rollout.canary_weight_ppm == 900_000
+
+
+def test_a_drill_in_a_fleet_is_refused_and_leaves_nothing_behind(fleet: list[App]) -> None:
+    a, b, c = fleet
+    with admin(a) as via_a:
+        with pytest.raises(ClientError) as refused:
+            via_a.start_drill("classifier", error_ppm=50_000)
+        rollout = via_a.get("classifier")
+    assert refused.value.code == "FAILED_PRECONDITION"
+    assert identity(b) in refused.value.details and identity(c) in refused.value.details
+    assert not rollout.candidate_version
+    assert a.registry.ready_versions("classifier") == frozenset({"1", "2"})  # the copy is gone

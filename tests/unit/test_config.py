@@ -49,6 +49,7 @@ store = "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
 processes = 4
 reuse_port = true
 leader_ttl_seconds = 9
+poll_models_seconds = 2.5
 
 [admin_tokens]
 alice = "tok-a"
@@ -93,6 +94,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert dict(config.admin_tokens) == {"alice": "tok-a", "deploy-bot": "tok-b"}
     assert config.store == "etcd://10.0.0.1:2379,10.0.0.2:2379/canaryserve"
     assert (config.processes, config.reuse_port, config.leader_ttl_seconds) == (4, True, 9)
+    assert config.poll_models_seconds == 2.5
     assert dict(config.models) == {
         "classifier": ModelConfig(stable="1"),
         "counter": ModelConfig(stable=None),
