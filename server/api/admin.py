@@ -13,9 +13,9 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
+from server.api.fleet_view import FleetReadiness, FleetShadow, add_fleet_shadow, replica_readiness
 from server.api.status import translate_errors, translate_stream_errors
-from server.errors import CanaryServeError, FailedPrecondition, InvalidInput, StoreUnavailable
-from server.intervals import wilson_interval
+from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.promotion.controller import PromotionController
 from server.promotion.gates import first_step
 from server.promotion.policy import Policy
@@ -46,7 +46,6 @@ from server.serving.registry import ModelVersion, Registry
 from server.serving.repository import ModelRepository
 from server.serving.signature import incompatibilities
 from server.shadow.executor import ShadowExecutor
-from server.telemetry.merge import ShadowCounts
 from server.telemetry.tracing import key_hash
 
 __all__ = ["AdminServicer"]
@@ -54,10 +53,6 @@ __all__ = ["AdminServicer"]
 _WATCH_POLL_S = 0.5
 R = TypeVar("R")
 PolicySource = Callable[[str], Policy | None]
-#: In a fleet: every live replica's ready versions, replica -> model -> versions.
-FleetReadiness = Callable[[], Mapping[str, Mapping[str, list[str]]]]
-#: In a fleet: a candidate's shadow counters summed over the replicas, and which replicas.
-FleetShadow = Callable[[str, str], tuple[ShadowCounts, tuple[str, ...]] | None]
 
 
 def _require_model(model: str) -> str:
@@ -155,19 +150,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.GetRolloutResponse:
         self._actor(context)
         state = self._controller.get(_require_model(request.model))
-        response = pb.GetRolloutResponse(rollout=self._rollout(state))
-        try:
-            readiness = self._fleet_readiness() if self._fleet_readiness else {}
-        except StoreUnavailable:
-            readiness = {}  # reads answer from memory while the store is away
-        for replica, models in sorted(readiness.items()):
-            ready = models.get(state.model, [])
-            response.replicas.add(
-                replica=replica,
-                ready_versions=ready,
-                candidate_ready=state.candidate is None or state.candidate in ready,
-            )
-        return response
+        return pb.GetRolloutResponse(
+            rollout=self._rollout(state),
+            replicas=replica_readiness(state, self._fleet_readiness),
+        )
 
     @translate_errors
     def ListRollouts(
@@ -370,15 +356,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 key = worst.pop("routing_key")
                 worst["routing_key_hash"] = key_hash(key) if key is not None else None
         fleet = self._fleet_shadow(model, stats.candidate) if self._fleet_shadow else None
-        if fleet is not None:  # the counts are the fleet's; the details stay this replica's
-            counts, replicas = fleet
-            for name in ("sampled", "completed", "dropped", "errors", "timeouts", "disagreements"):
-                setattr(response, name, getattr(counts, name))
-            low, high = wilson_interval(counts.disagreements, counts.completed)
-            response.disagreement_rate = counts.disagreements / max(counts.completed, 1)
-            response.disagreement_rate_low, response.disagreement_rate_high = low, high
-            response.replicas.extend(replicas)
-            doc["fleet"] = {**vars(counts), "replicas": list(replicas)}
+        if fleet is not None:
+            add_fleet_shadow(response, doc, fleet)
         response.report_json = json.dumps(doc, sort_keys=True)
         return response
 

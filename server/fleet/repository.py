@@ -68,6 +68,7 @@ class FleetRepository:
         self._rollouts = rollouts
         self.poll_s = poll_s
         self._applied: dict[str, int] = {}  # model -> mod_revision of the desired set applied
+        self._held: dict[tuple[str, str], str] = {}  # (model, version) kept loaded, and why
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,8 +169,11 @@ class FleetRepository:
         for version in sorted(ready - desired, key=int):
             why = self._rollouts.in_use(model).get(version)
             if why is not None:
-                log.warning("model %s version %s stays loaded here: %s", model, version, why)
+                if self._held.get((model, version)) != why:  # said once, not every poll
+                    log.warning("model %s version %s stays loaded here: %s", model, version, why)
+                    self._held[(model, version)] = why
                 return False  # retried at the next poll (e.g. after the rollback)
+            self._held.pop((model, version), None)
             self._registry.unload(model, version)
             log.info("model %s version %s unloaded for the fleet", model, version)
         return True
