@@ -52,6 +52,13 @@ class AdminClient:
         )
         return response.rollout
 
+    def readiness(self, model: str) -> list[pb.ReplicaReadiness]:
+        """In a fleet on etcd: each live replica's ready versions of `model` (else empty)."""
+        response: pb.GetRolloutResponse = self._call(
+            self._stub.GetRollout, pb.GetRolloutRequest(model=model)
+        )
+        return list(response.replicas)
+
     def rollouts(self) -> list[pb.Rollout]:
         response: pb.ListRolloutsResponse = self._call(
             self._stub.ListRollouts, pb.ListRolloutsRequest()

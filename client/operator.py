@@ -121,8 +121,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 0
         rollouts = [admin.get(args.model)] if args.model else admin.rollouts()
         explained = admin.explain(args.model) if args.model else None
+        replicas = admin.readiness(args.model) if args.model else []
     lines = [_rollout_line(r) for r in rollouts]
     data: Any = [_dict(r) for r in rollouts]
+    for rep in replicas:  # a fleet on etcd: where each version is ready
+        missing = "" if rep.candidate_ready else "  (candidate NOT ready: serves stable)"
+        lines.append(
+            f"  replica {rep.replica}: ready {', '.join(rep.ready_versions) or '-'}{missing}"
+        )
     if explained is not None and _worth_showing(rollouts[0], explained):
         lines += _explain_lines(explained)
         data = {"rollout": data[0], "decision": json.loads(explained.decision_json)}
@@ -141,6 +147,8 @@ def _explain_lines(e: pb.ExplainRolloutResponse) -> list[str]:
     lines = [f"  last decision: {e.action} — {e.reason}"]
     for c in e.checks:
         lines.append(f"    [{c.status:<7}] {c.name:<20} {c.detail}")
+    if e.replicas:
+        lines.append(f"  evidence merged from {len(e.replicas)} replicas: {', '.join(e.replicas)}")
     return lines
 
 
@@ -280,6 +288,11 @@ def cmd_shadow(args: argparse.Namespace) -> int:
         f"  disagreement {r.disagreements}/{r.completed} = {r.disagreement_rate:.3%} "
         f"(95% CI {r.disagreement_rate_low:.3%} .. {r.disagreement_rate_high:.3%})",
     ]
+    if r.replicas:
+        lines.append(
+            f"  counts summed over {len(r.replicas)} replicas ({', '.join(r.replicas)});"
+            " the details below are this replica's"
+        )
     latency = report.get("latency_ms", {})
     if latency.get("p50") is not None:
         lines.append(f"  shadow latency p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")

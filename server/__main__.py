@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processes", type=int, help="serving processes sharing the port (default 1)"
     )
+    parser.add_argument(
+        "--poll-models",
+        type=float,
+        metavar="SECONDS",
+        help="load new model/version directories every SECONDS (default 0: off)",
+    )
     parser.add_argument("--config", type=Path, help="TOML config file (see docs/config.md)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument(
@@ -87,6 +93,7 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
         "metrics_port": args.metrics_port,
         "store": args.store,
         "processes": args.processes,
+        "poll_models_seconds": args.poll_models,
         # A supervisor's child shares the port with its siblings.
         "reuse_port": True if environ.get(PROCESS_INDEX_ENV) else None,
     }

@@ -32,6 +32,7 @@ from server.config import Config, ConfigError, ModelConfig
 from server.errors import ModelNotFound, StoreUnavailable
 from server.fleet.client import parse_store_url, wait_reachable
 from server.fleet.election import Election
+from server.fleet.member import FleetMember
 from server.fleet.store import EtcdStore
 from server.notify.alerts import StableAlerts
 from server.notify.hook import PrePromotionHook
@@ -46,6 +47,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
+from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
@@ -176,6 +178,23 @@ class App:
         )
         self.repository = ModelRepository(self.registry, self.rollouts)
         hook = _pre_promotion_hook(config)
+        self.poller = (
+            VersionPoller(self.registry, config.poll_models_seconds)
+            if config.poll_models_seconds > 0
+            else None
+        )
+        self.fleet: FleetMember | None = None
+        if isinstance(self.store, EtcdStore) and self.election is not None:
+            self.fleet = FleetMember(
+                self.store,
+                self.election.identity,
+                self.rollouts,
+                self.telemetry.windows,
+                self.shadow,
+                self.registry,
+                self.repository,
+                ttl_s=config.leader_ttl_seconds,
+            )
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
@@ -183,6 +202,7 @@ class App:
             tick_s=config.promotion_tick_seconds,
             is_leader=self.election.is_leader if self.election is not None else None,
             confirm=hook.confirm_decision if hook is not None else None,
+            evidence=self.fleet.telemetry if self.fleet is not None else None,
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
@@ -397,6 +417,8 @@ class App:
             registry=self.registry,
             raw_routing_keys=self.config.shadow_report_raw_keys,
             notifier=self.notifier,
+            fleet_shadow=self.fleet.telemetry.shadow_report if self.fleet is not None else None,
+            fleet_readiness=self.fleet.repository.readiness if self.fleet is not None else None,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table)
@@ -431,6 +453,10 @@ class App:
         self.store.watch(self.rollouts.sync)
         if self.election is not None:
             self.election.start()
+        if self.fleet is not None:
+            self.fleet.start()
+        if self.poller is not None:
+            self.poller.start()
         if self.config.metrics_port >= 0:
             try:
                 self._metrics = MetricsServer(
@@ -541,12 +567,16 @@ class App:
             self._server.stop(max(0.0, deadline - time.monotonic())).wait()
             self._server = None
         self.streams.close()
+        if self.poller is not None:
+            self.poller.close()
         self.promotion.shutdown()
         self.alerts.shutdown()
         if self.dataplane.call_failures is not None:
             self.dataplane.call_failures.flush()
         if self.election is not None:
             self.election.close()
+        if self.fleet is not None:
+            self.fleet.close()
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics = None

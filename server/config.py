@@ -127,6 +127,10 @@ class Config:
     reuse_port: bool = False
     """Listen with SO_REUSEPORT, so that several processes share the port (`processes` sets
     it for its children)."""
+    poll_models_seconds: float = 0.0
+    """Poll mode (Triton's): every this many seconds, load the model and version directories
+    that appeared in models_dir; they are never routed to until a rollout names them. 0: off
+    (load and unload through the API)."""
     leader_ttl_seconds: int = 5
     """With an etcd store: the promotion leader's lease; when the leader dies another replica
     takes over within about this long."""
@@ -561,6 +565,10 @@ def _validate(config: Config) -> None:
         )
     if not 1 <= config.processes <= 64:
         raise ConfigError(f"'processes' must be 1..64, got {config.processes}")
+    if config.poll_models_seconds < 0:
+        raise ConfigError(
+            f"'poll_models_seconds' must be >= 0 (0: off), got {config.poll_models_seconds}"
+        )
     if config.leader_ttl_seconds < 2:
         raise ConfigError(
             f"'leader_ttl_seconds' must be at least 2, got {config.leader_ttl_seconds}"

@@ -13,6 +13,7 @@ from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.api.admin_convert import audit_pb, cohort_rule, rollout_pb
 from server.api.auth import Authenticator
+from server.api.fleet_view import FleetReadiness, FleetShadow, add_fleet_shadow, replica_readiness
 from server.api.status import translate_errors, translate_stream_errors
 from server.errors import CanaryServeError, FailedPrecondition, InvalidInput
 from server.notify.notifier import Notifier
@@ -78,8 +79,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         registry: Registry | None = None,
         raw_routing_keys: bool = False,
         notifier: Notifier | None = None,
+        fleet_shadow: FleetShadow | None = None,
+        fleet_readiness: FleetReadiness | None = None,
     ) -> None:
+        self._fleet_readiness = fleet_readiness
         self._repository = repository
+        self._fleet_shadow = fleet_shadow
         self._controller = controller
         self._auth = auth
         self._dataplane = dataplane
@@ -147,8 +152,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.GetRolloutRequest, context: grpc.ServicerContext
     ) -> pb.GetRolloutResponse:
         self._actor(context)
+        state = self._controller.get(_require_model(request.model))
         return pb.GetRolloutResponse(
-            rollout=self._rollout(self._controller.get(_require_model(request.model)))
+            rollout=self._rollout(state),
+            replicas=replica_readiness(state, self._fleet_readiness),
         )
 
     @translate_errors
@@ -370,6 +377,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             for worst in doc["worst"]:
                 key = worst.pop("routing_key")
                 worst["routing_key_hash"] = key_hash(key) if key is not None else None
+        fleet = self._fleet_shadow(model, stats.candidate) if self._fleet_shadow else None
+        if fleet is not None:
+            add_fleet_shadow(response, doc, fleet)
         response.report_json = json.dumps(doc, sort_keys=True)
         return response
 
@@ -424,6 +434,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 for c in decision.checks
             ],
             decision_json=json.dumps(decision.as_dict(), sort_keys=True),
+            replicas=decision.evidence.replicas,
         )
 
     @translate_errors

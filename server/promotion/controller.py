@@ -31,9 +31,9 @@ from server.promotion.decision import (
     CheckStatus,
     Decision,
     Evidence,
-    ShadowWindow,
     VersionWindow,
 )
+from server.promotion.evidence import EvidenceSource, LocalEvidence
 from server.promotion.gates import decide, guard
 from server.promotion.outcome_checks import gather
 from server.promotion.policy import SHADOW_STEP, Policy
@@ -115,10 +115,11 @@ class PromotionController:
         is_leader: Callable[[], bool] | None = None,
         confirm: Confirm | None = None,
         outcomes: OutcomeWindows | None = None,
+        evidence: EvidenceSource | None = None,
     ) -> None:
         self._rollouts = rollouts
-        self._windows = windows
-        self._shadow = shadow
+        #: In a fleet, the merged windows of every live replica (docs/fleet.md).
+        self._windows = evidence or LocalEvidence(windows, shadow)
         self._clock = clock
         self._tick_s = tick_s
         self._on_decision = on_decision
@@ -282,16 +283,6 @@ class PromotionController:
         )
         if stable.requests < policy.min_latency_samples:
             stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
-        stats = self._shadow.stats(state.model, state.candidate)
-        shadow = None
-        if stats is not None:
-            worst = tuple(w.request_id for w in stats.worst() if w.request_id)
-            shadow = ShadowWindow(
-                completed=stats.completed,
-                disagreements=stats.disagreements,
-                errors=stats.errors,
-                worst_request_ids=worst,
-            )
         return Evidence(
             model=state.model,
             stable_version=state.stable,
@@ -300,7 +291,7 @@ class PromotionController:
             seconds_in_step=max(0.0, now - step_start),
             stable=_window(stable),
             candidate=_window(candidate),
-            shadow=shadow,
+            shadow=self._windows.shadow(state.model, state.candidate),
             failed_checks=track.failed_checks,
             approved=track.approved,
             step_downs=track.step_downs,
@@ -310,6 +301,7 @@ class PromotionController:
                 if self._outcomes is not None
                 else ()
             ),
+            replicas=self._windows.replicas(state.model),
         )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:

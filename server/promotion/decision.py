@@ -107,6 +107,7 @@ class Evidence(Document):
     step_downs: int = 0  # step-downs so far in this rollout (Policy.step_down_limit)
     now: float | None = None  # epoch seconds of the evaluation (Policy.release_window)
     outcomes: tuple[OutcomeWindow, ...] = ()  # Policy.outcomes, stable and candidate
+    replicas: tuple[str, ...] = ()  # in a fleet: the replicas whose windows were merged
 
     def __post_init__(self) -> None:
         check_int("step_index", self.step_index, SHADOW_STEP)
@@ -114,6 +115,7 @@ class Evidence(Document):
         check_int("step_downs", self.step_downs, 0)
         secs = check_number("seconds_in_step", self.seconds_in_step, 0.0)
         object.__setattr__(self, "seconds_in_step", secs)
+        object.__setattr__(self, "replicas", check_list("replicas", self.replicas, str))
         if not isinstance(self.approved, bool):
             raise InvalidPromotionInput(f"approved must be true or false, got {self.approved!r}")
 

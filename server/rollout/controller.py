@@ -25,6 +25,7 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import FailedPrecondition, ModelNotFound, RevisionMismatch
+from server.rollout.admission import Admission
 from server.rollout.changes import CommandResult, Subscription, WatchEvent
 from server.rollout.router import RoutingTable
 from server.rollout.state import (
@@ -107,6 +108,7 @@ class RolloutController:
     ) -> None:
         self._store = store
         self._ready_versions = ready_versions
+        self._admit: Admission | None = None
         self._publish = publish
         self._clock = clock
         self._salt = salt_factory
@@ -192,6 +194,8 @@ class RolloutController:
             before = self.get(model)
             if expected_revision is not None and expected_revision != before.revision:
                 raise RevisionMismatch(model, expected_revision, before.revision)
+            if self._admit is not None:
+                self._admit(before, command)  # in a fleet: the version must be ready everywhere
             now = self._clock()
             starting = isinstance(command, StartRollout)
             after = apply(
@@ -220,6 +224,10 @@ class RolloutController:
                 extra=None if extra is None else _dumps(extra),
             )
             return self._commit(before, after, before.revision, entry)
+
+    def admit_with(self, admission: Admission) -> None:
+        """Check every command with `admission` before it commits (rollout.admission)."""
+        self._admit = admission
 
     def kill_switch(self, *, actor: str, reason: str, dry_run: bool = False) -> list[CommandResult]:
         """Roll back every active candidate, each in its own transaction.

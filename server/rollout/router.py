@@ -70,6 +70,9 @@ class RouteReason(enum.StrEnum):
     # restarted), or the run broke the candidate's memory budget; stable served the request.
     CANDIDATE_CRASHED = "candidate_crashed"
     CANDIDATE_OVER_BUDGET = "candidate_over_budget"
+    # The rollout's candidate is not loaded and ready in this process (in a fleet: a replica
+    # that joined late or failed to load it): stable serves every request, no shadow runs.
+    CANDIDATE_NOT_READY = "candidate_not_ready"
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,12 @@ class ModelRouting:
     stable: str
     rollout: CandidateRouting | None = None
     ready: frozenset[str] = frozenset()  # versions loaded and ready (the pinnable set)
+    candidate_ready: bool = True  # False: the rollout's candidate is not ready here
     # Precomputed answers that do not depend on the key (Route is immutable, so shared).
     _no_rollout: Route = field(init=False, repr=False, compare=False)
     _no_key: Route = field(init=False, repr=False, compare=False)
     _cohort_stable: Route = field(init=False, repr=False, compare=False)
+    _not_ready: Route = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rollout = self.rollout
@@ -136,6 +141,8 @@ class ModelRouting:
         object.__setattr__(self, "_no_rollout", Route(stable, Stage.STABLE, RouteReason.NO_ROLLOUT))
         object.__setattr__(self, "_no_key", Route(stable, Stage.STABLE, RouteReason.NO_KEY))
         object.__setattr__(self, "_cohort_stable", Route(stable, Stage.STABLE, RouteReason.COHORT))
+        not_ready = Route(stable, Stage.STABLE, RouteReason.CANDIDATE_NOT_READY)
+        object.__setattr__(self, "_not_ready", not_ready)
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,8 @@ def route(
     rollout = routing.rollout
     if rollout is None:
         return routing._no_rollout
+    if not routing.candidate_ready:
+        return routing._not_ready  # never route to a version this process cannot serve
 
     hit: Route | None = None
     for rule in rollout.cohort_rules:

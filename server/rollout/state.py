@@ -433,8 +433,12 @@ def build_table(
                 shadow_ppm=s.shadow_ppm,
                 cohort_rules=s.cohort_rules,
             )
+        here = ready.get(name, frozenset())
         models[name] = ModelRouting(
-            stable=s.stable, rollout=rollout, ready=ready.get(name, frozenset())
+            stable=s.stable,
+            rollout=rollout,
+            ready=here,
+            candidate_ready=s.candidate is None or s.candidate in here,
         )
     return RoutingTable(
         models=MappingProxyType(models), allow_pinning=allow_pinning, revision=revision

@@ -7,7 +7,7 @@ unload runs through the rollout controller, which refuses to take away a version
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from server.errors import FailedPrecondition
 from server.rollout.controller import RolloutController
@@ -33,6 +33,16 @@ class ModelRepository:
     def __init__(self, registry: Registry, rollouts: RolloutController) -> None:
         self._registry = registry
         self._rollouts = rollouts
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(model)` after each successful load or unload (in a fleet: record
+        it for every replica)."""
+        self._listeners.append(listener)
+
+    def _changed(self, model: str) -> None:
+        for listener in self._listeners:
+            listener(model)
 
     def load(
         self,
@@ -58,6 +68,7 @@ class ModelRepository:
             raise FailedPrecondition(
                 f"model '{model}': {detail} (ready and serving: {', '.join(ready) or 'none'})"
             )
+        self._changed(model)
         return loaded
 
     def unload(
@@ -80,4 +91,5 @@ class ModelRepository:
             reason=reason,
             extra={"rpc": rpc, "version": version or "*"},
         )
+        self._changed(model)
         return unloaded

@@ -24,9 +24,11 @@ from server.clock import Clock
 
 __all__ = [
     "LATENCY_BOUNDS_MS",
+    "RawBucket",
     "VersionTotals",
     "WindowProcessor",
     "WindowSummary",
+    "quantile",
 ]
 
 
@@ -45,6 +47,7 @@ class _Bucket:
     start: float
     requests: int = 0
     errors: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
 
 
@@ -71,7 +74,7 @@ class WindowSummary:
     window_s: float
 
 
-def _quantile(hist: list[int], total: int, q: float) -> float | None:
+def quantile(hist: list[int], total: int, q: float) -> float | None:
     """The q-quantile, interpolated linearly inside the bucket that holds its rank."""
     if total == 0:
         return None
@@ -103,6 +106,7 @@ class _Window:
                 self.buckets.append(_Bucket(start))
             b = self.buckets[-1]
             b.requests += 1
+            b.by_code[code] = b.by_code.get(code, 0) + 1
             b.latency[slot] += 1
             t = self.totals
             t.requests += weight
@@ -128,12 +132,16 @@ class _Window:
         return WindowSummary(
             requests=requests,
             errors=errors,
-            p50_ms=_quantile(hist, requests, 0.50),
-            p95_ms=_quantile(hist, requests, 0.95),
-            p99_ms=_quantile(hist, requests, 0.99),
+            p50_ms=quantile(hist, requests, 0.50),
+            p95_ms=quantile(hist, requests, 0.95),
+            p99_ms=quantile(hist, requests, 0.99),
             error_trace_ids=traces,
-            window_s=now - lo,
+            window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
         )
+
+
+#: One exported bucket: start, requests, errors, calls by gRPC code, {latency slot: calls}.
+RawBucket = tuple[float, int, int, dict[str, int], dict[int, int]]
 
 
 class WindowProcessor(SpanProcessor):
@@ -202,6 +210,29 @@ class WindowProcessor(SpanProcessor):
         """The version's observations in the last `window_s` seconds, not before `since`."""
         window = self._windows.get((model, version)) or _Window(self._bucket_s, 1)
         return window.summary(self._clock(), window_s, since)
+
+    def versions(self, model: str) -> list[str]:
+        """The versions of `model` that have a window here."""
+        return [v for m, v in list(self._windows) if m == model]
+
+    def export(
+        self, model: str, version: str, horizon_s: float
+    ) -> tuple[list[RawBucket], list[tuple[float, str]]]:
+        """The version's non-empty buckets of the last `horizon_s` seconds and its error
+        traces, copied (telemetry.merge turns them into mergeable counts)."""
+        window = self._windows.get((model, version))
+        if window is None:
+            return [], []
+        lo = self._clock() - horizon_s
+        with window.lock:
+            buckets = [
+                (b.start, b.requests, b.errors, dict(b.by_code),
+                 {i: n for i, n in enumerate(b.latency) if n})
+                for b in window.buckets
+                if b.start + window.bucket_s > lo and b.requests
+            ]  # fmt: skip
+            traces = [(at, t) for at, t in window.error_traces if at >= lo]
+        return buckets, traces
 
     def totals(self) -> dict[tuple[str, str], VersionTotals]:
         """Cumulative scaled counters per (model, version); a copy."""

@@ -35,6 +35,12 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert (config.host, config.port, config.workers) == ("0.0.0.0", 9002, 3)
 
 
+def test_poll_models_takes_seconds_and_is_off_by_default() -> None:
+    assert config_from(build_parser().parse_args([]), {}).poll_models_seconds == 0.0
+    args = build_parser().parse_args(["--poll-models", "2.5"])
+    assert config_from(args, {}).poll_models_seconds == 2.5
+
+
 def test_the_environment_token_is_added_as_the_admin_token_named_env(tmp_path: Path) -> None:
     path = tmp_path / "canaryserve.toml"
     path.write_text('[admin_tokens]\nops = "t0k"\n')

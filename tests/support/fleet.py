@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,3 +162,18 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "")
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened within {timeout}s: {what}")
         time.sleep(0.02)
+
+
+def operator_cli(target: str, token: str, *args: str) -> str:
+    """What `canaryserve --target TARGET ARGS...` prints (the admin token from the env)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYSERVE_")}
+    env["CANARYSERVE_ADMIN_TOKEN"] = token
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "--target", target, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

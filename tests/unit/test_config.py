@@ -57,6 +57,7 @@ leader_ttl_seconds = 9
 outcome_join_max_requests = 500
 outcome_join_ttl_seconds = 120.5
 outcome_max_names = 4
+poll_models_seconds = 2.5
 
 [outcome_tokens]
 shop = "tok-o"
@@ -110,6 +111,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert dict(config.outcome_tokens) == {"shop": "tok-o"}
     assert (config.outcome_join_max_requests, config.outcome_join_ttl_seconds) == (500, 120.5)
     assert config.outcome_max_names == 4
+    assert config.poll_models_seconds == 2.5
     assert dict(config.models) == {
         "classifier": ModelConfig(stable="1"),
         "counter": ModelConfig(stable=None),

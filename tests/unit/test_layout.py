@@ -28,7 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "api": LEAVES
     | {"config", "notify", "outcomes", "rollout", "shadow", "promotion", "serving", "telemetry"},
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
-    "fleet": LEAVES | {"rollout"},
+    # Fleet telemetry publishes the windows and shadow counters and serves them as promotion
+    # evidence: it reads telemetry and shadow and implements promotion's EvidenceSource. The
+    # fleet repository loads and unloads versions in serving's registry.
+    "fleet": LEAVES | {"rollout", "telemetry", "shadow", "promotion", "serving"},
     # Webhooks, the pre-promotion hook and stable alerts: they read rollout states and audit
     # rows (rollout) and the hook reads promotion decisions (promotion); promotion and
     # telemetry reach notify only through callables the composition root wires.

@@ -159,3 +159,13 @@ def test_spans_of_unrouted_calls_or_without_times_are_ignored() -> None:
     windows.on_end(inference_span("m", "1", ms=None))  # never ended
     assert windows.totals() == {}
     assert windows.summary("m", "1", window_s=60).requests == 0
+
+
+def test_a_since_still_ahead_gives_an_empty_window_not_a_negative_one() -> None:
+    # After a step-down the controller's evidence starts at the next whole bucket, which may
+    # lie a moment ahead: that is an empty window of length 0 (VersionWindow refuses < 0).
+    clock = FakeClock(now=1_000.5)
+    windows = window_processor(clock)
+    feed(windows, "m", "1", 3)
+    ahead = windows.summary("m", "1", window_s=600, since=1_001.0)
+    assert (ahead.requests, ahead.window_s) == (0, 0.0)

@@ -115,10 +115,22 @@ class GetRolloutRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class GetRolloutResponse(_message.Message):
-    __slots__ = ("rollout",)
+    __slots__ = ("rollout", "replicas")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout
-    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaReadiness]
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., replicas: _Optional[_Iterable[_Union[ReplicaReadiness, _Mapping]]] = ...) -> None: ...
+
+class ReplicaReadiness(_message.Message):
+    __slots__ = ("replica", "ready_versions", "candidate_ready")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    READY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_READY_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    ready_versions: _containers.RepeatedScalarFieldContainer[str]
+    candidate_ready: bool
+    def __init__(self, replica: _Optional[str] = ..., ready_versions: _Optional[_Iterable[str]] = ..., candidate_ready: _Optional[bool] = ...) -> None: ...
 
 class ListRolloutsRequest(_message.Message):
     __slots__ = ()
@@ -376,7 +388,7 @@ class GetShadowReportRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class GetShadowReportResponse(_message.Message):
-    __slots__ = ("model", "candidate_version", "sampled", "completed", "dropped", "errors", "timeouts", "disagreements", "disagreement_rate", "disagreement_rate_low", "disagreement_rate_high", "queue_depth", "report_json")
+    __slots__ = ("model", "candidate_version", "sampled", "completed", "dropped", "errors", "timeouts", "disagreements", "disagreement_rate", "disagreement_rate_low", "disagreement_rate_high", "queue_depth", "report_json", "replicas")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_FIELD_NUMBER: _ClassVar[int]
@@ -390,6 +402,7 @@ class GetShadowReportResponse(_message.Message):
     DISAGREEMENT_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     model: str
     candidate_version: str
     sampled: int
@@ -403,7 +416,8 @@ class GetShadowReportResponse(_message.Message):
     disagreement_rate_high: float
     queue_depth: int
     report_json: str
-    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., sampled: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., disagreements: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., disagreement_rate_low: _Optional[float] = ..., disagreement_rate_high: _Optional[float] = ..., queue_depth: _Optional[int] = ..., report_json: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., candidate_version: _Optional[str] = ..., sampled: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., disagreements: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., disagreement_rate_low: _Optional[float] = ..., disagreement_rate_high: _Optional[float] = ..., queue_depth: _Optional[int] = ..., report_json: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainRolloutRequest(_message.Message):
     __slots__ = ("model",)
@@ -426,18 +440,20 @@ class GateCheck(_message.Message):
     def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ExplainRolloutResponse(_message.Message):
-    __slots__ = ("evaluated", "action", "reason", "checks", "decision_json")
+    __slots__ = ("evaluated", "action", "reason", "checks", "decision_json", "replicas")
     EVALUATED_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     DECISION_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     evaluated: bool
     action: str
     reason: str
     checks: _containers.RepeatedCompositeFieldContainer[GateCheck]
     decision_json: str
-    def __init__(self, evaluated: _Optional[bool] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[GateCheck, _Mapping]]] = ..., decision_json: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, evaluated: _Optional[bool] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[GateCheck, _Mapping]]] = ..., decision_json: _Optional[str] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApproveStepRequest(_message.Message):
     __slots__ = ("model", "reason")

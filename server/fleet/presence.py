@@ -1,0 +1,117 @@
+"""A replica's presence in the fleet: its own etcd lease, and the keys it publishes under it.
+
+Every replica holds a lease of `ttl_s` seconds (independent of the promotion leader's) and,
+every `interval_s`, asks each registered publication for the keys it wants set and puts them
+bound to that lease. The keys vanish with the lease: at once when the replica stops (it
+revokes the lease), within `ttl_s` when it dies. A publication that drops a key it published
+before has the key deleted. A failed round (etcd unreachable) is retried at the next one, on a
+fresh lease if the old one expired meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeAlias
+
+import grpc
+
+from protos.etcd.etcdserverpb import rpc_pb2 as rpc
+from server.errors import StoreUnavailable
+from server.fleet.client import EtcdClient
+
+__all__ = ["Presence", "Publication"]
+
+log = logging.getLogger(__name__)
+
+#: Operations per transaction: etcd refuses more than --max-txn-ops (128 by default).
+_MAX_OPS = 100
+#: Called every round: the keys (full etcd keys) and values to publish now.
+Publication: TypeAlias = Callable[[], dict[bytes, bytes]]
+
+
+class Presence:
+    """This replica's lease and lease-bound publications (module docstring)."""
+
+    def __init__(
+        self, client: EtcdClient, identity: str, *, ttl_s: int = 5, interval_s: float = 1.0
+    ) -> None:
+        self._client = client
+        self.identity = identity
+        self.ttl_s = ttl_s
+        self.interval_s = interval_s
+        self._lease = 0
+        self._publications: list[Publication] = []
+        self._published: dict[bytes, bytes] = {}
+        #: Bytes of values put so far (what publishing costs etcd's history).
+        self.written = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, publication: Publication) -> None:
+        self._publications.append(publication)
+
+    def start(self) -> None:
+        self.publish()  # the first round before serving: the others see this replica at once
+        self._thread = threading.Thread(target=self._loop, name="canaryserve-presence", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """Publish now rather than at the next round (something published has changed)."""
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop publishing and revoke the lease: every key published goes with it."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(3.0)
+        if self._lease:
+            with contextlib.suppress(StoreUnavailable, grpc.RpcError):
+                self._client.revoke(self._lease)
+            self._lease = 0
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.publish()
+
+    def publish(self) -> None:
+        """One round: renew (or take) the lease, put what changed, delete what was dropped."""
+        try:
+            wanted: dict[bytes, bytes] = {}
+            for publication in self._publications:
+                wanted.update(publication())
+            renewed = self._renew()
+            ops = [
+                rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=self._lease))
+                for k, v in wanted.items()
+                if renewed or self._published.get(k) != v
+            ]
+            ops += [
+                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+                for k in self._published
+                if k not in wanted
+            ]
+            for i in range(0, len(ops), _MAX_OPS):
+                self._client.txn(rpc.TxnRequest(success=ops[i : i + _MAX_OPS]))
+            self.written += sum(len(op.request_put.value) for op in ops)
+            self._published = wanted
+        except (StoreUnavailable, grpc.RpcError) as exc:
+            log.debug("replica %s could not publish: %s", self.identity, exc)
+            self._published = {}
+        except Exception:  # a publication's own bug must not stop the others
+            log.exception("replica %s: a publication failed", self.identity)
+
+    def _renew(self) -> bool:
+        """Keep the lease alive; True when it is a new lease (every key must be put again)."""
+        if self._lease and self._client.keepalive(self._lease) > 0:
+            return False
+        self._lease = int(self._client.grant(self.ttl_s).ID)
+        return True
