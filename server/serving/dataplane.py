@@ -36,10 +36,11 @@ from server.errors import (
 )
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
+from server.serving.limits import QueueFull, QueueTimeout
 from server.serving.names import check_model_name, check_version
 from server.serving.registry import Registry
 from server.serving.runner import Arrays, Runner
-from server.serving.scheduler import QueueFull, QueueTimeout, Schedulers
+from server.serving.schedulers import Schedulers
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob
 from server.telemetry.tracing import Telemetry
@@ -194,17 +195,27 @@ class DataPlane:
             runner = version.runner
             assert runner is not None
             signature = runner.signature
-            feeds = tensors.decode_inputs(signature, request, self._max_bytes)
-            names = tensors.requested_outputs(signature, request)
-            decoded = time.perf_counter_ns()
             schedulers = self.schedulers
+            scheduler = (
+                None
+                if schedulers is None
+                else schedulers.get(model, chosen.version, runner, chosen.stage)
+            )
+            if scheduler is not None:
+                scheduler.announce()  # a leader of this version may wait for this request
             try:
-                if schedulers is None:
+                feeds = tensors.decode_inputs(signature, request, self._max_bytes)
+                names = tensors.requested_outputs(signature, request)
+            except BaseException:
+                if scheduler is not None:
+                    scheduler.withdraw()
+                raise
+            decoded = time.perf_counter_ns()
+            try:
+                if scheduler is None:
                     arrays = runner.run(names, feeds)
                 else:
-                    arrays = schedulers.get(model, chosen.version, runner, chosen.stage).run(
-                        names, feeds
-                    )
+                    arrays = scheduler.run(names, feeds, announced=True)
             except (QueueFull, QueueTimeout) as exc:
                 if not self._may_fall_back(chosen, model):
                     raise
@@ -213,8 +224,8 @@ class DataPlane:
                 if span is not None:
                     telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
                     span = None
-                assert schedulers is not None
-                schedulers.get(model, chosen.version, runner, chosen.stage).count_fallback()
+                assert schedulers is not None and scheduler is not None
+                scheduler.count_fallback()
                 chosen = Route(
                     table.models[model].stable, Stage.STABLE, RouteReason.CANDIDATE_OVERLOADED
                 )
