@@ -201,21 +201,21 @@ class DataPlane:
                 if schedulers is None
                 else schedulers.get(model, chosen.version, runner, chosen.stage)
             )
-            if scheduler is not None:
-                scheduler.announce()  # a leader of this version may wait for this request
+            # A leader of this version may wait for this request while it is decoded.
+            announced = scheduler is not None and scheduler.announce()
             try:
                 feeds = tensors.decode_inputs(signature, request, self._max_bytes)
                 names = tensors.requested_outputs(signature, request)
             except BaseException:
-                if scheduler is not None:
-                    scheduler.withdraw()
+                if announced:
+                    scheduler.withdraw()  # type: ignore[union-attr]
                 raise
             decoded = time.perf_counter_ns()
             try:
                 if scheduler is None:
                     arrays = runner.run(names, feeds)
                 else:
-                    arrays = scheduler.run(names, feeds, announced=True)
+                    arrays = scheduler.run(names, feeds, announced=announced)
             except (QueueFull, QueueTimeout) as exc:
                 if not self._may_fall_back(chosen, model):
                     raise

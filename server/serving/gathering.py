@@ -18,7 +18,7 @@ from __future__ import annotations
 __all__ = ["MIN_RUN_CPU_S", "Company"]
 
 #: A leader waits for company only when one request's run costs at least this much CPU.
-MIN_RUN_CPU_S = 100e-6
+MIN_RUN_CPU_S = 150e-6
 
 _WEIGHT = 0.2  # of the newest sample in each moving mean
 _PEAK_DECAY = 0.05  # requests per arrival by which an old peak fades

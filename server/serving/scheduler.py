@@ -104,18 +104,20 @@ class VersionScheduler:
         with self.lock:
             self.stats.fallbacks += 1
 
-    def announce(self) -> None:
+    def announce(self) -> bool:
         """A primary request for this version is on its way (being decoded): a leader may wait
-        for it. Follow with `run(..., announced=True)` or `withdraw()`."""
-        if self.max_batch_size:
-            with self.lock:
-                self._coming += 1
+        for it. True when counted (only where a leader could wait): then follow with
+        `run(..., announced=True)` or `withdraw()`."""
+        if not self.max_batch_size or not self.company.worth_waiting(1):
+            return False
+        with self.lock:
+            self._coming += 1
+        return True
 
     def withdraw(self) -> None:
         """An announced request will not come (it failed before reaching `run`)."""
-        if self.max_batch_size:
-            with self.lock:
-                self._coming -= 1
+        with self.lock:
+            self._coming -= 1
 
     def run(
         self,
@@ -131,7 +133,7 @@ class VersionScheduler:
         request = Queued(outputs, feeds, priority, self._clock())
         queues = self._queues
         with self.lock:  # the idle version: start at once
-            if announced and self.max_batch_size:
+            if announced:
                 self._coming -= 1
                 inside = self._running + len(queues[0]) + self._coming + 1
                 self.company.arrive(request.enqueued, self._running > 0, inside)

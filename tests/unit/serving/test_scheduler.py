@@ -350,13 +350,12 @@ def test_a_cheap_model_or_a_lone_caller_never_waits() -> None:
     runner = FakeRunner(signature=BATCHABLE)
     s = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
     s.company.ran_alone(5e-6)  # microseconds a run: batching cannot pay for a wait
-    s.announce()
-    s.announce()
-    assert announced_run(s, 1)[0][0, 0] == 1  # returns at once though one more is announced
-    s.withdraw()
+    assert not s.announce()  # not even counted
+    assert s.run(["y"], {"x": rows(1)})[0][0, 0] == 1
+    assert s.coming() == 0
     lone = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
     lone.company.ran_alone(1e-3)
     for value in range(5):  # one caller: each request finds the version idle
-        lone.announce()
+        assert lone.announce()
         assert announced_run(lone, value)[0][0, 0] == value
     assert s.stats.gathers == lone.stats.gathers == 0
