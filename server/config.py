@@ -157,7 +157,7 @@ class Config:
     of every input and output is dynamic); 0 turns dynamic batching off."""
     max_queue_delay_microseconds: int = 4000
     """Longest a batch's leader waits for requests already on their way to the version. It
-    waits only for a model whose run costs at least 100 µs of CPU while requests overlap, and
+    waits only for a model whose run costs at least 150 µs of CPU while requests overlap, and
     stops as soon as the requests lately seen at once are here (docs/scheduling.md); 0: never
     waits (a batch is what queued while the previous run was busy)."""
     candidate_instances: int = 1

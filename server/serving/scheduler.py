@@ -12,11 +12,11 @@ has one VersionScheduler:
   together with the compatible requests queued behind it (up to `max_batch_size` rows, when
   the model batches; `batching` merges and splits), hands each its slice of the outputs, then
   passes the slot to the next queued request;
-* a leader waits for company only for requests already on their way: the data plane
-  `announce`s a request when it starts decoding it for this version, and a leader with
-  announced requests still out waits until they queue (or the batch is full), at most
-  `max_queue_delay_s` and never longer than the version's mean run. An idle version, or one
-  whose callers are not already in the server, runs at once;
+* a leader may hold its slot for company on its way (`gathering.Company` decides): requests
+  the data plane `announce`d while decoding them for this version, or, when most requests
+  arrive while a run is busy, as many as lately were in the version at once; at most
+  `max_queue_delay_s`. Only for a model whose run costs enough CPU for batching to pay; a
+  lone caller, or an idle version, runs at once;
 * shadow runs are the lowest class: they start only on a slot nobody else is queued for, and
   a freed slot goes to a queued primary request first.
 
