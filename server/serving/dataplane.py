@@ -207,8 +207,8 @@ class DataPlane:
                 feeds = tensors.decode_inputs(signature, request, self._max_bytes)
                 names = tensors.requested_outputs(signature, request)
             except BaseException:
-                if announced:
-                    scheduler.withdraw()  # type: ignore[union-attr]
+                if announced and scheduler is not None:
+                    scheduler.withdraw()
                 raise
             decoded = time.perf_counter_ns()
             try:
