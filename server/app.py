@@ -47,13 +47,14 @@ from server.rollout.controller import RolloutController
 from server.rollout.router import RoutingTable
 from server.rollout.store import SqliteStore, StateStore
 from server.serving.dataplane import DataPlane
+from server.serving.limits import Limits
+from server.serving.limits import Policy as SchedulingPolicy
 from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
 from server.serving.runner import OnnxRunner
-from server.serving.scheduler import Limits, Schedulers
-from server.serving.scheduler import Policy as SchedulingPolicy
+from server.serving.schedulers import Schedulers
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
@@ -336,6 +337,7 @@ class App:
             stable=limits(""),
             candidate=limits("candidate_"),
             max_batch_size=int(pick("max_batch_size")),  # type: ignore[call-overload]
+            max_queue_delay_s=int(pick("max_queue_delay_microseconds")) / 1e6,  # type: ignore[call-overload]
             candidate_fallback=pick("candidate_overload") == "fallback",
         )
 

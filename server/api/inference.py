@@ -173,7 +173,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 queue = config.dynamic_batching.default_queue_policy
                 queue.max_queue_size = limits.max_queue_size
                 queue.default_timeout_microseconds = int(limits.queue_timeout_s * 1e6)
-                config.dynamic_batching.max_queue_delay_microseconds = 0
+                config.dynamic_batching.max_queue_delay_microseconds = int(
+                    schedulers.policy(request.name).max_queue_delay_s * 1e6
+                )
         config.version_policy.specific.versions.extend(
             sorted(int(v) for v in self._registry.ready_versions(request.name))
         )

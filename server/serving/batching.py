@@ -14,10 +14,11 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from server.serving.runner import Arrays
+from server.serving.queued import Queued
+from server.serving.runner import Arrays, Runner
 from server.serving.signature import Signature
 
-__all__ = ["batch_key", "batchable", "merge", "rows_of", "split"]
+__all__ = ["batch_key", "batchable", "merge", "rows_of", "run_batch", "split"]
 
 _Array = npt.NDArray[np.generic]
 
@@ -81,3 +82,28 @@ def split(arrays: Sequence[_Array], rows: Sequence[int]) -> list[list[_Array]] |
         out.append([a[start : start + n] for a in arrays])
         start += n
     return out
+
+
+def run_batch(runner: Runner, batch: Sequence[Queued]) -> bool:
+    """Run the batch's requests (equal batch keys) as one and give each its slice of the
+    outputs. If the merged run raises, each runs alone, so one bad request fails alone (with
+    its own error). False when the outputs do not follow the batch dimension (each request then
+    ran alone, too): the model does not batch the way its signature says."""
+    parts: list[list[_Array]] | None
+    follows = True
+    try:
+        merged = runner.run(batch[0].outputs, merge([r.feeds for r in batch]))
+        parts = split(merged, [r.rows for r in batch])
+        follows = parts is not None
+    except Exception:
+        parts = None
+    if parts is None:
+        for request in batch:
+            try:
+                request.result = runner.run(request.outputs, request.feeds)
+            except Exception as exc:
+                request.error = exc
+    else:
+        for request, part in zip(batch, parts, strict=True):
+            request.result = part
+    return follows

@@ -41,10 +41,11 @@ from server.errors import (
 from server.outcomes.served import ServedRequests
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
 from server.serving import tensors
+from server.serving.limits import QueueFull, QueueTimeout
 from server.serving.names import check_model_name, check_version
 from server.serving.registry import Registry
 from server.serving.runner import Arrays, Runner
-from server.serving.scheduler import QueueFull, QueueTimeout, Schedulers
+from server.serving.schedulers import Schedulers
 from server.shadow.executor import ShadowExecutor
 from server.shadow.job import ShadowJob
 from server.telemetry.logs import CallFailures
@@ -206,17 +207,27 @@ class DataPlane:
             runner = version.runner
             assert runner is not None
             signature = runner.signature
-            feeds = tensors.decode_inputs(signature, request, self._max_bytes)
-            names = tensors.requested_outputs(signature, request)
-            decoded = time.perf_counter_ns()
             schedulers = self.schedulers
+            scheduler = (
+                None
+                if schedulers is None
+                else schedulers.get(model, chosen.version, runner, chosen.stage)
+            )
+            # A leader of this version may wait for this request while it is decoded.
+            announced = scheduler is not None and scheduler.announce()
             try:
-                if schedulers is None:
+                feeds = tensors.decode_inputs(signature, request, self._max_bytes)
+                names = tensors.requested_outputs(signature, request)
+            except BaseException:
+                if announced and scheduler is not None:
+                    scheduler.withdraw()
+                raise
+            decoded = time.perf_counter_ns()
+            try:
+                if scheduler is None:
                     arrays = runner.run(names, feeds)
                 else:
-                    arrays = schedulers.get(model, chosen.version, runner, chosen.stage).run(
-                        names, feeds
-                    )
+                    arrays = scheduler.run(names, feeds, announced=announced)
             except (QueueFull, QueueTimeout, Contained) as exc:
                 if not self._may_fall_back(chosen, model):
                     raise
@@ -227,8 +238,8 @@ class DataPlane:
                 if span is not None:
                     telemetry.finish(span, exc, request.id)  # type: ignore[union-attr]
                     span = None
-                assert schedulers is not None
-                schedulers.get(model, chosen.version, runner, chosen.stage).count_fallback()
+                assert schedulers is not None and scheduler is not None
+                scheduler.count_fallback()
                 reason = _FALLBACK_REASONS.get(type(exc), RouteReason.CANDIDATE_OVERLOADED)
                 chosen = Route(table.models[model].stable, Stage.STABLE, reason)
                 if telemetry is not None:

@@ -186,7 +186,8 @@ def test_model_config_reports_batching_as_triton_does(batching_server: App) -> N
     channel = grpc.insecure_channel(f"127.0.0.1:{batching_server.port}")
     stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
     mlp = stub.ModelConfig(pb.ModelConfigRequest(name="mlp")).config
-    assert mlp.max_batch_size == 8
+    assert mlp.max_batch_size == 16
+    assert mlp.dynamic_batching.max_queue_delay_microseconds == 4000
     assert [list(i.dims) for i in mlp.input] == [[256]]  # the batch dimension left out
     assert [list(o.dims) for o in mlp.output] == [[10]]
     assert mlp.WhichOneof("scheduling_choice") == "dynamic_batching"
@@ -268,7 +269,7 @@ def test_tritonclient_reads_the_batching_config(batching_server: App) -> None:
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     config = seen["config"]
-    assert config["max_batch_size"] == 8
+    assert config["max_batch_size"] == 16
     assert config["input"][0]["dims"] == ["256"]
     assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 64
     assert config["instance_group"] == [{"kind": "KIND_CPU", "count": 1}]

@@ -16,8 +16,9 @@ from server.rollout.router import RoutingTable
 from server.rollout.state import StartRollout
 from server.serving.dataplane import PARAM_REASON, PARAM_STAGE, ROUTING_KEY_HEADER, DataPlane
 from server.serving.dtypes import by_oip
+from server.serving.limits import Policy
 from server.serving.registry import Registry
-from server.serving.scheduler import Policy, Schedulers
+from server.serving.schedulers import Schedulers
 from server.serving.signature import Signature, TensorSpec
 from server.testing import FakeClock, FakeRunner, MemoryStore
 

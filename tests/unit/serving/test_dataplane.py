@@ -27,7 +27,7 @@ from server.errors import (
     status_name,
 )
 from server.rollout.controller import RolloutController
-from server.rollout.router import RoutingTable
+from server.rollout.router import RoutingTable, Stage
 from server.rollout.state import StartRollout
 from server.serving.dataplane import (
     PARAM_REASON,
@@ -38,8 +38,10 @@ from server.serving.dataplane import (
     routing_key,
 )
 from server.serving.dtypes import by_oip, decode_bytes, encode_bytes
+from server.serving.limits import Policy as SchedulingPolicy
 from server.serving.registry import LoadState, Registry
 from server.serving.runner import OnnxRunner
+from server.serving.schedulers import Schedulers
 from server.serving.signature import Signature, TensorSpec
 from server.shadow.executor import ShadowExecutor
 from server.telemetry.tracing import Telemetry, key_hash
@@ -441,3 +443,15 @@ def test_the_bundled_shouter_answers_bytes_like_onnxruntime(
     want = onnxruntime_says(root / "shouter" / "1" / "model.onnx", {"text": np.array(text, object)})
     assert got == [w.encode() for w in want[0]]
     assert got[0] == b"HELLO"
+
+
+def test_a_request_announced_to_its_scheduler_is_withdrawn_when_decoding_fails(m: Plane) -> None:
+    """A leader waits for announced requests: one that fails validation must not stay owed."""
+    m.plane.schedulers = Schedulers(lambda model: SchedulingPolicy())
+    scheduler = m.plane.schedulers.get("m", "1", m.runners["1"], Stage.STABLE)
+    scheduler.company.ran_alone(1e-3)  # a model where batching pays: its calls are announced
+    with pytest.raises(InvalidTensor):
+        m.infer(_typed_wrong())
+    assert scheduler.coming() == 0
+    assert output(m.infer(request())).tolist() == [1.5, -2.0]
+    assert (scheduler.coming(), scheduler.running(), scheduler.stats.executions) == (0, 0, 1)

@@ -17,15 +17,9 @@ import pytest
 from server.errors import status_name
 from server.rollout.router import Stage
 from server.serving.dtypes import by_oip
-from server.serving.scheduler import (
-    Limits,
-    Policy,
-    Priority,
-    QueueFull,
-    QueueTimeout,
-    Schedulers,
-    VersionScheduler,
-)
+from server.serving.limits import Limits, Policy, Priority, QueueFull, QueueTimeout
+from server.serving.scheduler import VersionScheduler
+from server.serving.schedulers import Schedulers
 from server.serving.signature import Signature, TensorSpec
 from server.shadow.job import Shed
 from server.testing import FakeClock, FakeRunner
@@ -316,3 +310,52 @@ def test_the_shadow_runner_turns_a_refusal_into_a_shed(pool: ThreadPoolExecutor)
     assert first.result(5)
     assert s.shadow_runner.run(["y"], {"x": rows(2)})[0][0, 0] == 2  # idle: it runs
     assert s.shadow_runner.signature is FIXED
+
+
+def announced_run(s: VersionScheduler, value: float) -> list[Arr]:
+    return s.run(["y"], {"x": rows(value)}, Priority.PRIMARY, announced=True)  # type: ignore[return-value]
+
+
+def test_a_leader_waits_for_announced_requests_and_runs_them_as_one_batch(
+    pool: ThreadPoolExecutor,
+) -> None:
+    runner = FakeRunner(signature=BATCHABLE)
+    s = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
+    s.company.ran_alone(1e-3)  # a model whose run costs a millisecond of CPU
+    for _ in range(3):
+        s.announce()  # three requests being decoded for this version
+    first = pool.submit(announced_run, s, 0)
+    _until(lambda: s.running() == 1 and s.coming() == 2)  # the leader holds the slot, waiting
+    assert runner.calls == 0
+    rest = [pool.submit(announced_run, s, v) for v in (1, 2)]
+    assert [f.result(5)[0][0, 0] for f in [first, *rest]] == [0, 1, 2]
+    assert [x.shape[0] for x in runner.runs] == [3]  # one run for the three
+    assert (s.stats.gathers, s.stats.executions, s.stats.batch_rows) == (1, 1, {3: 1})
+
+
+def test_a_withdrawn_announcement_does_not_hold_the_leader(pool: ThreadPoolExecutor) -> None:
+    runner = FakeRunner(signature=BATCHABLE)
+    s = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
+    s.company.ran_alone(1e-3)
+    s.announce()
+    s.announce()
+    first = pool.submit(announced_run, s, 0)
+    _until(lambda: s.running() == 1 and s.coming() == 1)
+    s.withdraw()  # the other request failed validation: it will not come
+    assert first.result(5)[0][0, 0] == 0  # the leader gives up after a step with nobody
+    assert s.coming() == 0 and s.running() == 0
+
+
+def test_a_cheap_model_or_a_lone_caller_never_waits() -> None:
+    runner = FakeRunner(signature=BATCHABLE)
+    s = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
+    s.company.ran_alone(5e-6)  # microseconds a run: batching cannot pay for a wait
+    assert not s.announce()  # not even counted
+    assert s.run(["y"], {"x": rows(1)})[0][0, 0] == 1
+    assert s.coming() == 0
+    lone = VersionScheduler("m", "1", runner, Limits(), max_batch_size=8, max_queue_delay_s=30.0)
+    lone.company.ran_alone(1e-3)
+    for value in range(5):  # one caller: each request finds the version idle
+        assert lone.announce()
+        assert announced_run(lone, value)[0][0, 0] == value
+    assert s.stats.gathers == lone.stats.gathers == 0
