@@ -21,6 +21,20 @@ __all__ = ["SCHEME", "EtcdClient", "EtcdTarget", "parse_store_url", "prefix_end"
 
 SCHEME = "etcd://"
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+#: etcd answers UNKNOWN with its own context's error when a request times out inside the
+#: member (seen while a cluster regains its quorum): as unreachable as UNAVAILABLE.
+_UNKNOWN_TIMEOUTS = ("context deadline exceeded", "context canceled")
+
+
+def _retryable(exc: grpc.RpcError) -> bool:
+    code = exc.code()
+    if code in _RETRYABLE:
+        return True
+    return code == grpc.StatusCode.UNKNOWN and any(
+        t in (exc.details() or "") for t in _UNKNOWN_TIMEOUTS
+    )
+
+
 _CHANNEL_OPTIONS = [
     # Reconnect within a second of etcd coming back (gRPC's default backoff reaches 120 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -98,7 +112,7 @@ class EtcdClient:
             try:
                 result = call(self._channels[index])
             except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE:
+                if not _retryable(exc):
                     raise
                 last = f"{self.target.endpoints[index]}: {exc.details()}"
                 continue
