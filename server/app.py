@@ -256,6 +256,8 @@ class App:
             k: getattr(config, k) if getattr(settings, k) is None else getattr(settings, k)
             for k in keys
         }
+        if chosen["candidate_intra_op_threads"] is None:  # the same as stable's by default
+            chosen["candidate_intra_op_threads"] = config.intra_op_threads
         return Placement(intra_op_threads=config.intra_op_threads, **chosen)
 
     def _stable_of(self, model: str) -> str | None:

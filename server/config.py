@@ -197,10 +197,10 @@ class Config:
     """Memory limit (RLIMIT_DATA, MiB) of an isolated version's process: a run that needs more
     fails for that version alone (RESOURCE_EXHAUSTED; a candidate's request falls back to
     stable). 0: no limit. Versions in the server's process have no enforced budget."""
-    candidate_intra_op_threads: int = 1
-    """onnxruntime threads per run of a candidate (any version but stable). Equal to
-    `intra_op_threads` by default, so a promotion rebuilds nothing; when they differ, a role
-    change rebuilds the version's session in the background."""
+    candidate_intra_op_threads: int | None = None
+    """onnxruntime threads per run of a candidate (any version but stable). Default: the same as
+    `intra_op_threads`, so a promotion rebuilds nothing; when they differ, a role change builds
+    the version's session anew for its new role in the background and swaps it in."""
     candidate_arena_shrinkage: bool = True
     """A candidate's runs hand back the memory onnxruntime's arena grew by, so a candidate that
     needs 1 GiB for one request does not keep 1 GiB."""

@@ -14,7 +14,7 @@ from client.channel import open_channel
 from client.inference import InferenceClient
 from server.app import App
 from server.config import load_config
-from tests.support.servers import make_repository
+from tests.support.servers import make_repository, start_app
 
 
 def toml(tmp_path: Path, text: str) -> Path:
@@ -88,3 +88,21 @@ def test_serve_with_a_bad_config_file_exits_2_naming_the_key(tmp_path: Path) -> 
     )
     assert done.returncode == 2
     assert "'workers' must be an integer" in done.stderr
+
+
+def test_a_candidates_onnxruntime_threads_follow_intra_op_threads_unless_set(
+    tmp_path: Path,
+) -> None:
+    """So a promotion rebuilds nothing by default, whatever `intra_op_threads` is."""
+    app = start_app(tmp_path / "a", intra_op_threads=2)
+    try:
+        placement = app._placement("classifier")
+        assert (placement.intra_op_threads, placement.candidate_intra_op_threads) == (2, 2)
+        assert placement.build_key(stable=True) == placement.build_key(stable=False)
+    finally:
+        app.stop(0)
+    app = start_app(tmp_path / "b", intra_op_threads=2, candidate_intra_op_threads=1)
+    try:
+        assert app._placement("classifier").candidate_intra_op_threads == 1
+    finally:
+        app.stop(0)
