@@ -7,6 +7,7 @@ urllib reads them.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -44,6 +45,10 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> i
         return int(exc.code)
     except urllib.error.URLError as exc:
         raise OSError(str(exc.reason)) from exc
+    except (http.client.HTTPException, ValueError) as exc:
+        # A reply that is not HTTP (BadStatusLine, a broken chunk, a bad header): as failed as
+        # a connection error, so it is retried and counted, never raised into the sender.
+        raise OSError(f"not an HTTP answer: {type(exc).__name__}: {exc}") from exc
 
 
 def display_url(url: str) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from client.inference import InferenceClient
 from client.webhooks import SIGNATURE_HEADER, verify
 from models.build import build_classifier_faulty
 from server.app import App
+from server.notify.transport import post
 from tests.e2e.test_cli import cli
 from tests.support.release import TOKEN, Load, admin, reload, serve
 from tests.support.waiting import wait_for
@@ -309,3 +312,25 @@ def test_a_failing_stable_with_no_rollout_alerts_once_and_resolves_once(
         "stable.alert.resolved",
         "3",
     )
+
+
+def test_a_receiver_that_answers_garbage_is_a_failed_attempt_not_a_crash() -> None:
+    """Not HTTP at all (BadStatusLine inside urllib): the sender sees an OSError it retries and
+    counts, like a refused connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"garbage\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(OSError, match="not an HTTP answer"):
+            post(f"http://127.0.0.1:{port}/hook", b"{}", {}, timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
