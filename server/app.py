@@ -221,7 +221,11 @@ class App:
         self.admin_auth = Authenticator(tokens, "admin")
         inference_tokens = {"inference": config.inference_token} if config.inference_token else {}
         self.inference_auth = Authenticator(inference_tokens, "inference")
-        self.outcome_auth = Authenticator(config.outcome_tokens, "outcome")
+        # Outcome reports steer outcome gates: a server that guards inference guards them too,
+        # with the inference token, unless outcome tokens of their own are configured.
+        self.outcome_auth = Authenticator(
+            dict(config.outcome_tokens) or inference_tokens, "outcome"
+        )
         self.health = health.HealthServicer()
         self.streams = StreamGuard(config.stream_limit, config.stream_idle_timeout_seconds)
         self._server: grpc.Server | None = None

@@ -167,6 +167,23 @@ def test_the_outcome_service_needs_its_token_when_one_is_configured(target: str)
         assert exc.value.code == "UNAUTHENTICATED"
 
 
+def test_with_an_inference_token_and_no_outcome_tokens_reports_need_the_inference_token(
+    tmp_path: Path,
+) -> None:
+    """Outcome reports steer outcome gates: a server that guards inference guards them too."""
+    app = start_app(tmp_path, admin_tokens={"ops": ADMIN}, inference_token="inf-tok")
+    try:
+        target = f"127.0.0.1:{app.port}"
+        for token in (None, ADMIN, "wrong"):
+            with OutcomesClient(target, token=token) as client, pytest.raises(ClientError) as exc:
+                client.report("classifier", "clicked", True, routing_key="user-1")
+            assert exc.value.code == "UNAUTHENTICATED"
+        with OutcomesClient(target, token="inf-tok") as client:
+            assert client.report("classifier", "clicked", True, routing_key="user-1").version
+    finally:
+        app.stop(0)
+
+
 def test_the_service_is_healthy_and_reflected(target: str) -> None:
     stub = health_pb2_grpc.HealthStub(open_channel(target))
     answer = stub.Check(
