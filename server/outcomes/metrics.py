@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from server.outcomes.windows import OutcomeWindows
@@ -16,25 +16,21 @@ _LABELS = ("model", "version", "outcome")
 
 
 class OutcomeCollector(Collector):
-    """Per model, version and outcome name: reports received and the sum of their values (for
-    a binary outcome, the successes), so a dashboard can plot each version's rate or mean."""
+    """Per model, version and outcome name, a summary of the reported values: `_count` the
+    reports, `_sum` their values (for a binary outcome, the successes). A summary, not a
+    counter, because a real-valued outcome (revenue after refunds) may be negative; a dashboard
+    plots each version's rate or mean as rate(_sum) / rate(_count)."""
 
     def __init__(self, windows: OutcomeWindows) -> None:
         self._windows = windows
 
     def collect(self) -> Iterator[Metric]:
-        reports = CounterMetricFamily(
-            "canaryserve_outcome_reports",
-            "Outcome reports joined to the version that served the request.",
-            labels=_LABELS,
-        )
-        values = CounterMetricFamily(
+        values = SummaryMetricFamily(
             "canaryserve_outcome_value",
-            "Sum of the reported outcome values (for a binary outcome: the successes).",
+            "Reported outcome values joined to the version that served the request (count:"
+            " reports; sum: values, a binary outcome's successes).",
             labels=_LABELS,
         )
         for model, version, name, n, total in self._windows.totals():
-            reports.add_metric([model, version, name], n)
-            values.add_metric([model, version, name], total)
-        yield reports
+            values.add_metric([model, version, name], count_value=n, sum_value=total)
         yield values

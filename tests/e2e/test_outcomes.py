@@ -103,8 +103,8 @@ def test_metrics_count_each_versions_reports_and_their_values(
         if s.labels.get("outcome") == "converted"
     }
     for version, values in expected.items():
-        assert samples["canaryserve_outcome_reports_total", version] == len(values)
-        assert samples["canaryserve_outcome_value_total", version] == sum(values)
+        assert samples["canaryserve_outcome_value_count", version] == len(values)
+        assert samples["canaryserve_outcome_value_sum", version] == sum(values)
 
 
 def test_a_batch_counts_what_it_can_and_says_why_not_for_the_rest(
