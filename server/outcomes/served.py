@@ -19,13 +19,7 @@ from typing import NamedTuple
 from server.clock import Clock
 from server.rollout.router import RouteReason, Stage
 
-__all__ = ["RANDOMIZED", "Served", "ServedRequests"]
-
-#: Route reasons under which a request's version was assigned at random (by its key's hash,
-#: or to stable because no rollout ran): only these outcomes compare versions without bias.
-#: Cohort rules, pins, keyless calls and overload fallbacks pick their callers, so their
-#: outcomes are counted but never gate a rollout.
-RANDOMIZED = frozenset({RouteReason.HASH, RouteReason.NO_ROLLOUT})
+__all__ = ["Served", "ServedRequests"]
 
 
 class Served(NamedTuple):
@@ -41,8 +35,10 @@ class Served(NamedTuple):
 
     @property
     def randomized(self) -> bool:
-        """Whether the version was assigned at random (see RANDOMIZED); a keyless call that
-        found no rollout is not: keyless callers may differ from keyed ones."""
+        """Whether the version was assigned at random: by its key's hash, or to stable because no
+        rollout ran and the call had a key (keyless callers may differ from keyed ones). Only
+        these outcomes compare versions without bias; cohort rules, pins, keyless calls and
+        overload fallbacks pick their callers, so their outcomes are counted but never gate."""
         return self.reason is RouteReason.HASH or (
             self.reason is RouteReason.NO_ROLLOUT and self.keyed
         )

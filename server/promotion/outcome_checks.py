@@ -1,7 +1,7 @@
 """The outcome gates of decide(): is the candidate's business outcome worse than stable's by
 more than the policy allows? And the evidence they read, gathered from the outcome windows.
 
-A gate compares the randomized reports of both versions (server.outcomes.served.RANDOMIZED)
+A gate compares the randomized reports of both versions (server.outcomes.served.Served.randomized)
 over its window. It holds (no_data) until both versions have `min_samples` reports; then it
 FAILS only when the one-sided lower bound of the drop (stable - candidate, or the reverse when
 lower is better) at the policy's confidence exceeds `max_drop`, and PASSES when the one-sided
