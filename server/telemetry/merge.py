@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from server.telemetry.windows import LATENCY_BOUNDS_MS, RawBucket, WindowSummary, quantile
+from server.telemetry.windows import LATENCY_BOUNDS_MS, RawBucket, WindowSummary, summary_of
 
 __all__ = [
     "BucketCounts",
@@ -103,15 +103,8 @@ def summarize(
             errors += b.errors
             for slot, n in b.latency.items():
                 hist[slot] += n
-    return WindowSummary(
-        requests=requests,
-        errors=errors,
-        p50_ms=quantile(hist, requests, 0.50),
-        p95_ms=quantile(hist, requests, 0.95),
-        p99_ms=quantile(hist, requests, 0.99),
-        error_trace_ids=tuple(t for at, t in traces if at >= lo),
-        window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
-    )
+    kept = tuple(t for at, t in traces if at >= lo)
+    return summary_of(requests, errors, hist, kept, now=now, lo=lo)
 
 
 @dataclass(frozen=True)

@@ -129,15 +129,23 @@ class _Window:
                     for i, n in enumerate(b.latency):
                         hist[i] += n
             traces = tuple(t for at, t in self.error_traces if at >= lo)
-        return WindowSummary(
-            requests=requests,
-            errors=errors,
-            p50_ms=quantile(hist, requests, 0.50),
-            p95_ms=quantile(hist, requests, 0.95),
-            p99_ms=quantile(hist, requests, 0.99),
-            error_trace_ids=traces,
-            window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
-        )
+        return summary_of(requests, errors, hist, traces, now=now, lo=lo)
+
+
+def summary_of(
+    requests: int, errors: int, hist: list[int], traces: tuple[str, ...], *, now: float, lo: float
+) -> WindowSummary:
+    """The summary of a span from `lo` to `now` with these counts and latency histogram (one
+    replica's window, or the fleet's merged buckets: server.telemetry.merge)."""
+    return WindowSummary(
+        requests=requests,
+        errors=errors,
+        p50_ms=quantile(hist, requests, 0.50),
+        p95_ms=quantile(hist, requests, 0.95),
+        p99_ms=quantile(hist, requests, 0.99),
+        error_trace_ids=traces,
+        window_s=max(0.0, now - lo),  # `since` may lie ahead (a step-down)
+    )
 
 
 #: One exported bucket: start, requests, errors, calls by gRPC code, {latency slot: calls}.
