@@ -223,10 +223,11 @@ class FleetRepository:
             return False
         try:
             loaded = self._registry.load(model, version)
-            failure = "; ".join(mv.reason for mv in loaded if mv.state is not LoadState.READY)
+            bad = [mv for mv in loaded if mv.state is not LoadState.READY]
+            failure = "; ".join(mv.reason or mv.state.value for mv in bad) if bad else None
         except CanaryServeError as exc:
             failure = str(exc)
-        if not failure:
+        if failure is None:
             self._retries.loaded(model, version)
             log.info("model %s version %s loaded for the fleet", model, version)
             return True

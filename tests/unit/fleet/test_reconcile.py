@@ -93,6 +93,8 @@ def test_a_whole_model_unload_is_followed_past_the_stable_version(tmp_path: Path
     b.repository.reconcile()
     assert b.ready() == set()
     assert b.rollouts.unloads == [("m", None)]  # under the controller's lock, as locally
+    assert not [e for e in b.rollouts.audit("m") if e.operation == "unload"]  # audited where
+    # the operator's call ran, not once more per replica
 
 
 def test_a_whole_model_unload_waits_while_a_rollout_is_active(tmp_path: Path) -> None:
