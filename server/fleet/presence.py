@@ -5,7 +5,9 @@ every `interval_s`, asks each registered publication for the keys it wants set a
 bound to that lease. The keys vanish with the lease: at once when the replica stops (it
 revokes the lease), within `ttl_s` when it dies. A publication that drops a key it published
 before has the key deleted. A failed round (etcd unreachable) is retried at the next one, on a
-fresh lease if the old one expired meanwhile.
+fresh lease if the old one expired meanwhile. The lease is renewed before any publication
+runs, and a publication that raises keeps its previous keys: one failing publication never
+costs the replica its lease (and with it its place in readiness and the fleet's evidence).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class Presence:
         self.interval_s = interval_s
         self._lease = 0
         self._publications: list[Publication] = []
-        self._published: dict[bytes, bytes] = {}
+        #: What etcd holds from this replica (None: unsure after a failed round, put again).
+        self._published: dict[bytes, bytes | None] = {}
+        self._by_publication: dict[int, dict[bytes, bytes]] = {}  # index -> its last keys
         #: Bytes of values put so far (what publishing costs etcd's history).
         self.written = 0
         self._stop = threading.Event()
@@ -83,31 +87,48 @@ class Presence:
             self.publish()
 
     def publish(self) -> None:
-        """One round: renew (or take) the lease, put what changed, delete what was dropped."""
+        """One round: renew (or take) the lease, put what changed, delete what was dropped.
+
+        The lease is renewed first, whatever the publications do: a publication that raises
+        keeps what it published last (so its keys neither go stale nor vanish) and the others
+        go on. After a failed round nothing is taken as published as it was: the next round
+        puts every key again and deletes every key dropped since the last good round.
+        """
         try:
-            wanted: dict[bytes, bytes] = {}
-            for publication in self._publications:
-                wanted.update(publication())
             renewed = self._renew()
-            ops = [
-                rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=self._lease))
-                for k, v in wanted.items()
-                if renewed or self._published.get(k) != v
-            ]
-            ops += [
-                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
-                for k in self._published
-                if k not in wanted
-            ]
+        except (StoreUnavailable, grpc.RpcError) as exc:
+            log.debug("replica %s could not renew its lease: %s", self.identity, exc)
+            return
+        wanted: dict[bytes, bytes] = {}
+        for i, publication in enumerate(self._publications):
+            try:
+                keys = publication()
+            except Exception:  # a publication's own bug must not stop the others
+                log.exception("replica %s: a publication failed", self.identity)
+                keys = self._by_publication.get(i, {})
+            self._by_publication[i] = keys
+            wanted.update(keys)
+        ops = [
+            rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=self._lease))
+            for k, v in wanted.items()
+            if renewed or self._published.get(k) != v
+        ]
+        ops += [
+            rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+            for k in self._published
+            if k not in wanted
+        ]
+        try:
             for i in range(0, len(ops), _MAX_OPS):
                 self._client.txn(rpc.TxnRequest(success=ops[i : i + _MAX_OPS]))
-            self.written += sum(len(op.request_put.value) for op in ops)
-            self._published = wanted
         except (StoreUnavailable, grpc.RpcError) as exc:
             log.debug("replica %s could not publish: %s", self.identity, exc)
-            self._published = {}
-        except Exception:  # a publication's own bug must not stop the others
-            log.exception("replica %s: a publication failed", self.identity)
+            # Some chunks may have gone through: put everything again, delete whatever
+            # either round had (deleting a key that is not there is harmless).
+            self._published = {k: None for k in {*self._published, *wanted}}
+            return
+        self.written += sum(len(op.request_put.value) for op in ops)
+        self._published = dict(wanted)
 
     def _renew(self) -> bool:
         """Keep the lease alive; True when it is a new lease (every key must be put again)."""

@@ -11,13 +11,15 @@ bounds, real ones Welch's t bounds (server.outcomes.stats).
 
 from __future__ import annotations
 
+import dataclasses
+
 from server.outcomes.stats import Sample, difference, uniform_confidence
 from server.outcomes.windows import OutcomeWindows
 from server.promotion.decision import Check, CheckStatus, Evidence
 from server.promotion.outcome_gate import OutcomeGate, OutcomeWindow
 from server.promotion.policy import SHADOW_STEP, Policy
 
-__all__ = ["gather", "outcome_checks"]
+__all__ = ["LOCAL_ONLY", "gather", "outcome_checks"]
 
 
 def gather(
@@ -88,8 +90,16 @@ def outcome_check(p: Policy, gate: OutcomeGate, w: OutcomeWindow | None, live: b
     return Check(name, status, drop, gate.max_drop, detail, required)
 
 
+#: Outcome windows are per process, not merged across a fleet (docs/fleet.md): said in
+#: every outcome check whose evidence merges the windows of more than one replica.
+LOCAL_ONLY = " (this replica's outcome reports only)"
+
+
 def outcome_checks(p: Policy, ev: Evidence) -> list[Check]:
     """A check per outcome gate of the policy."""
     found = {w.name: w for w in ev.outcomes}
     live = ev.step_index != SHADOW_STEP
-    return [outcome_check(p, gate, found.get(gate.name), live) for gate in p.outcomes]
+    checks = [outcome_check(p, gate, found.get(gate.name), live) for gate in p.outcomes]
+    if len(ev.replicas) > 1:
+        checks = [dataclasses.replace(c, detail=c.detail + LOCAL_ONLY) for c in checks]
+    return checks

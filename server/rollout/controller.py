@@ -379,8 +379,10 @@ class RolloutController:
         actor: str,
         reason: str,
         extra: Mapping[str, JSONValue] | None = None,
-    ) -> AuditEntry:
-        """Run `unload` (of `version`, or of the whole model when None) and audit it, unless
+        audit: bool = True,
+    ) -> AuditEntry | None:
+        """Run `unload` (of `version`, or of the whole model when None) and audit it (unless
+        not `audit`: a fleet replica following another replica's audited call), unless
         routing uses what it would take away: then FailedPrecondition saying why and what to do.
 
         A single version is refused when routing uses it (see `in_use`); the whole model only
@@ -402,7 +404,7 @@ class RolloutController:
                     f"'{state.candidate}' is active; roll it back or promote it first"
                 )
             unload()
-            return self.append_audit(model, "unload", actor, reason, extra)
+            return self.append_audit(model, "unload", actor, reason, extra) if audit else None
 
     def audit(
         self, model: str | None = None, limit: int = 100, after_id: int = 0

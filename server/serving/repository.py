@@ -8,13 +8,24 @@ unload runs through the rollout controller, which refuses to take away a version
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from server.errors import FailedPrecondition
 from server.rollout.controller import RolloutController
 from server.rollout.state import JSONValue
 from server.serving.registry import LoadState, ModelVersion, Registry
 
-__all__ = ["ModelRepository"]
+__all__ = ["ModelRepository", "RepositoryChange"]
+
+
+@dataclass(frozen=True)
+class RepositoryChange:
+    """What one successful load or unload call changed: the versions it loaded (ready now),
+    or the versions it unloaded (None: the whole model)."""
+
+    model: str
+    loaded: frozenset[str] = frozenset()
+    unloaded: frozenset[str] | None = frozenset()
 
 
 def _evidence(
@@ -33,16 +44,16 @@ class ModelRepository:
     def __init__(self, registry: Registry, rollouts: RolloutController) -> None:
         self._registry = registry
         self._rollouts = rollouts
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[RepositoryChange], None]] = []
 
-    def on_change(self, listener: Callable[[str], None]) -> None:
-        """Call `listener(model)` after each successful load or unload (in a fleet: record
+    def on_change(self, listener: Callable[[RepositoryChange], None]) -> None:
+        """Call `listener(change)` after each successful load or unload (in a fleet: record
         it for every replica)."""
         self._listeners.append(listener)
 
-    def _changed(self, model: str) -> None:
+    def _changed(self, change: RepositoryChange) -> None:
         for listener in self._listeners:
-            listener(model)
+            listener(change)
 
     def load(
         self,
@@ -68,7 +79,8 @@ class ModelRepository:
             raise FailedPrecondition(
                 f"model '{model}': {detail} (ready and serving: {', '.join(ready) or 'none'})"
             )
-        self._changed(model)
+        now = frozenset(mv.version for mv in loaded if mv.state is LoadState.READY)
+        self._changed(RepositoryChange(model, loaded=now))
         return loaded
 
     def unload(
@@ -91,5 +103,6 @@ class ModelRepository:
             reason=reason,
             extra={"rpc": rpc, "version": version or "*"},
         )
-        self._changed(model)
+        gone = None if version is None else frozenset({version})
+        self._changed(RepositoryChange(model, unloaded=gone))
         return unloaded

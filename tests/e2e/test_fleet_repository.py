@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ OPERATOR = (("authorization", f"Bearer {TOKEN}"),)
 X = np.zeros((1, 4), dtype=np.float32)
 
 
-def replica(tmp: Path, etcd: Etcd, name: str) -> App:
+def replica(tmp: Path, etcd: Etcd, name: str, **overrides: object) -> App:
     return start_app(
         tmp / name,
         store=etcd.url("fleet"),
@@ -37,6 +38,7 @@ def replica(tmp: Path, etcd: Etcd, name: str) -> App:
         admin_tokens={"alice": TOKEN},
         leader_ttl_seconds=2,
         models={"classifier": {"stable": "1"}},
+        **overrides,
     )
 
 
@@ -71,6 +73,14 @@ def status_text(app: App) -> str:
     return operator_cli(f"127.0.0.1:{app.port}", TOKEN, "status", "classifier")
 
 
+def followed(apps: list[App]) -> bool:
+    """Every replica of `apps` has followed the fleet's current desired set of classifier."""
+    fleets = [app.fleet for app in apps]
+    assert all(fleets)
+    revision = fleets[0].repository.desired("classifier")[0]  # type: ignore[union-attr]
+    return all(f.repository.followed("classifier") == revision for f in fleets)  # type: ignore[union-attr]
+
+
 def identity(app: App) -> str:
     assert app.fleet is not None
     return app.fleet.identity
@@ -96,12 +106,91 @@ def test_a_version_loaded_through_one_replica_becomes_ready_on_every_replica(
             ),
             message="every replica publishes version 3 as ready",
         )
-        # OIP unload through another replica: gone everywhere.
-        with InferenceClient(f"127.0.0.1:{b.port}", metadata=OPERATOR) as oip:
-            oip.load("classifier")  # the whole model: 1, 2 and 3 on B's disk
         via_c.unload("classifier", "3", reason="fleet unload")
     wait_for(lambda: not any(ready(app) for app in fleet), message="version 3 unloaded everywhere")
     assert all(ready(app, "1") and ready(app, "2") for app in fleet)
+
+
+def test_a_whole_model_oip_unload_through_one_replica_unloads_it_on_every_replica(
+    fleet: list[App],
+) -> None:
+    """Stable included, as a whole-model unload does locally (no rollout is active)."""
+    a, b, c = fleet
+    with InferenceClient(f"127.0.0.1:{c.port}", metadata=OPERATOR) as oip:
+        oip.unload("classifier")
+    assert not c.registry.ready_versions("classifier")
+    wait_for(
+        lambda: (
+            not a.registry.ready_versions("classifier")
+            and not b.registry.ready_versions("classifier")
+        ),
+        message="every version of classifier unloaded on A and B",
+    )
+    with InferenceClient(f"127.0.0.1:{a.port}", metadata=OPERATOR) as oip:
+        oip.load("classifier")  # back through A: every replica follows again
+    wait_for(
+        lambda: all(ready(app, "1") and ready(app, "2") for app in fleet),
+        message="classifier loaded again everywhere",
+    )
+
+
+def test_loads_of_two_versions_through_two_replicas_both_stay_desired(
+    fleet: list[App],
+) -> None:
+    """Each call changes the desired set by what it loaded, never by the caller's whole
+    ready set: version 4 (on B's disk only) is not taken off B by a load of 3 through A."""
+    a, b, _ = fleet
+    for app in fleet:
+        put_version_on_disk(app, "3")
+    put_version_on_disk(b, "4")
+    with admin(b) as via_b:
+        via_b.load("classifier", "4")
+    with admin(a) as via_a:
+        via_a.load("classifier", "3")
+    wait_for(lambda: all(ready(app) for app in fleet), message="version 3 ready everywhere")
+    # B has followed the load of 3 in full (A and C keep trying 4, not on their disks).
+    wait_for(lambda: followed([b]), message="B follows the load of 3")
+    assert ready(b, "4") and not ready(a, "4")
+
+
+def test_concurrent_loads_through_two_replicas_both_survive(fleet: list[App]) -> None:
+    for app in fleet:
+        put_version_on_disk(app, "3")
+        put_version_on_disk(app, "4")
+    a, b, _ = fleet
+
+    def load_through(app: App, version: str) -> None:
+        with admin(app) as client:
+            client.load("classifier", version)
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(load_through, a, "3"), pool.submit(load_through, b, "4")]
+        for future in done:
+            future.result()
+    wait_for(
+        lambda: all(ready(app, "3") and ready(app, "4") for app in fleet),
+        message="versions 3 and 4 ready everywhere",
+    )
+    wait_for(lambda: followed(fleet), message="every replica follows both loads")
+    assert all(ready(app, "3") and ready(app, "4") for app in fleet)
+
+
+def test_a_version_polled_on_one_replica_survives_a_load_through_another(
+    tmp_path: Path, etcd: Etcd, fleet: list[App]
+) -> None:
+    a = fleet[0]
+    polling = replica(tmp_path, etcd, "polling", poll_models_seconds=0.2)
+    try:
+        put_version_on_disk(polling, "4")  # on its disk only: its poller loads it
+        wait_for(lambda: ready(polling, "4"), message="version 4 polled")
+        for app in [*fleet, polling]:
+            put_version_on_disk(app, "3")
+        with admin(a) as via_a:
+            via_a.load("classifier", "3")
+        wait_for(lambda: followed([a, polling]), message="the polling replica follows the load")
+        assert ready(polling, "3") and ready(polling, "4")
+    finally:
+        polling.stop(0)
 
 
 def test_a_rollout_to_a_version_missing_on_one_replica_is_refused_naming_it(

@@ -148,3 +148,15 @@ def test_bad_outcome_gates_are_refused_with_the_key(outcomes: object, message: s
 @given(st.integers(1, 10**7), st.integers(1, 10**5), st.floats(0.6, 0.99))
 def test_time_uniform_bounds_are_wider_than_fixed_ones(n: int, tuned: int, conf: float) -> None:
     assert uniform_confidence(n, tuned, conf) > conf
+
+
+def test_in_a_fleet_an_outcome_check_says_it_reads_this_replicas_reports_only() -> None:
+    """Error and latency windows are merged across replicas, outcome windows are not."""
+    window = conversions((3000, 30_000), (3000, 30_000))
+    alone = gate_check(POLICY, evidence(window))
+    fleet = gate_check(POLICY, evidence(window, replicas=("a", "b")))
+    assert "this replica's outcome reports only" not in alone.detail
+    assert fleet.detail == alone.detail + " (this replica's outcome reports only)"
+    assert fleet.status is alone.status
+    missing = gate_check(POLICY, evidence(replicas=("a", "b")))
+    assert missing.detail.endswith("(this replica's outcome reports only)")
