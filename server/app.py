@@ -52,6 +52,7 @@ from server.serving.limits import Policy as SchedulingPolicy
 from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
+from server.serving.retirement import Retirement
 from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
 from server.serving.runner import OnnxRunner
 from server.serving.schedulers import Schedulers
@@ -140,6 +141,8 @@ class App:
         )
         self._salts: dict[str, str] = {}
         self.schedulers = Schedulers(self._scheduling_policy)
+        # A version that stops serving closes its runner and leaves the scheduling series.
+        self.registry.on_change(Retirement(self.registry, self.schedulers).follow)
         served = ServedRequests(config.outcome_join_max_requests, config.outcome_join_ttl_seconds)
         self.dataplane = DataPlane(
             self.registry,

@@ -10,6 +10,10 @@ and every call until a new child is ready raise VersionCrashed (UNAVAILABLE; a c
 request falls back to stable, see server.errors.Contained). A supervisor thread restarts the
 child with backoff (server.serving.backoff). A run that breaks the memory budget raises
 MemoryBudgetExceeded; the child lives on.
+
+`close()` (the version is unloaded or replaced) waits for a run in flight, ends the process
+and frees the buffer; a restart under way then ends what it built, and later runs raise
+VersionNotReady.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy.typing as npt
 from server.errors import MemoryBudgetExceeded, VersionCrashed
 from server.serving import shm
 from server.serving.backoff import RestartBackoff
-from server.serving.runner import Arrays
+from server.serving.runner import Arrays, retired
 from server.serving.signature import Signature
 
 __all__ = ["ChildSettings", "IsolatedRunner"]
@@ -136,6 +140,7 @@ class _Supervisor:
         self.path, self.settings, self.backoff = path, settings, backoff
         self.model, self.version = path.parent.parent.name, path.parent.name
         self.lock = threading.Lock()  # one run at a time
+        self._state = threading.Lock()  # `child` against `closed`: a restart vs. close()
         self.child: _Child | None = _Child(path, settings)
         self.why = ""
         self.buffer = shared_memory.SharedMemory(create=True, size=_FIRST_BUFFER)
@@ -176,10 +181,12 @@ class _Supervisor:
                 log.warning("model %s version %s: %s", self.model, self.version, self.why)
                 delay = self.backoff.delay(time.monotonic(), time.monotonic())
                 continue
-            if self.closed.is_set():
+            with self._state:
+                if not self.closed.is_set():
+                    self.child = child
+            if self.child is not child:  # closed while it was built: end it, not orphan it
                 child.kill()
                 return
-            self.child = child
             log.info("model %s version %s: isolated process restarted", self.model, self.version)
             return
 
@@ -199,6 +206,8 @@ class _Supervisor:
         self, outputs: Sequence[str], feeds: Arrays, shrink: bool
     ) -> list[npt.NDArray[np.generic]]:
         with self.lock:
+            if self.closed.is_set():
+                raise retired(self.path)
             child = self.child
             if child is None:
                 raise VersionCrashed(self.model, self.version, self.why or "is not running")
@@ -223,10 +232,11 @@ class _Supervisor:
         raise RuntimeError(reply[1])
 
     def close(self) -> None:
-        self.closed.set()
+        with self._state:
+            self.closed.set()
+            child, self.child = self.child, None
         ours = self.lock.acquire(timeout=_CLOSE_WAIT_S)  # let a run in flight finish
         try:
-            child = self.child
             if child is not None:
                 child.kill()
             if ours:  # else a hung run still views the buffer: it is freed at exit
@@ -268,6 +278,10 @@ class IsolatedRunner:
     @property
     def restarts(self) -> int:
         return self._supervisor.backoff.restarts
+
+    @property
+    def closed(self) -> bool:
+        return self._supervisor.closed.is_set()
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._supervisor.run(outputs, feeds, self.shrink_arena)

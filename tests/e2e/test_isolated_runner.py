@@ -4,12 +4,15 @@ answers grow the shared buffer, and closing ends the process and frees the buffe
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
+from server.errors import VersionNotReady
 from server.serving.isolated import ChildSettings, IsolatedRunner
 from server.serving.runner import OnnxRunner
 from tests.support.servers import make_repository
@@ -64,3 +67,34 @@ def test_closing_ends_the_process_and_frees_the_buffer(tmp_path: Path) -> None:
     runner.close()
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
     assert not buffer.exists()
+
+
+def _children_of(path: Path) -> list[int]:
+    """Live processes serving the model at `path` (an isolated runner's children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split(") ")[1][0]
+        except (OSError, IndexError):
+            continue
+        if b"server.serving.child" in cmdline and str(path).encode() in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_closing_while_the_process_restarts_leaves_no_process(tmp_path: Path) -> None:
+    path = make_repository(tmp_path) / "classifier" / "1" / "model.onnx"
+    runner = IsolatedRunner(path)
+    supervisor = runner._supervisor
+    first = runner.pid
+    assert first is not None and _children_of(path) == [first]
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: runner.pid is None, message="the restart begins")
+    runner.close()
+    supervisor._thread.join(timeout=60)  # the restart loop ends, killing what it built
+    assert not supervisor._thread.is_alive()
+    assert _children_of(path) == []
+    assert runner.pid is None
+    with pytest.raises(VersionNotReady, match="unloaded"):
+        runner.run(["scores"], {"input": np.ones((1, 4), np.float32)})
