@@ -9,7 +9,8 @@ When the child dies (a native crash, `kill -9`, the kernel's OOM killer), the ca
 and every call until a new child is ready raise VersionCrashed (UNAVAILABLE; a candidate's
 request falls back to stable, see server.errors.Contained). A supervisor thread restarts the
 child with backoff (server.serving.backoff). A run that breaks the memory budget raises
-MemoryBudgetExceeded; the child lives on.
+MemoryBudgetExceeded; the child lives on. A buffer that /dev/shm has no room for raises
+SharedMemoryFull (server.serving.shm reserves a buffer's pages when it makes one).
 
 `close()` (the version is unloaded or replaced) waits for a run in flight, ends the process
 and frees the buffer; a restart under way then ends what it built, and later runs raise
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.errors import MemoryBudgetExceeded, VersionCrashed
+from server.errors import MemoryBudgetExceeded, SharedMemoryFull, VersionCrashed
 from server.serving import shm
 from server.serving.backoff import RestartBackoff
 from server.serving.runner import Arrays, retired
@@ -143,7 +144,11 @@ class _Supervisor:
         self._state = threading.Lock()  # `child` against `closed`: a restart vs. close()
         self.child: _Child | None = _Child(path, settings)
         self.why = ""
-        self.buffer = shared_memory.SharedMemory(create=True, size=_FIRST_BUFFER)
+        try:
+            self.buffer = shm.create(_FIRST_BUFFER)
+        except OSError as exc:
+            self.child.kill()
+            raise RuntimeError(f"no shared memory for its tensors ({exc.strerror})") from None
         self.closed = threading.Event()
         self._thread = threading.Thread(
             target=self._watch, name=f"isolated-{self.model}-{self.version}", daemon=True
@@ -192,12 +197,23 @@ class _Supervisor:
 
     def buffer_of(self, size: int) -> shared_memory.SharedMemory:
         """The buffer, replaced by one of at least `size` bytes when it is smaller (call with
-        the lock)."""
+        the lock). Raises SharedMemoryFull, keeping the old buffer, when /dev/shm has no room."""
         if self.buffer.size < size:
             capacity = self.buffer.size
             while capacity < size:
                 capacity *= 2
-            old, self.buffer = self.buffer, shared_memory.SharedMemory(create=True, size=capacity)
+            try:
+                bigger = shm.create(capacity)
+            except OSError as exc:
+                log.warning(
+                    "model %s version %s: no %d bytes of shared memory: %s",
+                    self.model,
+                    self.version,
+                    capacity,
+                    exc.strerror,
+                )
+                raise SharedMemoryFull(self.model, self.version, capacity) from None
+            old, self.buffer = self.buffer, bigger
             old.close()
             old.unlink()
         return self.buffer
@@ -217,7 +233,12 @@ class _Supervisor:
                 child.conn.send(("run", list(outputs), manifest, buffer.name, buffer.size, shrink))
                 reply: Any = child.conn.recv()
                 if reply[0] == "grow":
-                    buffer = self.buffer_of(reply[1])
+                    try:
+                        buffer = self.buffer_of(reply[1])
+                    except SharedMemoryFull:
+                        child.conn.send(("drop",))
+                        child.conn.recv()
+                        raise
                     child.conn.send(("resend", buffer.name, buffer.size))
                     reply = child.conn.recv()
             except (EOFError, OSError):

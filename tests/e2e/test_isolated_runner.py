@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from server.errors import VersionNotReady
+from server.errors import Contained, SharedMemoryFull, VersionNotReady, status_name
 from server.serving.isolated import ChildSettings, IsolatedRunner
 from server.serving.runner import OnnxRunner
 from tests.support.servers import make_repository
@@ -98,3 +98,26 @@ def test_closing_while_the_process_restarts_leaves_no_process(tmp_path: Path) ->
     assert runner.pid is None
     with pytest.raises(VersionNotReady, match="unloaded"):
         runner.run(["scores"], {"input": np.ones((1, 4), np.float32)})
+
+
+def test_a_buffer_dev_shm_has_no_room_for_fails_that_call_only(tmp_path: Path) -> None:
+    """/dev/shm's pages are reserved when a buffer grows: past the tmpfs's size the call fails
+    RESOURCE_EXHAUSTED (Contained: a candidate's falls back) instead of a SIGBUS later."""
+    path = make_repository(tmp_path) / "classifier" / "1" / "model.onnx"
+    runner = IsolatedRunner(path)
+    try:
+        supervisor = runner._supervisor
+        before = supervisor.buffer.name
+        fs = os.statvfs("/dev/shm")
+        too_big = fs.f_blocks * fs.f_frsize + (1 << 30)
+        with supervisor.lock, pytest.raises(SharedMemoryFull) as full:
+            supervisor.buffer_of(too_big)
+        assert isinstance(full.value, Contained) and status_name(full.value) == "RESOURCE_EXHAUSTED"
+        assert "/dev/shm" in str(full.value)
+        assert supervisor.buffer.name == before  # the old buffer serves on
+        x = {"input": np.ones((2, 4), np.float32)}
+        np.testing.assert_array_equal(
+            runner.run(["scores"], x)[0], OnnxRunner(path, 1).run(["scores"], x)[0]
+        )
+    finally:
+        runner.close()
