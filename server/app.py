@@ -53,9 +53,9 @@ from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
 from server.serving.retirement import Retirement
-from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
-from server.serving.runner import OnnxRunner
+from server.serving.roles import Placement, RunnerBuilder, follow_roles
 from server.serving.schedulers import Schedulers
+from server.serving.usage import cpu_seconds, isolated_restarts
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
@@ -505,7 +505,8 @@ class App:
                 mv.model,
                 mv.version,
                 mv.load_rss_bytes,
-                _cpu_seconds(mv.runner),
+                cpu_seconds(mv.runner),
+                isolated_restarts(mv.runner),
             )
             for mv in self.registry.index()
             if mv.state is LoadState.READY
@@ -597,11 +598,3 @@ class App:
     def wait(self) -> None:
         if self._server is not None:
             self._server.wait_for_termination()
-
-
-def _cpu_seconds(runner: object) -> float | None:
-    """The sampled CPU time of a version's in-process session (None for one in a child process,
-    whose CPU is the child's)."""
-    if isinstance(runner, RoleRunner):
-        runner = runner.inner
-    return runner.cpu.seconds() if isinstance(runner, OnnxRunner) else None

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from server.errors import MemoryBudgetExceeded, SharedMemoryFull, VersionCrashed
 from server.serving import shm
 from server.serving.backoff import RestartBackoff
+from server.serving.footprint import resident_bytes_of
 from server.serving.runner import Arrays, retired
 from server.serving.signature import Signature
 
@@ -303,6 +304,12 @@ class IsolatedRunner:
     @property
     def closed(self) -> bool:
         return self._supervisor.closed.is_set()
+
+    def resident_bytes(self) -> int | None:
+        """The resident memory of the process serving this version now (None while it is
+        restarted, or where /proc cannot tell)."""
+        pid = self.pid
+        return None if pid is None else resident_bytes_of(pid)
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._supervisor.run(outputs, feeds, self.shrink_arena)

@@ -133,6 +133,11 @@ class RoleRunner:
     def closed(self) -> bool:
         return self._closed
 
+    def resident_bytes(self) -> int | None:
+        """The resident memory of the version's own process; None when it runs in the server's."""
+        inner = self._inner
+        return inner.resident_bytes() if isinstance(inner, IsolatedRunner) else None
+
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._inner.run(outputs, feeds)
 
