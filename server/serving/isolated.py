@@ -301,6 +301,9 @@ class IsolatedRunner:
     def restarts(self) -> int:
         return self._supervisor.backoff.restarts
 
+    #: Runs happen in another process: this thread's CPU clock does not see them.
+    out_of_process = True
+
     @property
     def closed(self) -> bool:
         return self._supervisor.closed.is_set()

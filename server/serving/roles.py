@@ -138,6 +138,11 @@ class RoleRunner:
         inner = self._inner
         return inner.resident_bytes() if isinstance(inner, IsolatedRunner) else None
 
+    @property
+    def out_of_process(self) -> bool:
+        """Whether runs happen in another process (the calling thread's CPU does not see them)."""
+        return isinstance(self._inner, IsolatedRunner)
+
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._inner.run(outputs, feeds)
 
