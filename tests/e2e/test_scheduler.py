@@ -200,6 +200,26 @@ def test_model_config_reports_batching_as_triton_does(batching_server: App) -> N
     channel.close()
 
 
+def test_model_config_reports_configured_microseconds_exactly(tmp_path: Path) -> None:
+    """249 µs is 0.000249 s, which truncation would report as 248."""
+    build_mlp(tmp_path / "repository" / "mlp" / "1" / "model.onnx", seed=0)
+    app = start_app(
+        tmp_path,
+        models_dir=tmp_path / "repository",
+        max_queue_delay_microseconds=249,
+        queue_timeout_seconds=0.000249,
+    )
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        batching = stub.ModelConfig(pb.ModelConfigRequest(name="mlp")).config.dynamic_batching
+        channel.close()
+    finally:
+        app.stop(0)
+    assert batching.max_queue_delay_microseconds == 249
+    assert batching.default_queue_policy.default_timeout_microseconds == 249
+
+
 def test_batched_answers_equal_unbatched_ones_and_a_bad_request_fails_alone(
     batching_server: App, tmp_path: Path
 ) -> None:
