@@ -52,9 +52,10 @@ from server.serving.limits import Policy as SchedulingPolicy
 from server.serving.poller import VersionPoller
 from server.serving.registry import LoadState, Registry, RunnerFactory, VersionChange
 from server.serving.repository import ModelRepository
-from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
-from server.serving.runner import OnnxRunner
+from server.serving.retirement import Retirement
+from server.serving.roles import Placement, RunnerBuilder, follow_roles
 from server.serving.schedulers import Schedulers
+from server.serving.usage import cpu_seconds, isolated_restarts
 from server.shadow.comparison import ComparisonPolicy
 from server.shadow.executor import ShadowExecutor
 from server.shadow.headroom import CpuMeter
@@ -140,6 +141,8 @@ class App:
         )
         self._salts: dict[str, str] = {}
         self.schedulers = Schedulers(self._scheduling_policy)
+        # A version that stops serving closes its runner and leaves the scheduling series.
+        self.registry.on_change(Retirement(self.registry, self.schedulers).follow)
         served = ServedRequests(config.outcome_join_max_requests, config.outcome_join_ttl_seconds)
         self.dataplane = DataPlane(
             self.registry,
@@ -508,7 +511,8 @@ class App:
                 mv.model,
                 mv.version,
                 mv.load_rss_bytes,
-                _cpu_seconds(mv.runner),
+                cpu_seconds(mv.runner),
+                isolated_restarts(mv.runner),
             )
             for mv in self.registry.index()
             if mv.state is LoadState.READY
@@ -600,11 +604,3 @@ class App:
     def wait(self) -> None:
         if self._server is not None:
             self._server.wait_for_termination()
-
-
-def _cpu_seconds(runner: object) -> float | None:
-    """The sampled CPU time of a version's in-process session (None for one in a child process,
-    whose CPU is the child's)."""
-    if isinstance(runner, RoleRunner):
-        runner = runner.inner
-    return runner.cpu.seconds() if isinstance(runner, OnnxRunner) else None

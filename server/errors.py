@@ -17,7 +17,8 @@ CanaryServeError
 ├── AlreadyExists
 ├── Unauthenticated
 ├── Overloaded              a bounded resource is full
-│   └── MemoryBudgetExceeded  a run needed more memory than the version's budget (Contained)
+│   ├── MemoryBudgetExceeded  a run needed more memory than the version's budget (Contained)
+│   └── SharedMemoryFull      /dev/shm has no room for an isolated version's tensors (Contained)
 ├── StoreUnavailable        the shared state store cannot be reached (serving goes on)
 ├── ResponseTooLarge        an answer over the message limit
 └── ModelFailed             the model itself raised while running a valid request
@@ -53,6 +54,7 @@ __all__ = [
     "Overloaded",
     "ResponseTooLarge",
     "RevisionMismatch",
+    "SharedMemoryFull",
     "ShuttingDown",
     "StoreUnavailable",
     "Unauthenticated",
@@ -210,6 +212,20 @@ class MemoryBudgetExceeded(Contained, Overloaded):
             f"model '{shorten(model)}' version '{shorten(version)}' ran out of its memory budget"
             f" ({budget_mb} MiB, memory_budget_mb) on this request and refused it; it serves"
             f" requests that fit (the runtime said: …{detail[-100:]})"
+        )
+
+
+class SharedMemoryFull(Contained, Overloaded):
+    """The shared memory an isolated version's tensors travel through (/dev/shm, a tmpfs) has
+    no room for this request's; the version goes on serving requests that fit."""
+
+    def __init__(self, model: str, version: str, size: int) -> None:
+        self.model, self.version, self.size = model, version, size
+        super().__init__(
+            f"model '{shorten(model)}' version '{shorten(version)}' could not reserve"
+            f" {size / 2**20:.1f} MiB of shared memory (/dev/shm) for this request's tensors"
+            " and refused it; give /dev/shm more room (a container's is 64 MiB unless"
+            " mounted bigger, docs/deploy.md); it serves requests that fit"
         )
 
 

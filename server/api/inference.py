@@ -172,8 +172,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if batch:
                 queue = config.dynamic_batching.default_queue_policy
                 queue.max_queue_size = limits.max_queue_size
-                queue.default_timeout_microseconds = int(limits.queue_timeout_s * 1e6)
-                config.dynamic_batching.max_queue_delay_microseconds = int(
+                # round(): 249 µs is 0.000249 s, which int() would report as 248.
+                queue.default_timeout_microseconds = round(limits.queue_timeout_s * 1e6)
+                config.dynamic_batching.max_queue_delay_microseconds = round(
                     schedulers.policy(request.name).max_queue_delay_s * 1e6
                 )
         config.version_policy.specific.versions.extend(

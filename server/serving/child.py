@@ -27,7 +27,7 @@ from server.serving.runner import OnnxRunner
 
 __all__ = ["main"]
 
-_SHM_DIR = Path("/dev/shm")
+_SHM_DIR = shm.SHM_DIR
 
 
 class _Buffers:
@@ -76,7 +76,10 @@ def _run(conn: Connection, runner: OnnxRunner, buffers: _Buffers, message: Any) 
     need = shm.frame_size(arrays)
     if need > size:
         conn.send(("grow", need))
-        _, name, size = conn.recv()
+        reply = conn.recv()
+        if reply[0] != "resend":  # the server could not grow its buffer: it says why
+            return ("dropped", "")
+        _, name, size = reply
     return ("ok", shm.pack(arrays, buffers.view(name, size)))
 
 

@@ -20,15 +20,24 @@ import itertools
 import os
 import threading
 
-__all__ = ["CpuSampler", "resident_bytes"]
+__all__ = ["CpuSampler", "resident_bytes", "resident_bytes_of"]
 
 _STATM = "/proc/self/statm"
 
 
 def resident_bytes() -> int | None:
     """The process's resident set size now, or None where /proc cannot tell (not Linux)."""
+    return _statm_rss(_STATM)
+
+
+def resident_bytes_of(pid: int) -> int | None:
+    """Process `pid`'s resident set size now (an isolated version's process), or None."""
+    return _statm_rss(f"/proc/{pid}/statm")
+
+
+def _statm_rss(statm: str) -> int | None:
     try:
-        with open(_STATM, "rb") as f:
+        with open(statm, "rb") as f:
             pages = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return None

@@ -9,7 +9,12 @@ When the child dies (a native crash, `kill -9`, the kernel's OOM killer), the ca
 and every call until a new child is ready raise VersionCrashed (UNAVAILABLE; a candidate's
 request falls back to stable, see server.errors.Contained). A supervisor thread restarts the
 child with backoff (server.serving.backoff). A run that breaks the memory budget raises
-MemoryBudgetExceeded; the child lives on.
+MemoryBudgetExceeded; the child lives on. A buffer that /dev/shm has no room for raises
+SharedMemoryFull (server.serving.shm reserves a buffer's pages when it makes one).
+
+`close()` (the version is unloaded or replaced) waits for a run in flight, ends the process
+and frees the buffer; a restart under way then ends what it built, and later runs raise
+VersionNotReady.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.errors import MemoryBudgetExceeded, VersionCrashed
+from server.errors import MemoryBudgetExceeded, SharedMemoryFull, VersionCrashed
 from server.serving import shm
 from server.serving.backoff import RestartBackoff
-from server.serving.runner import Arrays
+from server.serving.footprint import resident_bytes_of
+from server.serving.runner import Arrays, retired
 from server.serving.signature import Signature
 
 __all__ = ["ChildSettings", "IsolatedRunner"]
@@ -136,9 +142,14 @@ class _Supervisor:
         self.path, self.settings, self.backoff = path, settings, backoff
         self.model, self.version = path.parent.parent.name, path.parent.name
         self.lock = threading.Lock()  # one run at a time
+        self._state = threading.Lock()  # `child` against `closed`: a restart vs. close()
         self.child: _Child | None = _Child(path, settings)
         self.why = ""
-        self.buffer = shared_memory.SharedMemory(create=True, size=_FIRST_BUFFER)
+        try:
+            self.buffer = shm.create(_FIRST_BUFFER)
+        except OSError as exc:
+            self.child.kill()
+            raise RuntimeError(f"no shared memory for its tensors ({exc.strerror})") from None
         self.closed = threading.Event()
         self._thread = threading.Thread(
             target=self._watch, name=f"isolated-{self.model}-{self.version}", daemon=True
@@ -176,21 +187,34 @@ class _Supervisor:
                 log.warning("model %s version %s: %s", self.model, self.version, self.why)
                 delay = self.backoff.delay(time.monotonic(), time.monotonic())
                 continue
-            if self.closed.is_set():
+            with self._state:
+                if not self.closed.is_set():
+                    self.child = child
+            if self.child is not child:  # closed while it was built: end it, not orphan it
                 child.kill()
                 return
-            self.child = child
             log.info("model %s version %s: isolated process restarted", self.model, self.version)
             return
 
     def buffer_of(self, size: int) -> shared_memory.SharedMemory:
         """The buffer, replaced by one of at least `size` bytes when it is smaller (call with
-        the lock)."""
+        the lock). Raises SharedMemoryFull, keeping the old buffer, when /dev/shm has no room."""
         if self.buffer.size < size:
             capacity = self.buffer.size
             while capacity < size:
                 capacity *= 2
-            old, self.buffer = self.buffer, shared_memory.SharedMemory(create=True, size=capacity)
+            try:
+                bigger = shm.create(capacity)
+            except OSError as exc:
+                log.warning(
+                    "model %s version %s: no %d bytes of shared memory: %s",
+                    self.model,
+                    self.version,
+                    capacity,
+                    exc.strerror,
+                )
+                raise SharedMemoryFull(self.model, self.version, capacity) from None
+            old, self.buffer = self.buffer, bigger
             old.close()
             old.unlink()
         return self.buffer
@@ -199,6 +223,8 @@ class _Supervisor:
         self, outputs: Sequence[str], feeds: Arrays, shrink: bool
     ) -> list[npt.NDArray[np.generic]]:
         with self.lock:
+            if self.closed.is_set():
+                raise retired(self.path)
             child = self.child
             if child is None:
                 raise VersionCrashed(self.model, self.version, self.why or "is not running")
@@ -208,7 +234,12 @@ class _Supervisor:
                 child.conn.send(("run", list(outputs), manifest, buffer.name, buffer.size, shrink))
                 reply: Any = child.conn.recv()
                 if reply[0] == "grow":
-                    buffer = self.buffer_of(reply[1])
+                    try:
+                        buffer = self.buffer_of(reply[1])
+                    except SharedMemoryFull:
+                        child.conn.send(("drop",))
+                        child.conn.recv()
+                        raise
                     child.conn.send(("resend", buffer.name, buffer.size))
                     reply = child.conn.recv()
             except (EOFError, OSError):
@@ -223,10 +254,11 @@ class _Supervisor:
         raise RuntimeError(reply[1])
 
     def close(self) -> None:
-        self.closed.set()
+        with self._state:
+            self.closed.set()
+            child, self.child = self.child, None
         ours = self.lock.acquire(timeout=_CLOSE_WAIT_S)  # let a run in flight finish
         try:
-            child = self.child
             if child is not None:
                 child.kill()
             if ours:  # else a hung run still views the buffer: it is freed at exit
@@ -268,6 +300,19 @@ class IsolatedRunner:
     @property
     def restarts(self) -> int:
         return self._supervisor.backoff.restarts
+
+    #: Runs happen in another process: this thread's CPU clock does not see them.
+    out_of_process = True
+
+    @property
+    def closed(self) -> bool:
+        return self._supervisor.closed.is_set()
+
+    def resident_bytes(self) -> int | None:
+        """The resident memory of the process serving this version now (None while it is
+        restarted, or where /proc cannot tell)."""
+        pid = self.pid
+        return None if pid is None else resident_bytes_of(pid)
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._supervisor.run(outputs, feeds, self.shrink_arena)

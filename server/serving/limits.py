@@ -50,8 +50,10 @@ class Policy:
     max_batch_size: int = 16
     """Rows one run may merge (0 or 1: no batching); only models that can batch do."""
     max_queue_delay_s: float = 0.004
-    """Longest a batch's leader waits for requests already on their way to the version (never
-    longer than the version's mean run time; 0: never waits)."""
+    """Longest a batch's leader holds its slot waiting for company (0: never waits). It waits
+    only when a run costs enough for batching to pay and requests overlap, and stops earlier
+    once the requests it waits for are here or a step of two mean arrival gaps brings nobody
+    (server.serving.gathering)."""
     candidate_fallback: bool = True
     """A candidate request refused by its queue is served by stable (else it fails)."""
 

@@ -121,7 +121,8 @@ class ModelVersion:
     sha256: str = ""
     stats: VersionStats = field(default_factory=VersionStats, compare=False)
     #: Growth of the process's resident memory while the session was built and warmed up
-    #: (server.serving.footprint); None where the platform cannot tell.
+    #: (server.serving.footprint), or the resident memory of the version's own process after
+    #: its warm-up when it runs in one; None where the platform cannot tell.
     load_rss_bytes: int | None = None
 
     @property
@@ -431,6 +432,10 @@ class Registry:
             )
         rss_after = resident_bytes()
         grown = None if rss_before is None or rss_after is None else max(0, rss_after - rss_before)
+        own = getattr(runner, "resident_bytes", None)  # a session in a process of its own
+        own_rss = own() if own is not None else None
+        if own_rss is not None:
+            grown = own_rss
         log.info("loaded model %s version %s (sha256 %s)", model, version, sha256)
         ready = ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
         return dataclasses.replace(ready, sha256=sha256, load_rss_bytes=grown), change

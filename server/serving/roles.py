@@ -9,6 +9,9 @@ stable version is stable, any other version a candidate) and follows later role 
   roles only when configured so (the defaults are equal): then a role change builds a new
   runner for the new role in the background and swaps it in when it is ready; runs go on
   meanwhile on the old one, which is closed when the last run in flight on it is done.
+
+`close()` (the version is unloaded or replaced) closes the runner serving now; a rebuild
+under way then closes what it built instead of swapping it in.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class Placement:
 
 
 PlacementFor: TypeAlias = Callable[[str], Placement]
+#: Builds a version's runner for a role: (path, placement, stable) -> runner.
+Build: TypeAlias = Callable[[Path, Placement, bool], "_Inner"]
 #: The model's stable version as the server sees it now, or None.
 StableOf: TypeAlias = Callable[[str], str | None]
 
@@ -101,14 +106,19 @@ def _close(runner: _Inner) -> None:
 class RoleRunner:
     """A version's runner, built for its role and rebuilt when a role change needs it."""
 
-    def __init__(self, path: Path, placement: Placement, stable: bool) -> None:
+    def __init__(
+        self, path: Path, placement: Placement, stable: bool, build: Build | None = None
+    ) -> None:
         self.path, self.placement = path, placement
         self._stable = stable
-        self._inner = _build(path, placement, stable)
+        self._build = build or _build
+        self._inner = self._build(path, placement, stable)
         self._built = placement.build_key(stable)
         self.signature: Signature = self._inner.signature
         self.first_dims: tuple[object, ...] = self._inner.first_dims
         self._rebuild = threading.Lock()
+        self._state = threading.Lock()  # the swap of `_inner` against close()
+        self._closed = False
 
     @property
     def inner(self) -> object:
@@ -118,6 +128,20 @@ class RoleRunner:
     @property
     def stable(self) -> bool:
         return self._stable
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def resident_bytes(self) -> int | None:
+        """The resident memory of the version's own process; None when it runs in the server's."""
+        inner = self._inner
+        return inner.resident_bytes() if isinstance(inner, IsolatedRunner) else None
+
+    @property
+    def out_of_process(self) -> bool:
+        """Whether runs happen in another process (the calling thread's CPU does not see them)."""
+        return isinstance(self._inner, IsolatedRunner)
 
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
         return self._inner.run(outputs, feeds)
@@ -134,13 +158,15 @@ class RoleRunner:
 
     def _swap(self) -> None:
         with self._rebuild:  # one rebuild at a time; the last role wins
+            if self._closed:
+                return
             stable = self._stable
             key = self.placement.build_key(stable)
             if key == self._built:
                 self._inner.shrink_arena = not stable and self.placement.candidate_arena_shrinkage
                 return
             try:
-                new = _build(self.path, self.placement, stable)
+                new = self._build(self.path, self.placement, stable)
             except Exception:
                 log.exception(
                     "rebuilding %s for its new role failed; keeping its session", self.path
@@ -148,11 +174,20 @@ class RoleRunner:
                 return
             # The old runner is not closed here: runs in flight on it finish, and it closes
             # itself (an isolated one ends its process) when the last of them lets it go.
-            self._inner, self._built = new, key
+            with self._state:
+                if not self._closed:
+                    self._inner, self._built = new, key
+            if self._inner is not new:  # closed while it was built: it never serves
+                _close(new)
+                return
             log.info("%s: rebuilt as %s", self.path, "stable" if stable else "candidate")
 
     def close(self) -> None:
-        _close(self._inner)
+        """Close the runner serving now (idempotent); a rebuild under way closes its own."""
+        with self._state:
+            self._closed = True
+            inner = self._inner
+        _close(inner)
 
 
 class RunnerBuilder:

@@ -349,7 +349,9 @@ class VersionScheduler:
                 rows = sum(r.rows for r in batch)
             end = self._clock()
             if self.max_batch_size and len(batch) == 1:
-                self.company.ran_alone(time.thread_time() - cpu)
+                # A run in another process costs this thread no CPU: its wall time is its cost.
+                away = getattr(self.runner, "out_of_process", False)
+                self.company.ran_alone(end - start if away else time.thread_time() - cpu)
         finally:
             self._release(batch, start, end, rows)
 

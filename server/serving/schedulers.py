@@ -1,5 +1,5 @@
 """The server's version schedulers: one per (model, version, runner), made on first use, with
-the limits of the version's current role."""
+the limits of the version's current role, and forgotten when the version stops serving."""
 
 from __future__ import annotations
 
@@ -53,11 +53,20 @@ class Schedulers:
                         self._clock,
                         policy.max_queue_delay_s,
                     )
-                    self._by_version[(model, version)] = scheduler
+                    if not getattr(runner, "closed", False):  # a late call on a retired one
+                        self._by_version[(model, version)] = scheduler
         limits = self.policy(model).limits(stage)
         if scheduler.limits is not limits:
             scheduler.limits = limits  # a role change (promotion, rollback): new limits
         return scheduler
+
+    def forget(self, model: str, version: str, runner: Runner) -> None:
+        """Drop the version's scheduler when it serves `runner` (unloaded or replaced). Calls
+        queued in it go on: their runs meet the closed runner and fail with its error."""
+        with self._lock:
+            scheduler = self._by_version.get((model, version))
+            if scheduler is not None and scheduler.runner is runner:
+                del self._by_version[(model, version)]
 
     def max_batch_size(self, model: str, runner: Runner) -> int:
         """Rows a run of this runner may merge under the model's policy (0: no batching)."""

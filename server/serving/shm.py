@@ -5,17 +5,27 @@ shared-memory buffer the server owns; only the small manifest travels over the p
 array's bytes start on a 64-byte boundary, so the receiver can view numeric arrays in place.
 BYTES tensors (numpy object arrays of `str`, what onnxruntime takes and returns for strings)
 are packed as 4-byte little-endian lengths followed by each element's UTF-8 text.
+
+A buffer's pages are reserved when it is created (`create`): /dev/shm is a tmpfs (64 MiB in a
+container unless mounted bigger), and a page written past its size is a SIGBUS that kills the
+server; a reservation that does not fit fails at once with ENOSPC instead.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from multiprocessing import shared_memory
+from pathlib import Path
 from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Entry", "Manifest", "frame_size", "pack", "unpack"]
+__all__ = ["SHM_DIR", "Entry", "Manifest", "create", "frame_size", "pack", "unpack"]
+
+#: Where POSIX shared memory lives on Linux (a tmpfs).
+SHM_DIR = Path("/dev/shm")
 
 _ALIGN = 64
 _TEXT = "text"  # the manifest's dtype for object arrays of str
@@ -45,6 +55,25 @@ def _text_parts(array: npt.NDArray[np.generic]) -> list[bytes]:
 
 def _text_size(parts: list[bytes]) -> int:
     return 4 * len(parts) + sum(len(p) for p in parts)
+
+
+def create(size: int) -> shared_memory.SharedMemory:
+    """A new shared-memory buffer of `size` bytes whose tmpfs pages are reserved.
+
+    Raises OSError (ENOSPC when /dev/shm has no room for it); no segment is left behind then.
+    """
+    buffer = shared_memory.SharedMemory(create=True, size=size)
+    try:
+        fd = os.open(SHM_DIR / buffer.name.lstrip("/"), os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, buffer.size)
+        finally:
+            os.close(fd)
+    except OSError:
+        buffer.close()
+        buffer.unlink()
+        raise
+    return buffer
 
 
 def frame_size(arrays: Arrays) -> int:

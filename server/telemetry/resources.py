@@ -24,10 +24,13 @@ class VersionUsage:
 
     model: str
     version: str
-    #: Growth of the process's resident memory while the version was loaded and warmed up.
+    #: Growth of the process's resident memory while the version was loaded and warmed up
+    #: (an isolated version: its own process's resident memory then).
     load_rss_bytes: int | None = None
     #: Estimated CPU time of the threads running the version's session (sampled).
     cpu_seconds: float | None = None
+    #: Restarts of an isolated version's process (None: the version runs in the server's).
+    isolated_restarts: int | None = None
 
 
 class UsageCollector(Collector):
@@ -45,7 +48,8 @@ class UsageCollector(Collector):
             " was created and warmed up (an estimate: other work at that moment counts too,"
             " memory reused from earlier frees does not, and the first version loaded also"
             " carries onnxruntime's one-time set-up; onnxruntime reports no per-session"
-            " memory on CPU).",
+            " memory on CPU). For a version loaded in a process of its own (isolation), that"
+            " process's resident memory after the warm-up.",
             labels=labels,
         )
         cpu = CounterMetricFamily(
@@ -55,13 +59,22 @@ class UsageCollector(Collector):
             " thread's share otherwise).",
             labels=labels,
         )
+        restarts = CounterMetricFamily(
+            "canaryserve_isolated_restarts",
+            "Times the process of this isolated version died and was started again.",
+            labels=labels,
+        )
         for u in self._usage():
             if u.load_rss_bytes is not None:
                 rss.add_metric([u.model, u.version], u.load_rss_bytes)
             if u.cpu_seconds is not None:
                 cpu.add_metric([u.model, u.version], u.cpu_seconds)
+            if u.isolated_restarts is not None:
+                restarts.add_metric([u.model, u.version], u.isolated_restarts)
         yield rss
         yield cpu
+        if restarts.samples:  # only with isolated versions loaded
+            yield restarts
         threads = _os_threads()
         if threads is not None:
             family = GaugeMetricFamily(

@@ -4,12 +4,15 @@ answers grow the shared buffer, and closing ends the process and frees the buffe
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
+from server.errors import Contained, SharedMemoryFull, VersionNotReady, status_name
 from server.serving.isolated import ChildSettings, IsolatedRunner
 from server.serving.runner import OnnxRunner
 from tests.support.servers import make_repository
@@ -64,3 +67,57 @@ def test_closing_ends_the_process_and_frees_the_buffer(tmp_path: Path) -> None:
     runner.close()
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
     assert not buffer.exists()
+
+
+def _children_of(path: Path) -> list[int]:
+    """Live processes serving the model at `path` (an isolated runner's children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split(") ")[1][0]
+        except (OSError, IndexError):
+            continue
+        if b"server.serving.child" in cmdline and str(path).encode() in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_closing_while_the_process_restarts_leaves_no_process(tmp_path: Path) -> None:
+    path = make_repository(tmp_path) / "classifier" / "1" / "model.onnx"
+    runner = IsolatedRunner(path)
+    supervisor = runner._supervisor
+    first = runner.pid
+    assert first is not None and _children_of(path) == [first]
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: runner.pid is None, message="the restart begins")
+    runner.close()
+    supervisor._thread.join(timeout=60)  # the restart loop ends, killing what it built
+    assert not supervisor._thread.is_alive()
+    assert _children_of(path) == []
+    assert runner.pid is None
+    with pytest.raises(VersionNotReady, match="unloaded"):
+        runner.run(["scores"], {"input": np.ones((1, 4), np.float32)})
+
+
+def test_a_buffer_dev_shm_has_no_room_for_fails_that_call_only(tmp_path: Path) -> None:
+    """/dev/shm's pages are reserved when a buffer grows: past the tmpfs's size the call fails
+    RESOURCE_EXHAUSTED (Contained: a candidate's falls back) instead of a SIGBUS later."""
+    path = make_repository(tmp_path) / "classifier" / "1" / "model.onnx"
+    runner = IsolatedRunner(path)
+    try:
+        supervisor = runner._supervisor
+        before = supervisor.buffer.name
+        fs = os.statvfs("/dev/shm")
+        too_big = fs.f_blocks * fs.f_frsize + (1 << 30)
+        with supervisor.lock, pytest.raises(SharedMemoryFull) as full:
+            supervisor.buffer_of(too_big)
+        assert isinstance(full.value, Contained) and status_name(full.value) == "RESOURCE_EXHAUSTED"
+        assert "/dev/shm" in str(full.value)
+        assert supervisor.buffer.name == before  # the old buffer serves on
+        x = {"input": np.ones((2, 4), np.float32)}
+        np.testing.assert_array_equal(
+            runner.run(["scores"], x)[0], OnnxRunner(path, 1).run(["scores"], x)[0]
+        )
+    finally:
+        runner.close()

@@ -27,6 +27,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
 from tests.conftest import start_app
+from tests.support.waiting import wait_for
 
 TOKEN = "sched"
 OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin token
@@ -199,6 +200,26 @@ def test_model_config_reports_batching_as_triton_does(batching_server: App) -> N
     channel.close()
 
 
+def test_model_config_reports_configured_microseconds_exactly(tmp_path: Path) -> None:
+    """249 µs is 0.000249 s, which truncation would report as 248."""
+    build_mlp(tmp_path / "repository" / "mlp" / "1" / "model.onnx", seed=0)
+    app = start_app(
+        tmp_path,
+        models_dir=tmp_path / "repository",
+        max_queue_delay_microseconds=249,
+        queue_timeout_seconds=0.000249,
+    )
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        batching = stub.ModelConfig(pb.ModelConfigRequest(name="mlp")).config.dynamic_batching
+        channel.close()
+    finally:
+        app.stop(0)
+    assert batching.max_queue_delay_microseconds == 249
+    assert batching.default_queue_policy.default_timeout_microseconds == 249
+
+
 def test_batched_answers_equal_unbatched_ones_and_a_bad_request_fails_alone(
     batching_server: App, tmp_path: Path
 ) -> None:
@@ -274,3 +295,34 @@ def test_tritonclient_reads_the_batching_config(batching_server: App) -> None:
     assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 64
     assert config["instance_group"] == [{"kind": "KIND_CPU", "count": 1}]
     assert seen["shape"] == [3, 10]
+
+
+def test_an_isolated_version_learns_its_run_cost_and_leaders_wait_for_company(
+    tmp_path: Path,
+) -> None:
+    """The server's thread spends no CPU while an isolated version runs in its process: the
+    run's wall time is what the scheduler learns, so overlapping calls gather into batches."""
+    build_classifier_slow(tmp_path / "repository" / "slow" / "1" / "model.onnx", 2048)
+    app = start_app(tmp_path, models_dir=tmp_path / "repository", workers=16, isolation="process")
+    try:
+        target = f"127.0.0.1:{app.port}"
+        stop = threading.Event()
+
+        def client() -> None:
+            with InferenceClient(target) as c:
+                while not stop.is_set():
+                    c.infer("slow", {"input": np.ones((1, 4), np.float32)})
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        try:
+            scheduler = wait_for(lambda: app.schedulers.find("slow", "1"))
+            wait_for(lambda: scheduler.stats.gathers > 0, timeout=30)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert scheduler.company.run_cpu_s >= 150e-6  # a run and its round trip
+    finally:
+        app.stop(0)

@@ -173,6 +173,19 @@ def test_the_state_dir_is_writable_under_a_read_only_root(tmp_path: Path) -> Non
     assert config.state_dir not in writable
 
 
+def test_dev_shm_is_a_memory_volume_with_room_for_isolated_versions() -> None:
+    """A container's own /dev/shm is 64 MiB: an isolated version's buffer (up to twice
+    max_message_bytes) would not fit, so the pod mounts a bigger memory-backed one."""
+    volumes = {v["name"]: v for v in POD["volumes"]}
+    (mount,) = [m for m in CONTAINER["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+    shm = volumes[mount["name"]]["emptyDir"]
+    assert shm["medium"] == "Memory"
+    size = shm["sizeLimit"]
+    assert size.endswith("Mi") and int(size[:-2]) >= 2 * 64 * 2
+    limit = CONTAINER["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") and int(size[:-2]) < int(limit[:-2]) * 1024  # it counts there
+
+
 def test_the_pod_runs_as_the_image_user() -> None:
     (user,) = dockerfile_instruction("USER")
     uid, _, gid = user.partition(":")

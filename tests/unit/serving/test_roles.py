@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from server.serving.roles import Placement, RoleRunner, RunnerBuilder, follow_roles
 from server.serving.runner import OnnxRunner
+from server.serving.signature import Signature
 from server.testing import FakeRunner
 from tests.support.servers import make_repository
 from tests.support.waiting import wait_for
@@ -74,3 +76,42 @@ def test_follow_roles_tells_each_runner_whether_it_is_stable(classifier: Path) -
         lambda model: "2" if model == "m" else None,
     )
     assert not one.stable and two.stable  # and a model with no stable changes nothing
+
+
+class _Built:
+    """A runner the test builds: it remembers whether it was closed."""
+
+    def __init__(self) -> None:
+        self.signature = Signature(inputs=(), outputs=())
+        self.first_dims: tuple[object, ...] = ()
+        self.shrink_arena = False
+        self.closed = False
+
+    def run(self, outputs: object, feeds: object) -> list[np.ndarray]:  # type: ignore[type-arg]
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_closing_during_a_rebuild_closes_what_the_rebuild_built() -> None:
+    built: list[_Built] = []
+    building, release = threading.Event(), threading.Event()
+
+    def build(path: Path, placement: Placement, stable: bool) -> _Built:
+        if built:  # the rebuild for the new role: held until the runner is closed
+            building.set()
+            release.wait(10)
+        built.append(_Built())
+        return built[-1]
+
+    runner = RoleRunner(
+        Path("m/1/model.onnx"), Placement(candidate_intra_op_threads=2), False, build
+    )
+    runner.set_role(True)
+    assert building.wait(10)
+    runner.close()
+    assert built[0].closed
+    release.set()
+    wait_for(lambda: len(built) == 2 and built[1].closed, message="the rebuilt runner closes")
+    assert runner.inner is built[0]  # never swapped in

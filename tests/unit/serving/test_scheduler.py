@@ -359,3 +359,24 @@ def test_a_cheap_model_or_a_lone_caller_never_waits() -> None:
         assert lone.announce()
         assert announced_run(lone, value)[0][0, 0] == value
     assert s.stats.gathers == lone.stats.gathers == 0
+
+
+class _AwayRunner(FakeRunner):
+    """A FakeRunner whose runs happen in another process, as an isolated version's do."""
+
+    out_of_process = True
+
+
+@pytest.mark.parametrize(("runner_type", "learned_ms"), [(_AwayRunner, 2.0), (FakeRunner, 0.0)])
+def test_a_run_out_of_process_costs_its_wall_time_for_gathering(
+    runner_type: type[FakeRunner], learned_ms: float
+) -> None:
+    """This thread's CPU clock sees nothing of a run in another process: its wall time (2 ms
+    on the fake clock) is what batching could save, so a leader waits for company there."""
+    clock = FakeClock()
+    s = VersionScheduler(
+        "m", "1", runner_type(clock=clock, signature=BATCHABLE), Limits(), 8, clock, 0.004
+    )
+    s.run(["y"], {"x": rows(0.002)})
+    assert s.company.run_cpu_s == pytest.approx(learned_ms / 1e3, abs=1e-4)
+    assert s.company.worth_waiting(1) is (learned_ms > 0)

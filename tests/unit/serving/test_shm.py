@@ -1,6 +1,10 @@
-"""Shared-memory framing: every dtype the server serves survives a pack/unpack round trip."""
+"""Shared-memory framing: every dtype the server serves survives a pack/unpack round trip; a
+buffer's tmpfs pages are reserved when it is made, and one /dev/shm cannot hold is refused."""
 
 from __future__ import annotations
+
+import errno
+import os
 
 import numpy as np
 import numpy.typing as npt
@@ -76,3 +80,20 @@ def test_arrays_that_do_not_fit_are_refused() -> None:
     arrays = {"x": np.ones(100, np.float64)}
     with pytest.raises(ValueError, match="do not fit"):
         shm.pack(arrays, memoryview(bytearray(shm.frame_size(arrays) - 1)))
+
+
+def test_a_new_buffer_has_its_pages_reserved() -> None:
+    buffer = shm.create(1 << 20)
+    try:
+        st = os.stat(shm.SHM_DIR / buffer.name)
+        assert st.st_blocks * 512 >= 1 << 20  # not sparse: a write cannot meet a full tmpfs
+    finally:
+        buffer.close()
+        buffer.unlink()
+
+
+def test_a_buffer_bigger_than_dev_shm_is_refused_with_enospc() -> None:
+    fs = os.statvfs(shm.SHM_DIR)
+    with pytest.raises(OSError) as refused:
+        shm.create(fs.f_blocks * fs.f_frsize + (1 << 30))
+    assert refused.value.errno == errno.ENOSPC
