@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=1200.0, help="open loop arrivals/s (0: closed loop)"
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, from: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scheduling key of the model (TOML value) for every scenario, e.g."
+        " candidate_max_queue_size=0; figures with one are not the default's",
+    )
     args = parser.parse_args(argv)
+    chosen = args.scenarios.split(",")
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+    overrides = tomllib.loads("\n".join(args.set))
     cores = split_cores(True)
     if cores is not None:
         pin_process("self", cores[1])
@@ -91,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         build_repository(Path(tmp) / "models")
         build_classifier_slow(Path(tmp) / "models" / MODEL / SLOW / "model.onnx", SLOW_WIDTH, 2)
-        for name, (rollout, extra) in SCENARIOS.items():
+        if overrides:
+            print(f"not the default: {overrides} on top of every scenario's settings")
+        for name in chosen:
+            rollout, extra = SCENARIOS[name]
+            extra = {**overrides, **extra}
             rows = []
             for run in range(args.repeats):
                 root = Path(tmp) / f"{name.replace(' ', '-')}-{run}"

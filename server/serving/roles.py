@@ -81,6 +81,9 @@ class _Inner(Protocol):
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]: ...
 
 
+_Run: TypeAlias = Callable[[Sequence[str], Arrays], list[npt.NDArray[np.generic]]]
+
+
 def _build(path: Path, placement: Placement, stable: bool) -> _Inner:
     isolated, threads = placement.build_key(stable)
     runner: _Inner
@@ -108,6 +111,9 @@ class RoleRunner:
         self._built = placement.build_key(stable)
         self.signature: Signature = self._inner.signature
         self.first_dims: tuple[object, ...] = self._inner.first_dims
+        #: Runs go straight to the serving runner's own `run` (no frame of this class on the
+        #: request path); rebound when a role change swaps the runner.
+        self.run: _Run = self._inner.run
         self._rebuild = threading.Lock()
 
     @property
@@ -118,9 +124,6 @@ class RoleRunner:
     @property
     def stable(self) -> bool:
         return self._stable
-
-    def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
-        return self._inner.run(outputs, feeds)
 
     def set_role(self, stable: bool) -> None:
         """Follow a role change (a promotion, a rollback); returns at once."""
@@ -148,6 +151,7 @@ class RoleRunner:
                 return
             # The old runner is not closed here: runs in flight on it finish, and it closes
             # itself (an isolated one ends its process) when the last of them lets it go.
+            self.run = new.run
             self._inner, self._built = new, key
             log.info("%s: rebuilt as %s", self.path, "stable" if stable else "candidate")
 
