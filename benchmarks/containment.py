@@ -86,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         help="a scheduling key of the model (TOML value) for every scenario, e.g."
         " candidate_max_queue_size=0; figures with one are not the default's",
     )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="servers and load generator on every core"
+    )
     args = parser.parse_args(argv)
     chosen = args.scenarios.split(",")
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
     overrides = tomllib.loads("\n".join(args.set))
-    cores = split_cores(True)
+    cores = split_cores(not args.no_pin)
     if cores is not None:
         pin_process("self", cores[1])
     print(
