@@ -1,6 +1,7 @@
 """Candidate containment: what a slow candidate at 50 % canary does to stable's latency.
 
     python -m benchmarks.containment [--duration 5] [--concurrency 16] [--repeats 2]
+        [--scenarios "no rollout,contained"] [--set candidate_max_queue_size=0] [--no-pin]
 
 One server per scenario (`App`, port 0, the bundled repository, classifier stable v2, every
 call traced so the windows hold every stable call), driven from the load generator child
@@ -20,7 +21,9 @@ from each call's due time; a fresh random routing key per call):
 Prints, per scenario, the throughput, the client-side p50/p99 of every call, the server-side
 p50/p99 of the calls stable served (its rolling window) and of the candidate's (refusals
 included), and the fallbacks. Servers run on the cores the load
-generator does not (as in benchmarks.serving). Not a gate; see docs/scheduling.md.
+generator does not (as in benchmarks.serving; `--no-pin`: every process on every core).
+`--set` adds a scheduling key to the model's settings in every scenario (the output says so:
+those figures are not the default's). Not a gate; see docs/scheduling.md.
 """
 
 from __future__ import annotations

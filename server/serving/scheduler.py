@@ -17,7 +17,7 @@ has one VersionScheduler:
   arrive while a run is busy, as many as lately were in the version at once; at most
   `max_queue_delay_s`. Only for a model whose run costs enough CPU for batching to pay; a
   lone caller, or an idle version, runs at once;
-* the common case has its own short path (`_run_alone`): a primary request that finds its
+* the common case has its own short path (`_run_alone`): a request that finds its
   version idle, with no company worth waiting for, runs at once without a queue entry, and
   only one such run in MEASURE_EVERY has its CPU time measured for `Company`;
 * shadow runs are the lowest class: they start only on a slot nobody else is queued for, and
