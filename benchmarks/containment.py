@@ -1,6 +1,7 @@
 """Candidate containment: what a slow candidate at 50 % canary does to stable's latency.
 
     python -m benchmarks.containment [--duration 5] [--concurrency 16] [--repeats 2]
+        [--scenarios "no rollout,contained"] [--set candidate_max_queue_size=0] [--no-pin]
 
 One server per scenario (`App`, port 0, the bundled repository, classifier stable v2, every
 call traced so the windows hold every stable call), driven from the load generator child
@@ -20,7 +21,9 @@ from each call's due time; a fresh random routing key per call):
 Prints, per scenario, the throughput, the client-side p50/p99 of every call, the server-side
 p50/p99 of the calls stable served (its rolling window) and of the candidate's (refusals
 included), and the fallbacks. Servers run on the cores the load
-generator does not (as in benchmarks.serving). Not a gate; see docs/scheduling.md.
+generator does not (as in benchmarks.serving; `--no-pin`: every process on every core).
+`--set` adds a scheduling key to the model's settings in every scenario (the output says so:
+those figures are not the default's). Not a gate; see docs/scheduling.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=1200.0, help="open loop arrivals/s (0: closed loop)"
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, from: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scheduling key of the model (TOML value) for every scenario, e.g."
+        " candidate_max_queue_size=0; figures with one are not the default's",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="servers and load generator on every core"
+    )
     args = parser.parse_args(argv)
-    cores = split_cores(True)
+    chosen = args.scenarios.split(",")
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+    overrides = tomllib.loads("\n".join(args.set))
+    cores = split_cores(not args.no_pin)
     if cores is not None:
         pin_process("self", cores[1])
     print(
@@ -91,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         build_repository(Path(tmp) / "models")
         build_classifier_slow(Path(tmp) / "models" / MODEL / SLOW / "model.onnx", SLOW_WIDTH, 2)
-        for name, (rollout, extra) in SCENARIOS.items():
+        if overrides:
+            print(f"not the default: {overrides} on top of every scenario's settings")
+        for name in chosen:
+            rollout, extra = SCENARIOS[name]
+            extra = {**overrides, **extra}
             rows = []
             for run in range(args.repeats):
                 root = Path(tmp) / f"{name.replace(' ', '-')}-{run}"

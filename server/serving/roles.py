@@ -86,6 +86,9 @@ class _Inner(Protocol):
     def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]: ...
 
 
+_Run: TypeAlias = Callable[[Sequence[str], Arrays], list[npt.NDArray[np.generic]]]
+
+
 def _build(path: Path, placement: Placement, stable: bool) -> _Inner:
     isolated, threads = placement.build_key(stable)
     runner: _Inner
@@ -116,6 +119,9 @@ class RoleRunner:
         self._built = placement.build_key(stable)
         self.signature: Signature = self._inner.signature
         self.first_dims: tuple[object, ...] = self._inner.first_dims
+        #: Runs go straight to the serving runner's own `run` (no frame of this class on the
+        #: request path); rebound when a role change swaps the runner.
+        self.run: _Run = self._inner.run
         self._rebuild = threading.Lock()
         self._state = threading.Lock()  # the swap of `_inner` against close()
         self._closed = False
@@ -142,9 +148,6 @@ class RoleRunner:
     def out_of_process(self) -> bool:
         """Whether runs happen in another process (the calling thread's CPU does not see them)."""
         return isinstance(self._inner, IsolatedRunner)
-
-    def run(self, outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
-        return self._inner.run(outputs, feeds)
 
     def set_role(self, stable: bool) -> None:
         """Follow a role change (a promotion, a rollback); returns at once."""
@@ -176,6 +179,7 @@ class RoleRunner:
             # itself (an isolated one ends its process) when the last of them lets it go.
             with self._state:
                 if not self._closed:
+                    self.run = new.run
                     self._inner, self._built = new, key
             if self._inner is not new:  # closed while it was built: it never serves
                 _close(new)

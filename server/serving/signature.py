@@ -30,9 +30,11 @@ class TensorSpec:
 
 def shape_matches(spec: TensorSpec, shape: Sequence[int]) -> str | None:
     """None when `shape` fits the spec, else what is wrong, phrased for the caller."""
-    if len(shape) != len(spec.shape):
-        return f"expected rank {len(spec.shape)} shape {spec.wire_shape}, got shape {list(shape)}"
-    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
+    dims = spec.shape
+    if len(shape) != len(dims):
+        return f"expected rank {len(dims)} shape {spec.wire_shape}, got shape {list(shape)}"
+    for axis, want in enumerate(dims):
+        got = shape[axis]
         if got < 0:
             return f"dimension {axis} is {got}; dimensions must be non-negative"
         if want is not None and want != got:

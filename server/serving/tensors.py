@@ -133,38 +133,39 @@ def decode_inputs(
     feeds: dict[str, npt.NDArray[np.generic]] = {}
     declared = 0
     for i, tensor in enumerate(request.inputs):
-        spec = signature.input(tensor.name)
+        # Each field read once: every protobuf attribute access builds a Python object.
+        name, shape = tensor.name, tensor.shape
+        spec = signature.input(name)
         if spec is None:
             raise InvalidTensor(
-                tensor.name, f"the model has no such input; inputs are {_names(signature.inputs)}"
+                name, f"the model has no such input; inputs are {_names(signature.inputs)}"
             )
-        if tensor.name in feeds:
-            raise InvalidTensor(tensor.name, "appears more than once in the request")
+        if name in feeds:
+            raise InvalidTensor(name, "appears more than once in the request")
         if tensor.datatype != spec.dtype.oip:
             raise InvalidTensor(
-                tensor.name, f"expected datatype {spec.dtype.oip}, got '{shorten(tensor.datatype)}'"
+                name, f"expected datatype {spec.dtype.oip}, got '{shorten(tensor.datatype)}'"
             )
-        problem = shape_matches(spec, tensor.shape)
+        problem = shape_matches(spec, shape)
         if problem:
-            raise InvalidTensor(tensor.name, problem)
+            raise InvalidTensor(name, problem)
         if max_bytes is not None:
-            declared += declared_bytes(spec, tensor.shape)
+            declared += declared_bytes(spec, shape)
             if declared > max_bytes:
-                raise InvalidTensor(
-                    tensor.name, _too_large(spec, tensor.shape, declared, max_bytes)
-                )
+                raise InvalidTensor(name, _too_large(spec, shape, declared, max_bytes))
+        has_contents = tensor.HasField("contents")
         if raw:
-            if tensor.HasField("contents") and _typed_field(tensor.contents) is not None:
+            if has_contents and _typed_field(tensor.contents) is not None:
                 raise InvalidTensor(
-                    tensor.name,
+                    name,
                     "has typed contents while raw_input_contents is used; "
                     "send all inputs raw or all typed, not both",
                 )
-            feeds[tensor.name] = decode_raw(spec, tensor.shape, raw[i])
+            feeds[name] = decode_raw(spec, shape, raw[i])
         else:
-            field = _typed_field(tensor.contents) if tensor.HasField("contents") else None
+            field = _typed_field(tensor.contents) if has_contents else None
             values = getattr(tensor.contents, field) if field else ()
-            feeds[tensor.name] = decode_typed(spec, tensor.shape, field, values)
+            feeds[name] = decode_typed(spec, shape, field, values)
     if len(feeds) != len(signature.inputs):
         missing = [s for s in signature.inputs if s.name not in feeds]
         raise InvalidInput(

@@ -59,6 +59,7 @@ def test_different_thread_counts_rebuild_the_session_in_the_background(
     runner.set_role(True)
     after = wait_for(lambda: runner.inner is not before and runner.inner)
     assert isinstance(after, OnnxRunner) and not after.shrink_arena
+    assert getattr(runner.run, "__self__", None) is after  # runs go to the new session
     np.testing.assert_array_equal(runner.run(["scores"], X)[0], expected)
 
 
