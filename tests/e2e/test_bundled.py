@@ -24,6 +24,8 @@ def test_bundled_repository_serves_v2_and_shadows_the_demo_candidate(tmp_path: P
             "shadow_max_busy": 100.0,
             "shadow_timeout_seconds": 60.0,  # every run completes, however loaded the machine
             "shadow_max_cpu": 1.0,  # every shadow run is counted: no headroom shedding
+            # nor shed by the candidate's queue timeout (50 ms) on a loaded machine
+            "candidate_queue_timeout_seconds": 60.0,
         },
     )
     app = App(config)
