@@ -216,7 +216,12 @@ def test_a_faulty_candidate_logs_its_failures_and_notifies_its_rollback(
             a.start("classifier", "3", automatic=True, policy_json=json.dumps(strict))
             with Load(app):
                 wait_for(lambda: not a.get("classifier").candidate_version, timeout=60)
-        wait_for(lambda: "rollout.rolled_back" in [e["type"] for e in receiver.events()])
+        # In order, after the events before it: a full test run on 2 cores can take a while.
+        wait_for(
+            lambda: "rollout.rolled_back" in [e["type"] for e in receiver.events()],
+            timeout=30,
+            message="the rollback event at the receiver",
+        )
     finally:
         app.stop(0)
     rolled_back = next(e for e in receiver.events() if e["type"] == "rollout.rolled_back")
