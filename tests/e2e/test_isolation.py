@@ -20,20 +20,15 @@ from models.build import build_classifier_hungry, build_classifier_slow
 from server.app import App
 from server.serving.isolated import IsolatedRunner
 from server.serving.roles import RoleRunner
-from tests.support.release import admin, reload, serve
+from tests.support.release import FAST_POLICY, admin, reload, serve
 from tests.support.waiting import wait_for
 
 #: Roll a failing candidate back fast; the latency gate is loose, so only errors decide.
 POLICY = {
-    "shadow_ppm": 0,
+    **FAST_POLICY,
     "steps": [500_000],
-    "min_requests": 40,
-    "min_duration_s": 0.3,
-    "interval_s": 0.2,
-    "failure_threshold": 2,
     "max_error_rate_increase": 0.01,
     "max_latency_p99_ratio": 10_000.0,
-    "min_latency_samples": 20,
 }
 
 

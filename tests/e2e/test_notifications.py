@@ -27,21 +27,11 @@ from models.build import build_classifier_faulty
 from server.app import App
 from server.notify.transport import post
 from tests.e2e.test_cli import cli
-from tests.support.release import TOKEN, Load, admin, reload, serve
+from tests.support.release import FAST_POLICY, TOKEN, Load, admin, reload, serve
 from tests.support.waiting import wait_for
 
 SECRET = "receiver-secret"
-POLICY = {
-    "shadow_ppm": 0,
-    "steps": [100_000, 500_000],
-    "min_requests": 40,
-    "min_duration_s": 0.3,
-    "interval_s": 0.2,
-    "failure_threshold": 2,
-    "max_error_rate_increase": 0.05,
-    "max_latency_p99_ratio": 50.0,
-    "min_latency_samples": 20,
-}
+POLICY = FAST_POLICY
 ROW = {"input": np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)}
 
 

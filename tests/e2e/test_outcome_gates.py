@@ -19,6 +19,7 @@ from client.admin import AdminClient
 from client.inference import InferenceClient
 from client.outcomes import OutcomesClient
 from server.app import App
+from tests.support.release import FAST_POLICY
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
@@ -26,15 +27,8 @@ TOKEN = "promo"
 OPERATOR = (("authorization", f"Bearer {TOKEN}"),)
 X = np.array([[0.1, 0.2, 0.3, 0.4]], np.float32)
 POLICY = {
-    "shadow_ppm": 0,
+    **FAST_POLICY,
     "steps": [200_000, 500_000],
-    "min_requests": 40,
-    "min_duration_s": 0.3,
-    "interval_s": 0.2,
-    "failure_threshold": 2,
-    "max_error_rate_increase": 0.05,
-    "max_latency_p99_ratio": 50.0,
-    "min_latency_samples": 20,
     "outcomes": [{"name": "conversion", "max_drop": 0.25, "min_samples": 100}],
 }
 

@@ -14,23 +14,13 @@ from client.admin import AdminClient
 from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
-from tests.support.release import Load
+from tests.support.release import FAST_POLICY, Load
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
 TOKEN = "promo"
 OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin token
-POLICY = {
-    "shadow_ppm": 0,
-    "steps": [100_000, 500_000],
-    "min_requests": 40,
-    "min_duration_s": 0.3,
-    "interval_s": 0.2,
-    "failure_threshold": 2,
-    "max_error_rate_increase": 0.05,
-    "max_latency_p99_ratio": 50.0,
-    "min_latency_samples": 20,
-}
+POLICY = FAST_POLICY
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
 from tests.conftest import start_app
+from tests.support.release import FAST_POLICY
 from tests.support.waiting import wait_for
 
 TOKEN = "sched"
@@ -34,15 +35,10 @@ OPERATOR = (("authorization", f"Bearer {TOKEN}"),)  # loading needs the admin to
 #: 50 % canary at once; the error-rate gate is strict and the latency gate loose, so the
 #: rollback below is the fallbacks' doing.
 POLICY = {
-    "shadow_ppm": 0,
+    **FAST_POLICY,
     "steps": [500_000],
-    "min_requests": 40,
-    "min_duration_s": 0.3,
-    "interval_s": 0.2,
-    "failure_threshold": 2,
     "max_error_rate_increase": 0.01,
     "max_latency_p99_ratio": 10_000.0,
-    "min_latency_samples": 20,
 }
 
 

@@ -19,6 +19,19 @@ from tests.conftest import start_app
 TOKEN = "release"
 #: Repository control (RepositoryModelLoad) needs the admin token.
 OPERATOR = (("authorization", f"Bearer {TOKEN}"),)
+#: A promotion policy that decides within a second or two of a test's traffic: 40 calls,
+#: 0.3 s, a 0.2 s interval, two failing evaluations to roll back. Tests vary it with {**...}.
+FAST_POLICY = {
+    "shadow_ppm": 0,
+    "steps": [100_000, 500_000],
+    "min_requests": 40,
+    "min_duration_s": 0.3,
+    "interval_s": 0.2,
+    "failure_threshold": 2,
+    "max_error_rate_increase": 0.05,
+    "max_latency_p99_ratio": 50.0,
+    "min_latency_samples": 20,
+}
 #: A guard / promotion policy fast enough for tests (the gates as by default otherwise).
 FAST = {
     "shadow_ppm": 0,
