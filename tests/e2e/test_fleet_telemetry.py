@@ -18,7 +18,7 @@ from models.build import build_classifier_faulty
 from server.app import App
 from server.rollout.router import route
 from tests.support.fleet import Etcd, etcd, operator_cli
-from tests.support.release import FAST, Load
+from tests.support.release import FAST, Load, faulty_rows
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
@@ -103,7 +103,7 @@ def test_a_faulty_candidate_is_rolled_back_once_by_the_leader_on_merged_evidence
         client.start("classifier", "3", automatic=True, policy_json=json.dumps(policy))
         fleet_heard(client)
         # Each replica sees a third of the traffic (one client each, as a load balancer would).
-        loads = [Load(app) for app in fleet]
+        loads = [Load(app, rows=faulty_rows) for app in fleet]
         for load in loads:
             load.__enter__()
         try:

@@ -27,7 +27,7 @@ from models.build import build_classifier_faulty
 from server.app import App
 from server.notify.transport import post
 from tests.e2e.test_cli import cli
-from tests.support.release import FAST_POLICY, TOKEN, Load, admin, reload, serve
+from tests.support.release import FAST_POLICY, TOKEN, Load, admin, faulty_rows, reload, serve
 from tests.support.waiting import wait_for
 
 SECRET = "receiver-secret"
@@ -204,7 +204,7 @@ def test_a_faulty_candidate_logs_its_failures_and_notifies_its_rollback(
         strict = {**POLICY, "max_error_rate_increase": 0.01}
         with caplog.at_level(logging.WARNING), admin(app) as a:
             a.start("classifier", "3", automatic=True, policy_json=json.dumps(strict))
-            with Load(app):
+            with Load(app, rows=faulty_rows):
                 wait_for(lambda: not a.get("classifier").candidate_version, timeout=60)
         # In order, after the events before it: a full test run on 2 cores can take a while.
         wait_for(

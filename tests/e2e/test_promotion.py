@@ -14,7 +14,7 @@ from client.admin import AdminClient
 from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
-from tests.support.release import FAST_POLICY, Load
+from tests.support.release import FAST_POLICY, Load, faulty_rows
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
 
@@ -76,7 +76,7 @@ def test_faulty_candidate_is_rolled_back_and_explained(server: App) -> None:
     with AdminClient(grpc.insecure_channel(f"127.0.0.1:{server.port}"), TOKEN) as admin:
         strict = {**POLICY, "max_error_rate_increase": 0.01}
         admin.start("classifier", "3", automatic=True, policy_json=json.dumps(strict))
-        with Load(server):
+        with Load(server, rows=faulty_rows):
             _wait_idle(admin)
         final = admin.get("classifier")
         explained = admin.explain("classifier")

@@ -14,7 +14,7 @@ from server.app import App
 from server.promotion.decision import Action, CheckStatus, Evidence, VersionWindow
 from server.promotion.gates import decide, guard
 from server.promotion.policy import Policy
-from tests.support.release import FAST, Load, admin, reload, serve
+from tests.support.release import FAST, Load, admin, faulty_rows, reload, serve
 from tests.support.waiting import wait_for
 
 STABLE = VersionWindow(5000, 0, p50_ms=5.0, p95_ms=8.0, p99_ms=10.0, window_s=60.0)
@@ -69,7 +69,7 @@ def test_a_failing_manual_canary_is_rolled_back_by_its_guard_rails(server: App) 
         started = ops.start("classifier", "3", canary_ppm=200_000, reason="try v3")
         assert started.rollout.guarded and not started.rollout.automatic
         assert json.loads(started.rollout.guard_policy_json)["interval_s"] == 0.2
-        with Load(server):
+        with Load(server, rows=faulty_rows):
             wait_for(lambda: not ops.get("classifier").candidate_version, timeout=60.0)
         final = ops.get("classifier")
         explained = ops.explain("classifier")

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from client.admin import AdminClient
 from client.errors import ClientError
 from client.inference import InferenceClient
+from models.build import FAULTY_THRESHOLD
 from server.app import App
 from tests.conftest import start_app
 
@@ -50,6 +51,18 @@ Rows = Callable[[np.random.Generator], npt.NDArray[np.float32]]
 
 def normal_rows(rng: np.random.Generator) -> npt.NDArray[np.float32]:
     return rng.standard_normal((1, 4)).astype(np.float32)
+
+
+def faulty_rows(rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Rows half of which trip `build_classifier_faulty` (input[:, 0] past its threshold).
+
+    With normal rows the faulty candidate fails 5 % of its calls, and a test-sized window
+    (tens of calls) sees none of them about a quarter of the time: a gate that waits for
+    evidence then rightly passes it. Stable never fails on any row.
+    """
+    row = normal_rows(rng)
+    row[0, 0] += FAULTY_THRESHOLD
+    return row
 
 
 def serve(tmp: Path, **overrides: object) -> App:
