@@ -46,7 +46,9 @@ def _grpc(spec: Spec, channels: list[grpc.Channel]) -> Make:
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                ("grpc.use_local_subchannel_pool", 1)]  # fmt: skip  # own connection per channel
     extra = tuple((k, v) for k, v in spec.metadata)
-    plain = not (spec.keys or extra or spec.pin_share or spec.request_ids or spec.by_version)
+    plain = not (
+        spec.keys or extra or spec.pin_share or spec.request_ids or spec.by_version or spec.by_route
+    )
 
     def make(thread: int) -> Call:
         channel = grpc.insecure_channel(spec.target, options=options)
@@ -75,6 +77,9 @@ def _grpc(spec: Spec, channels: list[grpc.Channel]) -> Make:
             if spec.request_ids:
                 request.id = f"{seed}-{thread}-{i}"
             answer = infer(request, timeout=30.0, metadata=metadata or None)
+            if spec.by_route:  # "version/route_reason", e.g. "2/candidate_overloaded"
+                reason = answer.parameters["route_reason"].string_param
+                return f"{answer.model_version}/{reason}"
             return str(answer.model_version) if spec.by_version else ""
 
         return call

@@ -68,6 +68,7 @@ class Spec:
     pin_share: float = 0.0  # ... on this share of the calls, at random
     request_ids: bool = False  # request id "<seed>-<thread>-<n>"
     by_version: bool = False  # tally answers and service p99 by the version that served them
+    by_route: bool = False  # the same by "version/route_reason" (fallbacks apart from the rest)
 
 
 @dataclass
@@ -172,7 +173,8 @@ class Run:
             ready.wait()
             return
         ready.wait()
-        clock, stop, by_version = time.perf_counter_ns, self._stop, self.spec.by_version
+        clock, stop = time.perf_counter_ns, self._stop
+        by_version = self.spec.by_version or self.spec.by_route
         start, begin, end = self._window["start"], self._window["begin"], self._window["end"]
         step = 1e9 / self.spec.rate if self.spec.rate else 0.0
         for i in seq:

@@ -258,6 +258,7 @@ class App:
             "memory_budget_mb",
             "candidate_intra_op_threads",
             "candidate_arena_shrinkage",
+            "candidate_priority",
         )
         chosen = {
             k: getattr(config, k) if getattr(settings, k) is None else getattr(settings, k)

@@ -104,6 +104,7 @@ class ModelConfig:
     memory_budget_mb: int | None = None
     candidate_intra_op_threads: int | None = None
     candidate_arena_shrinkage: bool | None = None
+    candidate_priority: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,11 @@ class Config:
     candidate_arena_shrinkage: bool = True
     """A candidate's runs hand back the memory onnxruntime's arena grew by, so a candidate that
     needs 1 GiB for one request does not keep 1 GiB."""
+    candidate_priority: str = "low"
+    """OS scheduling priority of a candidate's in-process runs, so that when the cores are busy
+    stable's calls get them first: "low" (threads of their own at nice 10), "idle" (threads
+    of their own in SCHED_IDLE: only cores nothing else wants) or "normal" (the request's own
+    thread, as stable)."""
     allow_pinning: bool = True
     """Whether a request's explicit `model_version` selects that version."""
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
@@ -314,6 +320,7 @@ _PLACEMENT_KEYS = (
     "memory_budget_mb",
     "candidate_intra_op_threads",
     "candidate_arena_shrinkage",
+    "candidate_priority",
 )
 
 
@@ -607,6 +614,11 @@ def _validate_placement(where: str, settings: Config | ModelConfig) -> None:
     threads = settings.candidate_intra_op_threads
     if threads is not None and threads < 0:
         raise ConfigError(f"{where}'candidate_intra_op_threads' must be >= 0, got {threads}")
+    priority = settings.candidate_priority
+    if priority is not None and priority not in ("normal", "low", "idle"):
+        raise ConfigError(
+            f'{where}\'candidate_priority\' must be "normal", "low" or "idle", got {priority!r}'
+        )
 
 
 def _validate_scheduling(where: str, settings: Config | ModelConfig) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from server.serving.isolated import ChildSettings, IsolatedRunner
+from server.serving.lowpriority import low_priority_threads
 from server.serving.runner import Arrays, OnnxRunner
 from server.serving.signature import Signature
 
@@ -62,6 +63,8 @@ class Placement:
     """onnxruntime threads per run of a candidate."""
     candidate_arena_shrinkage: bool = True
     """A candidate's runs hand back what onnxruntime's arena grew by."""
+    candidate_priority: str = "low"
+    """OS priority of a candidate's in-process runs (server.serving.lowpriority)."""
 
     def build_key(self, stable: bool) -> tuple[bool, int]:
         """What a session is built with in this role: (isolated, threads)."""
@@ -120,8 +123,9 @@ class RoleRunner:
         self.signature: Signature = self._inner.signature
         self.first_dims: tuple[object, ...] = self._inner.first_dims
         #: Runs go straight to the serving runner's own `run` (no frame of this class on the
-        #: request path); rebound when a role change swaps the runner.
-        self.run: _Run = self._inner.run
+        #: request path) or, for a candidate at a lower priority, to that run on a low-priority
+        #: thread; rebound when a role change swaps the runner or the priority.
+        self.run: _Run = self._bound(self._inner, stable)
         self._rebuild = threading.Lock()
         self._state = threading.Lock()  # the swap of `_inner` against close()
         self._closed = False
@@ -149,6 +153,23 @@ class RoleRunner:
         """Whether runs happen in another process (the calling thread's CPU does not see them)."""
         return isinstance(self._inner, IsolatedRunner)
 
+    @property
+    def off_thread(self) -> bool:
+        """Whether runs happen on another thread or process than the caller's."""
+        return getattr(self.run, "low_priority", False) or self.out_of_process
+
+    def _bound(self, inner: _Inner, stable: bool) -> _Run:
+        priority = self.placement.candidate_priority
+        if stable or priority == "normal" or isinstance(inner, IsolatedRunner):
+            return inner.run
+        call, run = low_priority_threads(priority).call, inner.run
+
+        def low_priority(outputs: Sequence[str], feeds: Arrays) -> list[npt.NDArray[np.generic]]:
+            return call(run, outputs, feeds)
+
+        low_priority.low_priority = True  # type: ignore[attr-defined]
+        return low_priority
+
     def set_role(self, stable: bool) -> None:
         """Follow a role change (a promotion, a rollback); returns at once."""
         if stable == self._stable:
@@ -156,6 +177,7 @@ class RoleRunner:
         self._stable = stable
         if self.placement.build_key(stable) == self._built:
             self._inner.shrink_arena = not stable and self.placement.candidate_arena_shrinkage
+            self.run = self._bound(self._inner, stable)
             return
         threading.Thread(target=self._swap, name=f"rebuild-{self.path}", daemon=True).start()
 
@@ -167,6 +189,7 @@ class RoleRunner:
             key = self.placement.build_key(stable)
             if key == self._built:
                 self._inner.shrink_arena = not stable and self.placement.candidate_arena_shrinkage
+                self.run = self._bound(self._inner, stable)
                 return
             try:
                 new = self._build(self.path, self.placement, stable)
@@ -179,7 +202,7 @@ class RoleRunner:
             # itself (an isolated one ends its process) when the last of them lets it go.
             with self._state:
                 if not self._closed:
-                    self.run = new.run
+                    self.run = self._bound(new, stable)
                     self._inner, self._built = new, key
             if self._inner is not new:  # closed while it was built: it never serves
                 _close(new)

@@ -413,9 +413,11 @@ class VersionScheduler:
                 nxt.signal()
 
     def _run_cost(self, start: float, end: float, cpu: float) -> float:
-        """What one run cost: this thread's CPU since `cpu`, or for a run in another process
-        (which costs this thread no CPU) its wall time from `start` to `end`."""
-        if getattr(self.runner, "out_of_process", False):
+        """What one run cost: this thread's CPU since `cpu`, or for a run on another thread or
+        in another process (which costs this thread no CPU) its wall time from `start` to
+        `end`."""
+        runner = self.runner
+        if getattr(runner, "off_thread", False) or getattr(runner, "out_of_process", False):
             return end - start
         return time.thread_time() - cpu
 
