@@ -273,7 +273,7 @@ def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None
         ("candidate_intra_op_threads = -1", "'candidate_intra_op_threads' must be >= 0"),
         ('candidate_arena_shrinkage = "no"', "'candidate_arena_shrinkage' must be true or false"),
         ('candidate_priority = "high"', '\'candidate_priority\' must be "normal", "low" or "idle"'),
-        ('[models.classifier]\ncandidate_priority = 5', "priority' must be a string, got 5"),
+        ("[models.classifier]\ncandidate_priority = 5", "priority' must be a string, got 5"),
     ],
 )
 def test_containment_keys_are_checked(tmp_path: Path, text: str, says: str) -> None:
