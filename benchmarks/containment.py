@@ -12,12 +12,12 @@ routing key per call):
   no rollout     stable v2 alone;
   contained      a manual rollout of a slow v5 (classifier v2 plus a wide MLP times zero) at
                  50 % canary, default scheduling: the candidate has one slot, a queue of 4 and
-                 a 50 ms queue timeout, sheds to stable, and runs at low OS priority;
-  contained normal / idle  the same with `candidate_priority = "normal"` / `"idle"`;
+                 a 50 ms queue timeout, and sheds to stable;
+  contained low / idle  the same with `candidate_priority = "low"` / `"idle"`;
   equal          a candidate identical to stable (a copy of v2) at 50 %, default scheduling:
                  what containment costs a good candidate (its latency against stable's, and
                  whether its guard rails roll it back: they should not);
-  equal normal / idle  the same with `candidate_priority = "normal"` / `"idle"`;
+  equal low / idle  the same with `candidate_priority = "low"` / `"idle"`;
   uncontained    the same rollout with candidate limits as loose as the thread pool (16 slots,
                  queue 64, no queue timeout): the candidate shares the server as before the
                  per-version scheduler;
@@ -65,11 +65,11 @@ LOOSE = {
 SCENARIOS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "no rollout": (None, {}),
     "contained": (SLOW, {}),
-    "contained normal": (SLOW, {"candidate_priority": "normal"}),
+    "contained low": (SLOW, {"candidate_priority": "low"}),
     "contained idle": (SLOW, {"candidate_priority": "idle"}),
     "uncontained": (SLOW, LOOSE),
     "equal": (EQUAL, {}),
-    "equal normal": (EQUAL, {"candidate_priority": "normal"}),
+    "equal low": (EQUAL, {"candidate_priority": "low"}),
     "equal idle": (EQUAL, {"candidate_priority": "idle"}),
     "no rollout w4": (None, {"workers": 4}),
     "contained w4": (SLOW, {"workers": 4}),
@@ -107,6 +107,9 @@ def _measure(
                  seed=run, rate=args.rate, by_route=True)
         )  # fmt: skip
         rolled = candidate is not None and not admin.get(MODEL).candidate_version
+        if rolled:  # why, on stderr: a good candidate rolled back is a false rollback
+            entry = next(e for e in admin.audit(MODEL) if e.operation.endswith("rollback"))
+            print(f"{name} run {run}: rolled back: {entry.reason}", file=sys.stderr)
         admin.close()
         window = args.duration + args.warmup + 1.0
         windows = app.telemetry.windows

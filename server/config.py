@@ -205,11 +205,13 @@ class Config:
     candidate_arena_shrinkage: bool = True
     """A candidate's runs hand back the memory onnxruntime's arena grew by, so a candidate that
     needs 1 GiB for one request does not keep 1 GiB."""
-    candidate_priority: str = "low"
-    """OS scheduling priority of a candidate's in-process runs, so that when the cores are busy
-    stable's calls get them first: "low" (threads of their own at nice 10), "idle" (threads
-    of their own in SCHED_IDLE: only cores nothing else wants) or "normal" (the request's own
-    thread, as stable)."""
+    candidate_priority: str = "normal"
+    """OS scheduling priority of a candidate's in-process runs: "normal" (the request's own
+    thread, as stable), "low" (threads of their own at nice 10) or "idle" (threads of their
+    own in SCHED_IDLE: only cores nothing else wants). Lower, stable's calls get the cores
+    first, but the candidate's latency then measures the server's load as much as the
+    candidate, and its gates can roll a good candidate back on a busy machine
+    (docs/scheduling.md)."""
     allow_pinning: bool = True
     """Whether a request's explicit `model_version` selects that version."""
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))

@@ -63,7 +63,7 @@ class Placement:
     """onnxruntime threads per run of a candidate."""
     candidate_arena_shrinkage: bool = True
     """A candidate's runs hand back what onnxruntime's arena grew by."""
-    candidate_priority: str = "low"
+    candidate_priority: str = "normal"
     """OS priority of a candidate's in-process runs (server.serving.lowpriority)."""
 
     def build_key(self, stable: bool) -> tuple[bool, int]:

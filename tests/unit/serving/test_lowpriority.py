@@ -69,7 +69,7 @@ def _thread_of(runner: RoleRunner) -> str:
 
 def test_a_candidate_runs_at_its_priority_and_stable_on_the_callers_thread() -> None:
     here = threading.current_thread().name
-    candidate = _runner(Placement(), stable=False)  # the default: "low"
+    candidate = _runner(Placement(candidate_priority="low"), stable=False)
     assert _thread_of(candidate).startswith("canaryserve-low") and candidate.off_thread
     candidate.set_role(True)  # promoted: its runs come back to the request's thread
     assert _thread_of(candidate) == here and not candidate.off_thread
@@ -78,5 +78,5 @@ def test_a_candidate_runs_at_its_priority_and_stable_on_the_callers_thread() -> 
     assert _thread_of(_runner(Placement(candidate_priority="idle"), False)).startswith(
         "canaryserve-idle"
     )
-    assert _thread_of(_runner(Placement(candidate_priority="normal"), False)) == here
-    assert _thread_of(_runner(Placement(), stable=True)) == here
+    assert _thread_of(_runner(Placement(), False)) == here  # the default: "normal"
+    assert _thread_of(_runner(Placement(candidate_priority="low"), stable=True)) == here
