@@ -3,11 +3,12 @@ loading and unloading model versions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
 
+from client.connection import Connection, bearer
 from client.errors import from_rpc_error
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from protos.canaryserve.admin.v1 import admin_pb2_grpc as pb_grpc
@@ -22,29 +23,11 @@ def percent_to_ppm(percent: float) -> int:
     return round(percent * 10_000)
 
 
-class AdminClient:
+class AdminClient(Connection):
     """Operator calls, each authenticated with the bearer token given here."""
 
     def __init__(self, channel: grpc.Channel, token: str, *, timeout: float = 10.0) -> None:
-        self._channel = channel
-        self._stub = pb_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
-        self._metadata = (("authorization", f"Bearer {token}"),)
-        self.timeout = timeout
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> AdminClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, method: Callable[..., Any], request: object) -> Any:
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+        super().__init__(channel, pb_grpc.AdminServiceStub, timeout=timeout, metadata=bearer(token))
 
     def get(self, model: str) -> pb.Rollout:
         response: pb.GetRolloutResponse = self._call(

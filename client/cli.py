@@ -14,10 +14,11 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from client.channel import DEFAULT_TARGET, TARGET_ENV, open_channel
+from client.access import flag_channel
+from client.channel import DEFAULT_TARGET, TARGET_ENV
 from client.errors import ClientError
 from client.inference import InferenceClient, InferResult
-from client.notify import add_notify_commands
+from client.notify_commands import add_notify_commands
 from client.operator import add_commands
 from client.outcome_commands import add_outcome_commands
 from client.tensors import numpy_dtype
@@ -43,10 +44,7 @@ def exec_server(server_args: Sequence[str]) -> NoReturn:
 
 
 def _inference(args: argparse.Namespace) -> InferenceClient:
-    channel = open_channel(
-        args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
-    )
-    return InferenceClient(args.target, timeout=args.timeout, channel=channel)
+    return InferenceClient(args.target, timeout=args.timeout, channel=flag_channel(args))
 
 
 # -- models --

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy.typing as npt
 
 from client import tensors
 from client.channel import DEFAULT_TARGET, open_channel
-from client.errors import from_rpc_error
+from client.connection import Connection
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 from protos.wire import ROUTING_KEY_HEADER
@@ -48,7 +47,7 @@ def _param(p: pb.InferParameter) -> Scalar:
     return value
 
 
-class InferenceClient:
+class InferenceClient(Connection):
     """A client of one canaryserve (or any Open Inference Protocol) server."""
 
     def __init__(
@@ -60,33 +59,12 @@ class InferenceClient:
         metadata: Sequence[tuple[str, str]] = (),
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._channel = channel or open_channel(target, max_message_bytes=max_message_bytes)
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self.timeout = timeout
-        self._metadata = tuple(metadata)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> InferenceClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(
-        self,
-        method: Callable[..., Any],
-        request: object,
-        timeout: float | None = None,
-        metadata: Sequence[tuple[str, str]] = (),
-    ) -> Any:
-        with _errors():
-            return method(
-                request,
-                timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata + tuple(metadata),
-            )
+        super().__init__(
+            channel or open_channel(target, max_message_bytes=max_message_bytes),
+            pb_grpc.GRPCInferenceServiceStub,
+            timeout=timeout,
+            metadata=metadata,
+        )
 
     def live(self) -> bool:
         response: pb.ServerLiveResponse = self._call(self._stub.ServerLive, pb.ServerLiveRequest())
@@ -164,11 +142,3 @@ class InferenceClient:
             parameters={k: _param(v) for k, v in response.parameters.items()},
             id=response.id,
         )
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from None

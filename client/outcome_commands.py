@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from client.channel import open_channel
+from client.access import AddFlags, flag_channel
 from client.errors import ClientError
 from client.outcomes import Outcome, OutcomesClient
 from protos.canaryserve.outcomes.v1 import outcomes_pb2 as pb
@@ -19,9 +19,7 @@ __all__ = ["add_outcome_commands", "format_ab"]
 
 
 def _client(args: argparse.Namespace) -> OutcomesClient:
-    channel = open_channel(
-        args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
-    )
+    channel = flag_channel(args)
     token = args.token or os.environ.get(OUTCOME_TOKEN_ENV) or None
     return OutcomesClient(args.target, token=token, timeout=args.timeout, channel=channel)
 
@@ -185,7 +183,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_outcome_commands(sub: Any, json_flag: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_outcome_commands(sub: Any, json_flag: AddFlags) -> None:
     def token(parser: argparse.ArgumentParser) -> None:
         json_flag(parser)
         parser.add_argument(

@@ -3,14 +3,13 @@ by request id or routing key, and read each version's outcomes side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
 from client.channel import DEFAULT_TARGET, open_channel
-from client.errors import from_rpc_error
+from client.connection import Connection, bearer
 from protos.canaryserve.outcomes.v1 import outcomes_pb2 as pb
 from protos.canaryserve.outcomes.v1 import outcomes_pb2_grpc as pb_grpc
 
@@ -43,7 +42,7 @@ class Outcome:
         return out
 
 
-class OutcomesClient:
+class OutcomesClient(Connection):
     """Outcome reports and the A/B view; `token` when the server has outcome tokens."""
 
     def __init__(
@@ -54,25 +53,12 @@ class OutcomesClient:
         timeout: float = 10.0,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self._channel = channel or open_channel(target)
-        self._stub = pb_grpc.OutcomesServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self.timeout = timeout
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> OutcomesClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, method: Callable[..., Any], request: object) -> Any:
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+        super().__init__(
+            channel or open_channel(target),
+            pb_grpc.OutcomesServiceStub,
+            timeout=timeout,
+            metadata=bearer(token) if token else (),
+        )
 
     def report(
         self,
