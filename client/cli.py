@@ -21,14 +21,11 @@ from client.inference import InferenceClient, InferResult
 from client.notify_commands import add_notify_commands
 from client.operator import add_commands
 from client.outcome_commands import add_outcome_commands
+from client.output import emit
 from client.tensors import numpy_dtype
 from protos.wire import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, ROUTING_KEY_HEADER
 
 __all__ = ["main"]
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
 
 
 # -- serve --
@@ -75,7 +72,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         f" {r['reason']}"
         for r in rows
     ]
-    _emit(args, rows, "\n".join(lines))
+    emit(args, rows, "\n".join(lines))
     return 0
 
 
@@ -135,7 +132,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     params = ", ".join(f"{k}={v}" for k, v in sorted(result.parameters.items()))
     lines = [f"{result.model} version {result.version} ({params})"]
     lines += [f"  {n} {o['shape']}: {o['data']}" for n, o in data["outputs"].items()]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return 0
 
 
