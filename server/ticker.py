@@ -1,7 +1,8 @@
 """Ticker: a named daemon thread that calls one function every N seconds until stopped.
 
 The server's periodic background parts (the promotion controller, stable alerts, the model
-poller, the fleet's repository reconciler and presence) share this lifecycle: `start()` runs
+poller, the SQLite store's watch, the fleet's repository reconciler and presence) share this
+lifecycle: `start()` runs
 the thread; it waits `interval_s` (or until `nudge()`), calls `tick()`, and again; an
 exception from `tick()` is logged with its traceback to the owner's logger and the next tick
 comes as usual, so one bad round never ends the part. `stop(timeout)` wakes the thread, which

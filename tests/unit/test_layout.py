@@ -19,7 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "clock": set(),
     "intervals": set(),
     "ticker": set(),
-    "rollout": {"errors", "clock"},
+    # The SQLite store's watch polls the file on a ticker.
+    "rollout": {"errors", "clock", "ticker"},
     "shadow": {"clock", "intervals"},
     "telemetry": LEAVES | {"rollout", "shadow"},
     # Outcomes join reports to versions through the router (routing keys, stages).
