@@ -2,11 +2,11 @@
 
 The server's periodic background parts (the promotion controller, stable alerts, the model
 poller, the SQLite store's watch, the fleet's repository reconciler and presence) share this
-lifecycle: `start()` runs
-the thread; it waits `interval_s` (or until `nudge()`), calls `tick()`, and again; an
-exception from `tick()` is logged with its traceback to the owner's logger and the next tick
-comes as usual, so one bad round never ends the part. `stop(timeout)` wakes the thread, which
-ends without another tick once the tick in progress (if any) returns, and joins it.
+lifecycle: `start()` runs the thread; it waits `interval_s` (or until `nudge()`), calls
+`tick()`, and again; an exception from `tick()` is logged with its traceback to the owner's
+logger and the next tick comes as usual, so one bad round never ends the part. `stop(timeout)`
+wakes the thread, which ends without another tick once the tick in progress (if any) returns,
+and joins it.
 """
 
 from __future__ import annotations
