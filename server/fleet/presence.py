@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -23,6 +22,7 @@ import grpc
 from protos.etcd.etcdserverpb import rpc_pb2 as rpc
 from server.errors import StoreUnavailable
 from server.fleet.client import EtcdClient
+from server.ticker import Ticker
 
 __all__ = ["Presence", "Publication"]
 
@@ -51,40 +51,32 @@ class Presence:
         self._by_publication: dict[int, dict[bytes, bytes]] = {}  # index -> its last keys
         #: Bytes of values put so far (what publishing costs etcd's history).
         self.written = 0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(
+            "canaryserve-presence",
+            interval_s,
+            self.publish,
+            log=log,
+            failure=f"replica {identity}: a publishing round failed",
+        )
 
     def add(self, publication: Publication) -> None:
         self._publications.append(publication)
 
     def start(self) -> None:
         self.publish()  # the first round before serving: the others see this replica at once
-        self._thread = threading.Thread(target=self._loop, name="canaryserve-presence", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def nudge(self) -> None:
         """Publish now rather than at the next round (something published has changed)."""
-        self._wake.set()
+        self._ticker.nudge()
 
     def close(self) -> None:
         """Stop publishing and revoke the lease: every key published goes with it."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(3.0)
+        self._ticker.stop(3.0)
         if self._lease:
             with contextlib.suppress(StoreUnavailable, grpc.RpcError):
                 self._client.revoke(self._lease)
             self._lease = 0
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            self.publish()
 
     def publish(self) -> None:
         """One round: renew (or take) the lease, put what changed, delete what was dropped.

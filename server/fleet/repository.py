@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Mapping
 
@@ -40,6 +39,7 @@ from server.rollout.controller import RolloutController
 from server.rollout.state import Command, RolloutState
 from server.serving.registry import LoadState, Registry
 from server.serving.repository import RepositoryChange
+from server.ticker import Ticker
 
 __all__ = ["FleetRepository", "missing_on"]
 
@@ -82,8 +82,13 @@ class FleetRepository:
         self._working: dict[str, int] = {}  # model -> mod_revision being followed
         self._retries = LoadRetries(clock, first=retry_s, longest=max(retry_s, 60.0))
         self._held: dict[tuple[str, str], str] = {}  # (model, version or "*") kept, and why
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(
+            "canaryserve-fleet-repository",
+            poll_s,
+            self._reconcile_quietly,
+            log=log,
+            failure="fleet repository reconciliation failed",
+        )
 
     # -- recording an operator's load or unload --
 
@@ -156,24 +161,18 @@ class FleetRepository:
     # -- reconciling --
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name="canaryserve-fleet-repository", daemon=True
-        )
-        self._thread.start()
+        self._ticker.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(3.0)
+        self._ticker.stop(3.0)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.reconcile()
-            except (StoreUnavailable, grpc.RpcError) as exc:
-                log.debug("fleet repository unreadable: %s", exc)
-            except Exception:
-                log.exception("fleet repository reconciliation failed")
+    def _reconcile_quietly(self) -> None:
+        # etcd out of reach is expected (the next tick tries again); anything else the
+        # ticker logs with its traceback.
+        try:
+            self.reconcile()
+        except (StoreUnavailable, grpc.RpcError) as exc:
+            log.debug("fleet repository unreadable: %s", exc)
 
     def reconcile(self) -> None:
         """Follow every desired set that changed since this replica last followed it."""

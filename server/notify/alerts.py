@@ -12,7 +12,6 @@ promotion gates watch the versions, so an idle model's alert state is kept, not 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Protocol
 from server.clock import Clock
 from server.notify.events import Event
 from server.rollout.state import RolloutState
+from server.ticker import Ticker
 
 __all__ = ["AlertPolicy", "Crossing", "StableAlerts", "WindowCounts"]
 
@@ -94,26 +94,21 @@ class StableAlerts:
         self._publish = publish
         self._is_leader = is_leader or (lambda: True)
         self._clock = clock
-        self._tick_s = tick_s
         self._crossings: dict[tuple[str, str], Crossing] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The watcher must outlive any one bad evaluation: the ticker logs and goes on.
+        self._ticker = Ticker(
+            "canaryserve-alerts",
+            tick_s,
+            self.evaluate,
+            log=log,
+            failure="stable alert evaluation failed",
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="canaryserve-alerts", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._tick_s):
-            try:
-                self.evaluate()
-            except Exception:  # the watcher must outlive any one bad evaluation
-                log.exception("stable alert evaluation failed")
+        self._ticker.stop(timeout)
 
     def evaluate(self) -> list[Event]:
         """Look at every idle model's stable version once; publish and return the crossings."""

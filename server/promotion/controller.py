@@ -49,6 +49,7 @@ from server.rollout.state import (
 )
 from server.shadow.executor import ShadowExecutor
 from server.telemetry.windows import WindowProcessor, WindowSummary
+from server.ticker import Ticker
 
 __all__ = ["ACTOR", "DecisionListener", "PromotionController", "step_of"]
 
@@ -121,7 +122,6 @@ class PromotionController:
         #: In a fleet, the merged windows of every live replica (docs/fleet.md).
         self._windows = evidence or LocalEvidence(windows, shadow)
         self._clock = clock
-        self._tick_s = tick_s
         self._on_decision = on_decision
         #: In a fleet only the elected leader acts; every replica still decides and explains.
         self._is_leader = is_leader or (lambda: True)
@@ -132,29 +132,23 @@ class PromotionController:
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The controller must outlive any one bad evaluation: the ticker logs and goes on.
+        self._ticker = Ticker(
+            "canaryserve-promotion",
+            tick_s,
+            self.evaluate_due,
+            log=log,
+            failure="promotion evaluation failed",
+        )
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # -- lifecycle --
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name="canaryserve-promotion", daemon=True
-        )
-        self._thread.start()
+        self._ticker.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._tick_s):
-            try:
-                self.evaluate_due()
-            except Exception:  # the controller must outlive any one bad evaluation
-                log.exception("promotion evaluation failed")
+        self._ticker.stop(timeout)
 
     # -- operator hooks --
 

@@ -1,7 +1,8 @@
 """What the rollout controller hands out: the CommandResult of a command, and watch streams.
 
 A Subscription is a bounded queue of WatchEvents for one watcher; the controller offers every
-committed change to each subscription under its write lock, so offering never blocks.
+committed change to each subscription (its Watchers) under its write lock, so offering never
+blocks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from server.errors import Overloaded
 from server.rollout.state import RolloutState
 from server.rollout.store import AuditEntry
 
-__all__ = ["CommandResult", "Subscription", "WatchEvent"]
+__all__ = ["CommandResult", "Subscription", "WatchEvent", "Watchers"]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +94,38 @@ class Subscription:
                     "read the rollout state again and resubscribe"
                 )
             return self._events.popleft() if self._events else None
+
+
+class Watchers:
+    """The open subscriptions and the sequence of events offered to them.
+
+    Guarded by the controller's write lock: every method but `opened` is called under it.
+    """
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max_pending  # each subscription's default bound
+        self._subscriptions: list[Subscription] = []
+        self._sequence = 0
+
+    def opened(self, model: str | None, max_pending: int | None) -> Subscription:
+        """A new subscription, not offered anything until `add`ed."""
+        return Subscription(model, self.max_pending if max_pending is None else max_pending)
+
+    def add(self, sub: Subscription) -> None:
+        self._subscriptions.append(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+
+    def take_all(self) -> list[Subscription]:
+        """Every subscription, forgotten here (the caller closes them outside the lock)."""
+        subs, self._subscriptions = self._subscriptions, []
+        return subs
+
+    def offer(self, before: RolloutState | None, after: RolloutState, entry: AuditEntry) -> None:
+        """One committed change, as the next event in sequence, to every subscription."""
+        self._sequence += 1
+        event = WatchEvent(self._sequence, CommandResult(before, after, True, entry), entry)
+        for sub in self._subscriptions:
+            sub.offer(event)

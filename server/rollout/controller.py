@@ -1,42 +1,37 @@
 """RolloutController: the one writer of rollout state — validates, persists, publishes, notifies.
 
-Every change runs under one write lock: apply() the command, commit state + audit row in one
-store transaction, swap the in-memory state, publish a fresh RoutingTable, then hand the event
-to watchers. Readers (get, list, table) never wait on the store. Unloading a model version
-runs under the same lock (`unload_unused`), so no rollout can start on a version between the
-check that routing does not use it and the unload.
-
-Other writers of the same store (other processes, other replicas of a fleet) are followed
-through the store's watch: sync() takes every stored state newer than the one in memory,
-republishes the routing table and tells watchers, so every replica routes from the same state.
+Every command runs under one write lock: apply() it (the stage machine), commit state + audit
+row in one store transaction, swap the in-memory state, publish a fresh RoutingTable, then
+hand the event to watchers — the last four are the RolloutLedger's (rollout.ledger), which
+also follows other writers of the same store (other processes, other replicas of a fleet)
+through the store's watch, so every replica routes from the same state. Readers (get, list,
+table) never wait on the store. Unloading a model version runs under the same lock
+(`unload_unused`), so no rollout can start on a version between the check that routing does
+not use it and the unload.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import TypeAlias
 
 from server.clock import Clock
-from server.errors import FailedPrecondition, ModelNotFound, RevisionMismatch
+from server.errors import FailedPrecondition, RevisionMismatch
 from server.rollout.admission import Admission
-from server.rollout.changes import CommandResult, Subscription, WatchEvent
-from server.rollout.router import RoutingTable
+from server.rollout.changes import CommandResult
+from server.rollout.ledger import AuditListener, RolloutLedger, evidence_json
+from server.rollout.publisher import Publish, ReadyVersions
 from server.rollout.state import (
     Command,
     JSONValue,
     Rollback,
-    RolloutState,
     StartRollout,
     Undo,
     apply,
-    build_table,
     initial_state,
 )
 from server.rollout.store import AuditEntry, StateStore
@@ -52,46 +47,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SaltFactory: TypeAlias = Callable[[], str]
-#: model -> its loaded-and-ready versions. Called under the controller's write lock, so it must
-#: not block on a lock whose holder may call into the controller (e.g. refresh_ready()).
-ReadyVersions: TypeAlias = Callable[[str], frozenset[str]]
-Publish: TypeAlias = Callable[[RoutingTable], None]
-#: Hears every audit row this controller commits (not the rows other replicas wrote), under
-#: the write lock, in commit order: it must not block (server.notify queues and returns).
-AuditListener: TypeAlias = Callable[[AuditEntry], None]
 
 
 def _default_salt() -> str:
     return secrets.token_hex(8)
 
 
-def _synced(state: RolloutState) -> AuditEntry:
-    """The audit row a watcher sees for a change another replica made (the store's audit log
-    holds the real one, with its actor and reason)."""
-    return AuditEntry(
-        id=0,
-        at=state.updated_at,
-        actor="store",
-        model=state.model,
-        operation="sync",
-        before=None,
-        after=state.to_json(),
-        reason="changed through another replica; its audit row is in the shared audit log",
-    )
-
-
-def _dumps(value: Mapping[str, JSONValue]) -> str:
-    # Evidence may reuse a state's frozen policy, whose mappings json cannot encode as such.
-    def plain(obj: object) -> object:
-        if isinstance(obj, Mapping):
-            return dict(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON-able")
-
-    return json.dumps(value, allow_nan=False, default=plain)
-
-
-class RolloutController:
-    """Thread-safe owner of every model's RolloutState and of the published routing table."""
+class RolloutController(RolloutLedger):
+    """Thread-safe owner of every model's RolloutState and of the published routing table,
+    and the one place commands change them."""
 
     def __init__(
         self,
@@ -106,42 +70,21 @@ class RolloutController:
         watch_max_pending: int = 1024,
         on_audit: AuditListener | None = None,
     ) -> None:
-        self._store = store
+        super().__init__(
+            store,
+            ready_versions=ready_versions,
+            publish=publish,
+            clock=clock,
+            allow_pinning=allow_pinning,
+            watch_max_pending=watch_max_pending,
+            on_audit=on_audit,
+        )
         self._ready_versions = ready_versions
         self._admit: Admission | None = None
-        self._publish = publish
-        self._clock = clock
         self._salt = salt_factory
         self._grace = grace_seconds
-        self._allow_pinning = allow_pinning
-        self._watch_max_pending = watch_max_pending
-        self._on_audit = on_audit
-        self._lock = threading.RLock()
-        # Replaced, never mutated, so readers may take a reference without the lock.
-        self._states: Mapping[str, RolloutState] = MappingProxyType(store.load())
-        self._ready: dict[str, frozenset[str]] = {}
-        self._table_revision = 0
-        self._sequence = 0
-        self._subscriptions: list[Subscription] = []
-        self._table = self._build()
 
-    # -- reads -------------------------------------------------------------------------------
-
-    def get(self, model: str) -> RolloutState:
-        state = self._states.get(model)
-        if state is None:
-            raise ModelNotFound(model, list(self._states))
-        return state
-
-    def states(self) -> list[RolloutState]:
-        """Every model's state, by model name."""
-        states = self._states
-        return [states[name] for name in sorted(states)]
-
-    def table(self) -> RoutingTable:
-        return self._table
-
-    # -- writes ------------------------------------------------------------------------------
+    # -- commands ----------------------------------------------------------------------------
 
     def adopt(self, models: Mapping[str, str]) -> list[CommandResult]:
         """Persist an initial state for each model (name -> default stable) not seen before.
@@ -170,7 +113,7 @@ class RolloutController:
                 except RevisionMismatch:
                     # Another replica adopted it first (_commit reloaded theirs): theirs wins.
                     log.info("model %s was adopted by another replica", model)
-            self._refresh_locked(force=True)
+            self._publish_all()
         return results
 
     def execute(
@@ -221,7 +164,7 @@ class RolloutController:
                 before=before.to_json(),
                 after=after.to_json(),
                 reason=reason,
-                extra=None if extra is None else _dumps(extra),
+                extra=None if extra is None else evidence_json(extra),
             )
             return self._commit(before, after, before.revision, entry)
 
@@ -258,90 +201,6 @@ class RolloutController:
         if errors:
             raise errors[0]
         return results
-
-    def sync(self, stored: Mapping[str, RolloutState]) -> list[RolloutState]:
-        """Take every stored state newer than ours (written by another process or replica):
-        publish a new routing table and tell watchers. Returns the states taken.
-
-        Called by the store's watcher with everything it holds; states at or below our
-        revision are ours already (a stale notification never moves a model back).
-        """
-        with self._lock:
-            taken = [
-                state
-                for name, state in sorted(stored.items())
-                if (mine := self._states.get(name)) is None or state.revision > mine.revision
-            ]
-            if not taken:
-                return []
-            before = self._states
-            self._states = MappingProxyType({**before, **{s.model: s for s in taken}})
-            self._refresh_locked(force=True)
-            for state in taken:
-                self._notify(before.get(state.model), state, _synced(state))
-                log.info(
-                    "model %s: synced from the store -> %s (revision %s)",
-                    state.model,
-                    state.phase,
-                    state.revision,
-                )
-        return taken
-
-    def refresh_ready(self) -> bool:
-        """Re-read the registry's ready sets; publish a new table if any changed."""
-        with self._lock:
-            return self._refresh_locked(force=False)
-
-    # -- watch -------------------------------------------------------------------------------
-
-    def subscribe(self, model: str | None = None, max_pending: int | None = None) -> Subscription:
-        """Events for every later change (of `model`, or of all models), in commit order."""
-        return self.watch(model, max_pending)[1]
-
-    def watch(
-        self, model: str | None = None, max_pending: int | None = None
-    ) -> tuple[list[RolloutState], Subscription]:
-        """The watched states as they are now, and events for every later change: taken
-        under the write lock together, so no change falls between the two."""
-        sub = Subscription(model, self._watch_max_pending if max_pending is None else max_pending)
-        with self._lock:
-            self._subscriptions.append(sub)
-            current = [s for s in self.states() if model is None or s.model == model]
-        return current, sub
-
-    def close_subscriptions(self) -> None:
-        """End every watch stream (at shutdown): subscribers see a clean end of stream."""
-        with self._lock:
-            subs, self._subscriptions = self._subscriptions, []
-        for sub in subs:
-            sub.close()
-
-    def append_audit(
-        self,
-        model: str,
-        operation: str,
-        actor: str,
-        reason: str,
-        extra: Mapping[str, JSONValue] | None = None,
-    ) -> AuditEntry:
-        """An audit-only row (e.g. a promotion decision that changed nothing)."""
-        entry = AuditEntry(
-            id=0,
-            at=self._clock(),
-            actor=actor,
-            model=model,
-            operation=operation,
-            before=None,
-            after=None,
-            reason=reason,
-            extra=_dumps(extra) if extra is not None else None,
-        )
-        if self._on_audit is None:
-            return self._store.append_audit(entry)
-        with self._lock:  # listeners hear audit rows in the store's order
-            stored = self._store.append_audit(entry)
-            self._on_audit(stored)
-        return stored
 
     def in_use(self, model: str) -> dict[str, str]:
         """The versions of `model` that routing uses now, each with why and what to do.
@@ -405,71 +264,3 @@ class RolloutController:
                 )
             unload()
             return self.append_audit(model, "unload", actor, reason, extra) if audit else None
-
-    def audit(
-        self, model: str | None = None, limit: int = 100, after_id: int = 0
-    ) -> list[AuditEntry]:
-        """The audit log (see StateStore.audit)."""
-        return self._store.audit(model, limit, after_id)
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            if sub in self._subscriptions:
-                self._subscriptions.remove(sub)
-        sub.close()
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _commit(
-        self,
-        before: RolloutState | None,
-        after: RolloutState,
-        expected: int | None,
-        entry: AuditEntry,
-    ) -> CommandResult:
-        try:
-            stored = self._store.commit(after, expected, entry)
-        except RevisionMismatch:
-            # Someone else wrote the same store (another replica, an operator's tool): our
-            # memory is stale, so take theirs and let the caller re-read and retry.
-            log.warning("store revision moved under us for %s; reloading", after.model)
-            self._states = MappingProxyType(self._store.load())
-            self._refresh_locked(force=True)
-            raise
-        self._states = MappingProxyType({**self._states, after.model: after})
-        if after.model not in self._ready:
-            self._ready[after.model] = self._ready_versions(after.model)
-        result = CommandResult(before, after, changed=True, audit=stored)
-        self._table = self._build()
-        self._publish(self._table)
-        self._notify(before, after, stored)
-        if self._on_audit is not None:
-            self._on_audit(stored)
-        log.info(
-            "model %s: %s by %s -> %s (revision %s)",
-            after.model,
-            entry.operation,
-            entry.actor,
-            after.phase,
-            after.revision,
-        )
-        return result
-
-    def _notify(self, before: RolloutState | None, after: RolloutState, entry: AuditEntry) -> None:
-        self._sequence += 1
-        event = WatchEvent(self._sequence, CommandResult(before, after, True, entry), entry)
-        for sub in self._subscriptions:
-            sub.offer(event)
-
-    def _refresh_locked(self, *, force: bool) -> bool:
-        ready = {model: self._ready_versions(model) for model in self._states}
-        if not force and ready == self._ready:
-            return False
-        self._ready = ready
-        self._table = self._build()
-        self._publish(self._table)
-        return True
-
-    def _build(self) -> RoutingTable:
-        self._table_revision += 1
-        return build_table(self._states, self._ready, self._allow_pinning, self._table_revision)

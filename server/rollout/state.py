@@ -1,7 +1,7 @@
 """The rollout stage machine: per-model state, pure transitions, and the routing table it publishes.
 
-Everything here is pure: no I/O, no clock, no locks. `RolloutController` (rollout_controller.py)
-owns the state, persists it and publishes the tables that `build_table` makes.
+Everything here is pure: no I/O, no clock, no locks. `RolloutController` (rollout.controller)
+owns the state and persists it; rollout.publisher publishes the tables that `build_table` makes.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Protocol, TypeAlias
 
 from server.errors import InvalidInput, RevisionMismatch
 from server.rollout.state import RolloutState
+from server.ticker import Ticker
 
 __all__ = [
     "MAX_AUDIT_LIMIT",
@@ -147,8 +148,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._busy_timeout = busy_timeout
         self._poll_s = poll_seconds
-        self._closed = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._watcher: Ticker | None = None
+        self._watch_db: sqlite3.Connection | None = None
         # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT, so the
         # CAS read and the writes cannot interleave with another process's writer.
         self._db = sqlite3.connect(
@@ -269,30 +270,31 @@ class SqliteStore:
         connection (another process, or this store's own writer) commits to the file."""
         if self._watcher is not None:
             raise RuntimeError("SqliteStore.watch() may be called once")
-        self._watcher = threading.Thread(
-            target=self._watch_loop, args=(on_change,), name="canaryserve-store-watch", daemon=True
+        # Only the watcher's thread uses it once the first version is read here.
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        seen = [db.execute("PRAGMA data_version").fetchone()[0]]
+
+        def look() -> None:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != seen[0]:
+                seen[0] = version
+                on_change(self.load())
+
+        self._watch_db = db
+        # A locked or vanished file must not end the watch: the ticker logs and goes on.
+        self._watcher = Ticker(
+            "canaryserve-store-watch",
+            self._poll_s,
+            look,
+            log=log,
+            failure=f"state store {self.path}: watch could not reload",
         )
         self._watcher.start()
 
-    def _watch_loop(self, on_change: OnChange) -> None:
-        db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        try:
-            seen = db.execute("PRAGMA data_version").fetchone()[0]
-            while not self._closed.wait(self._poll_s):
-                try:
-                    version = db.execute("PRAGMA data_version").fetchone()[0]
-                    if version == seen:
-                        continue
-                    seen = version
-                    on_change(self.load())
-                except Exception:  # a locked or vanished file must not end the watch
-                    log.exception("state store %s: watch could not reload", self.path)
-        finally:
-            db.close()
-
     def close(self) -> None:
-        self._closed.set()
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join(2.0)
+        if self._watcher is not None and self._watcher.stop(2.0) and self._watch_db is not None:
+            self._watch_db.close()  # else its thread is in on_change still (or is this one)
         with self._lock:
             self._db.close()

@@ -11,11 +11,11 @@ explicit load does that), and a changed file under a known number is not reloade
 from __future__ import annotations
 
 import logging
-import threading
 
 from server.errors import CanaryServeError
 from server.serving.names import is_model_name, is_version
 from server.serving.registry import ModelVersion, Registry
+from server.ticker import Ticker
 
 __all__ = ["VersionPoller"]
 
@@ -28,8 +28,14 @@ class VersionPoller:
     def __init__(self, registry: Registry, interval_s: float) -> None:
         self._registry = registry
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A repository that cannot be listed now may be back later: the ticker logs and goes on.
+        self._ticker = Ticker(
+            "canaryserve-model-poll",
+            interval_s,
+            self.poll_once,
+            log=log,
+            failure="polling the model repository failed",
+        )
 
     def new_directories(self) -> list[tuple[str, str]]:
         """(model, version) of every version directory on disk the registry has not seen."""
@@ -58,19 +64,7 @@ class VersionPoller:
         return loaded
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name="canaryserve-model-poll", daemon=True
-        )
-        self._thread.start()
+        self._ticker.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(3.0)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll_once()
-            except Exception:  # a repository that cannot be listed now may be back later
-                log.exception("polling the model repository failed")
+        self._ticker.stop(3.0)

@@ -5,18 +5,17 @@ names follow `server.serving.names` (model names, versions: positive integers wi
 zeros) are loaded, so every name the registry holds is valid. Readers take the current `dict`
 snapshot without a lock; writers build a new one and swap it in, so a reload never interrupts
 calls in flight on unchanged versions.
+
+What the registry holds of each version is `server.serving.versions`; loading one version from
+its directory (its identity, runner, warm-up and footprint) is `server.serving.loader`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
-import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
@@ -28,11 +27,17 @@ from server.errors import (
     ModelVersionNotFound,
     VersionNotReady,
 )
-from server.serving.footprint import resident_bytes
+from server.serving.loader import RunnerFactory, VersionLoader, WarmupFor, no_warmup_settings
 from server.serving.names import is_model_name, is_version
 from server.serving.runner import Runner
-from server.serving.signature import Signature
-from server.serving.warmup import WarmupSettings, warm_up
+from server.serving.versions import (
+    MODEL_FILE,
+    LoadState,
+    ModelVersion,
+    VersionChange,
+    VersionStats,
+    file_sha256,
+)
 
 __all__ = [
     "MODEL_FILE",
@@ -48,131 +53,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
-
-
-RunnerFactory: TypeAlias = Callable[[Path], Runner]
 ChangeListener: TypeAlias = Callable[[str], None]
-#: A model's configured warm-up settings, or None: a synthesized sample, whose failure is logged.
-WarmupFor: TypeAlias = Callable[[str], WarmupSettings | None]
-
-
-def _no_settings(model: str) -> WarmupSettings | None:
-    return None
-
-
-class LoadState(enum.StrEnum):
-    READY = "READY"
-    LOADING = "LOADING"
-    UNAVAILABLE = "UNAVAILABLE"
-
-
-@dataclass
-class VersionStats:
-    """Cumulative counters of one version, for ModelStatistics (Triton's meaning).
-
-    A successful request's time holds compute_input (routing, the version lookup, validating
-    and decoding the inputs), compute_infer (the session run) and compute_output (encoding the
-    response); the rest of `success_ns` is handing a shadow job over, when there is one.
-    There is no scheduler queue, so queue time is zero and its count is the request count.
-    """
-
-    success_count: int = 0
-    success_ns: int = 0
-    fail_count: int = 0
-    fail_ns: int = 0
-    input_ns: int = 0
-    infer_ns: int = 0
-    output_ns: int = 0
-    last_inference_ms: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record_success(self, total_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        now_ms = time.time_ns() // 1_000_000
-        with self.lock:
-            self.success_count += 1
-            self.success_ns += total_ns
-            self.input_ns += input_ns
-            self.infer_ns += infer_ns
-            self.output_ns += output_ns
-            self.last_inference_ms = now_ms
-
-    def record_failure(self, total_ns: int) -> None:
-        now_ms = time.time_ns() // 1_000_000
-        with self.lock:
-            self.fail_count += 1
-            self.fail_ns += total_ns
-            self.last_inference_ms = now_ms
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One version of a model as the registry holds it."""
-
-    model: str
-    version: str
-    path: Path
-    state: LoadState
-    reason: str = ""
-    runner: Runner | None = None
-    stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file the runner was built from
-    # sha256 of the model file the runner was built from: the version's identity. Kept when
-    # the version is unloaded, so a later load still notices a file changed under its number.
-    sha256: str = ""
-    stats: VersionStats = field(default_factory=VersionStats, compare=False)
-    #: Growth of the process's resident memory while the session was built and warmed up
-    #: (server.serving.footprint), or the resident memory of the version's own process after
-    #: its warm-up when it runs in one; None where the platform cannot tell.
-    load_rss_bytes: int | None = None
-
-    @property
-    def signature(self) -> Signature:
-        assert self.runner is not None, "only ready versions have a signature"
-        return self.runner.signature
-
-
-@dataclass(frozen=True)
-class VersionChange:
-    """A version whose model file changed under the same number: refused, or forced."""
-
-    model: str
-    version: str
-    old_sha256: str
-    new_sha256: str
-
-    def describe(self) -> str:
-        return (
-            f"version {self.version} changed on disk (sha256 {self.old_sha256[:12]}… →"
-            f" {self.new_sha256[:12]}…)"
-        )
-
-
 #: Called with each forced change after the new version serves (the app audits it).
 ReplaceListener: TypeAlias = Callable[[VersionChange], None]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return (st.st_mtime_ns, st.st_size)
 
 
 class Registry:
     """Loads, serves and unloads model versions from a repository directory."""
 
     def __init__(
-        self, root: Path, runner_factory: RunnerFactory, warmup_for: WarmupFor = _no_settings
+        self, root: Path, runner_factory: RunnerFactory, warmup_for: WarmupFor = no_warmup_settings
     ) -> None:
         self.root = root
-        self._factory = runner_factory
-        self._warmup_for = warmup_for
+        self._loader = VersionLoader(runner_factory, warmup_for)
         self._models: Mapping[str, Mapping[str, ModelVersion]] = {}
         self._write = threading.Lock()
         self._listeners: list[ChangeListener] = []
@@ -287,7 +180,7 @@ class Registry:
         forced: list[VersionChange] = []
 
         def load_one(vdir: Path, before: ModelVersion | None) -> ModelVersion:
-            mv, change = self._load_version(model, vdir, before, force)
+            mv, change = self._loader.load(model, vdir, before, force)
             if change is not None and not force:
                 refused.append(change)
                 assert before is not None
@@ -379,66 +272,6 @@ class Registry:
                 return
             self._models = {**self._models, model: versions}
         self._notify(model)
-
-    def _load_version(
-        self, model: str, vdir: Path, old: ModelVersion | None, force: bool = False
-    ) -> tuple[ModelVersion, VersionChange | None]:
-        """The version as loaded now, and the change of its file's identity, if any (the
-        caller keeps `old` when that change is not forced)."""
-        path = vdir / MODEL_FILE
-        version = vdir.name
-        if not path.is_file():
-            return ModelVersion(
-                model, version, path, LoadState.UNAVAILABLE, f"no {MODEL_FILE} in {vdir.name}/"
-            ), None
-        stamp = _stamp(path)
-        if old is not None and old.state is LoadState.READY and old.stamp == stamp:
-            return old, None  # unchanged file: keep the warm session and its statistics
-        try:
-            sha256 = file_sha256(path)
-        except OSError as exc:
-            reason = f"failed to read: {exc.strerror}"
-            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), None
-        change = None
-        if old is not None and old.sha256 and old.sha256 != sha256:
-            change = VersionChange(model, version, old.sha256, sha256)
-            if not force:
-                return old, change
-        elif old is not None and old.state is LoadState.READY and old.sha256 == sha256:
-            return dataclasses.replace(old, stamp=stamp), None  # touched, same bytes
-        rss_before = resident_bytes()
-        try:
-            runner = self._factory(path)
-        except Exception as exc:  # a broken version must never stop the others
-            reason = f"failed to load: {exc}".strip()
-            log.warning("model %s version %s %s", model, version, reason)
-            return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
-        settings = self._warmup_for(model)
-        try:
-            warm_up(runner, vdir.parent, settings)
-        except Exception as exc:
-            if settings is not None:  # the configured sample is meant to work: as in Triton
-                reason = f"warm-up failed: {exc}".strip()
-                log.warning("model %s version %s %s", model, version, reason)
-                return ModelVersion(model, version, path, LoadState.UNAVAILABLE, reason), change
-            # A synthesized sample the model refuses says nothing about real input.
-            log.warning(
-                "model %s version %s: warm-up with synthesized zeros failed (%s); serving it "
-                "unwarmed (set [models.%s.warmup] to warm it with inputs it takes)",
-                model,
-                version,
-                str(exc).strip(),
-                model,
-            )
-        rss_after = resident_bytes()
-        grown = None if rss_before is None or rss_after is None else max(0, rss_after - rss_before)
-        own = getattr(runner, "resident_bytes", None)  # a session in a process of its own
-        own_rss = own() if own is not None else None
-        if own_rss is not None:
-            grown = own_rss
-        log.info("loaded model %s version %s (sha256 %s)", model, version, sha256)
-        ready = ModelVersion(model, version, path, LoadState.READY, "", runner, stamp)
-        return dataclasses.replace(ready, sha256=sha256, load_rss_bytes=grown), change
 
     def _on_disk(self) -> list[str]:
         if not self.root.is_dir():

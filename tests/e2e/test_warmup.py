@@ -106,7 +106,7 @@ def _recording_app(
 def test_a_model_that_refuses_synthesized_zeros_is_ready_and_serves(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="server.serving.registry"):
+    with caplog.at_level(logging.WARNING, logger="server.serving.loader"):
         app = start_app(tmp_path, models_dir=_repository(tmp_path))
     try:
         target = f"127.0.0.1:{app.port}"
