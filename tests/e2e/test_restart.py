@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from client.admin import AdminClient
 from client.channel import open_channel
@@ -23,11 +25,13 @@ from client.inference import InferenceClient
 from models.build import build_classifier_slow
 from protos.canaryserve.admin.v1 import admin_pb2 as pb
 from tests.conftest import make_repository, start_app
+from tests.support.waiting import wait_for
 
 TOKEN = "restart-token"
 X = np.zeros((1, 4), dtype=np.float32)
 KEYS = [f"user-{i}" for i in range(200)]
 LISTENING = re.compile(r"canaryserve listening on 127\.0\.0\.1:(\d+)")
+METRICS = re.compile(r"metrics on (http://127\.0\.0\.1:\d+/metrics)")
 EU = pb.CohortRule(metadata_key="x-region", value="eu", target=pb.COHORT_TARGET_CANDIDATE)
 
 
@@ -40,6 +44,20 @@ class Served:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def busy(self, model: str) -> float:
+        """Runs of `model` in progress now, from the server's /metrics."""
+        match = METRICS.search(self.log.read_text())
+        assert match, "the server logs its metrics address"
+        with urllib.request.urlopen(match.group(1), timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "canaryserve_instances_busy"
+            for sample in family.samples
+            if sample.labels.get("model") == model
+        )
 
     def admin(self) -> AdminClient:
         return AdminClient(open_channel(self.target), TOKEN)
@@ -197,7 +215,7 @@ def test_sigterm_drains_calls_in_flight_and_exits_0(tmp_path: Path) -> None:
         threads = [threading.Thread(target=call) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.4)  # both calls are running now
+        wait_for(lambda: served.busy("slow") == 2, message="both calls running")
         sent = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         code = served.process.wait(15)
