@@ -1,7 +1,7 @@
 """Drive canaryserve with Triton's own load generator, perf_analyzer.
 
     python -m benchmarks.perf_analyzer [--concurrency 1,4,16] [--models classifier,mlp]
-                                       [--measurement-ms 3000]
+                                       [--measurement-ms 3000] [--stability 10]
 
 perf_analyzer is the C++ program of the Linux x86_64 `tritonclient` 2.50.0 wheel, installed
 with the libraries it needs by .ci/install-perf-analyzer.sh as .tools/perf_analyzer/perf_analyzer
@@ -47,6 +47,7 @@ def run_point(
     concurrency: int,
     window_ms: int,
     batching: bool = False,
+    stability: int = 10,
 ) -> dict[str, str]:
     """One perf_analyzer run; returns the figures of its report, by label.
 
@@ -57,7 +58,8 @@ def run_point(
     cmd = [str(binary), "-i", "grpc", "-u", target, "-m", model,
            *([] if batching else ["--shape", f"input:{shape}"]),
            "--concurrency-range", f"{concurrency}:{concurrency}",
-           "--measurement-interval", str(window_ms)]  # fmt: skip
+           "--measurement-interval", str(window_ms),
+           "--stability-percentage", str(stability)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
@@ -74,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated, e.g. 1,4,16")
     parser.add_argument("--models", default=",".join(MODELS), help="classifier,mlp")
     parser.add_argument("--measurement-ms", type=int, default=3000, help="per window")
+    parser.add_argument(
+        "--stability",
+        type=int,
+        default=10,
+        help="perf_analyzer's --stability-percentage (its default 10; a busy machine needs more)",
+    )
     args = parser.parse_args(argv)
     binary = ensure_perf_analyzer()
     described = describe(machine())
@@ -83,12 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             target = f"127.0.0.1:{app.port}"
             print(f"perf_analyzer (tritonclient 2.50.0) against canaryserve {target}")
             print(f"machine: {described}")
+            if args.stability != 10:
+                print(f"perf_analyzer --stability-percentage {args.stability} (default 10)")
             for model in args.models.split(","):
                 runner = app.registry.get(model, "1").runner
                 assert runner is not None
                 batching = app.schedulers.max_batch_size(model, runner) > 0
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
-                    f = run_point(binary, target, model, concurrency, args.measurement_ms, batching)
+                    f = run_point(
+                        binary, target, model, concurrency, args.measurement_ms, batching,
+                        args.stability,
+                    )  # fmt: skip
                     server = re.sub(r"\s+", " ", f.get("Avg request latency", "-"))
                     print(
                         f"{model:<10} c={concurrency:<3} {f.get('Throughput', '-'):>20}  "
