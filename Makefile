@@ -34,7 +34,7 @@ lint:
 bench: setup-dev
 	$(BIN)/python -m benchmarks.serving
 
-## Triton's perf_analyzer against canaryserve (fetches it into .bench/ on first use).
+## Triton's perf_analyzer against canaryserve (installs it with .ci/install-perf-analyzer.sh on first use).
 perf-analyzer: setup-dev
 	$(BIN)/python -m benchmarks.perf_analyzer
 

@@ -207,7 +207,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         name=name,
                         version=version,
                         last_inference=s.last_inference_ms,
-                        inference_count=s.success_count,
+                        inference_count=s.inference_count,
                         execution_count=s.success_count,
                     )
                     inf = stats.inference_stats

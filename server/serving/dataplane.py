@@ -40,7 +40,7 @@ from server.errors import (
 )
 from server.outcomes.served import ServedRequests
 from server.rollout.router import PPM, Route, RouteReason, RoutingTable, Stage, route
-from server.serving import tensors
+from server.serving import batching, tensors
 from server.serving.limits import QueueFull, QueueTimeout
 from server.serving.names import check_model_name, check_version
 from server.serving.registry import Registry
@@ -202,6 +202,7 @@ class DataPlane:
         version = None
         failure: Exception | None = None
         decoded = ran = encoded = start
+        rows = 1
         try:
             version = self._registry.get(model, chosen.version)
             runner = version.runner
@@ -252,9 +253,13 @@ class DataPlane:
                     feeds = tensors.decode_inputs(signature, request, self._max_bytes)
                     names = tensors.requested_outputs(signature, request)
                 arrays = self._run_stable(schedulers, model, chosen, runner, names, feeds)
+                scheduler = schedulers.find(model, chosen.version)
             except Exception as exc:
                 raise _run_failure(model, chosen.version, feeds, exc) from exc
             ran = time.perf_counter_ns()
+            # Triton's inference_count: a batching version counts a request's rows.
+            if scheduler is not None and scheduler.max_batch_size:
+                rows = batching.rows_of(feeds) or 1
             if self._max_bytes is not None:
                 _check_response_size(model, chosen.version, arrays, self._max_bytes)
             response = pb.ModelInferResponse(
@@ -286,7 +291,7 @@ class DataPlane:
                 end = time.perf_counter_ns()
                 if ok:
                     version.stats.record_success(
-                        end - start, decoded - start, ran - decoded, encoded - ran
+                        end - start, decoded - start, ran - decoded, encoded - ran, rows
                     )
                 else:
                     version.stats.record_failure(end - start)

@@ -41,9 +41,12 @@ class VersionStats:
     and decoding the inputs), compute_infer (the session run) and compute_output (encoding the
     response); the rest of `success_ns` is handing a shadow job over, when there is one.
     There is no scheduler queue, so queue time is zero and its count is the request count.
+    `inference_count` is Triton's: the rows of the successful requests of a version that
+    batches (a request of batch 4 is 4 inferences), one a request otherwise.
     """
 
     success_count: int = 0
+    inference_count: int = 0
     success_ns: int = 0
     fail_count: int = 0
     fail_ns: int = 0
@@ -53,10 +56,13 @@ class VersionStats:
     last_inference_ms: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record_success(self, total_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+    def record_success(
+        self, total_ns: int, input_ns: int, infer_ns: int, output_ns: int, rows: int = 1
+    ) -> None:
         now_ms = time.time_ns() // 1_000_000
         with self.lock:
             self.success_count += 1
+            self.inference_count += rows
             self.success_ns += total_ns
             self.input_ns += input_ns
             self.infer_ns += infer_ns
