@@ -3,6 +3,7 @@
 Packages by concern; imports flow one way, left to right, never back:
 
     errors, clock, intervals   leaves: the exception tree + status names, the Clock, rate bounds
+    coercion                   leaf: one config value checked against its setting's type
     rollout                    router, stage machine, controller, store
     shadow                     shadow jobs, executor, comparison, aggregates
     telemetry                  tracing, rolling windows, Prometheus metrics   (rollout, shadow)

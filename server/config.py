@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from protos.wire import ADMIN_TOKEN_ENV, DEFAULT_PORT, DEFAULT_STATE_DIR, OUTCOME_TOKEN_ENV
+from server.coercion import coerce
 from server.notify.settings import (
     NotificationConfig,
     NotificationConfigError,
@@ -318,32 +319,7 @@ _PLACEMENT_KEYS = (
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
-    kind = str(kind).removesuffix(" | None")
-    if kind == "Mapping[str, str]":
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-        ):
-            raise ConfigError(f"'{key}' must be a table of name = \"non-empty string\"")
-        return MappingProxyType(dict(value))
-    if kind == "Path":
-        if not isinstance(value, str | Path):
-            raise ConfigError(f"'{key}' must be a path string, got {value!r}")
-        return Path(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"'{key}' must be true or false, got {value!r}")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"'{key}' must be a string, got {value!r}")
-    return value
+    return coerce(f"'{key}'", value, kind, ConfigError)
 
 
 def _models(table: Any) -> Mapping[str, ModelConfig]:

@@ -11,11 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: What each part of server/ may import from the rest of server/ (docs: server/__init__.py).
-LEAVES = {"errors", "clock", "intervals"}
+#: `coercion` checks one configuration value's type for config and notify alike.
+LEAVES = {"errors", "clock", "intervals", "coercion"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "clock": set(),
     "intervals": set(),
+    "coercion": set(),
     "rollout": {"errors", "clock"},
     "shadow": {"clock", "intervals"},
     "telemetry": LEAVES | {"rollout", "shadow"},
@@ -64,6 +66,7 @@ TRANSPORT_FREE = {
     "errors",
     "clock",
     "intervals",
+    "coercion",
 }
 
 
