@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from server.coercion import coerce
 from server.notify.alerts import AlertPolicy
 from server.notify.events import TYPES
 
@@ -58,11 +59,11 @@ class NotificationConfigError(ValueError):
 
 
 _SCALARS = {
-    "queue_size": int,
-    "max_attempts": int,
-    "backoff_initial_seconds": float,
-    "backoff_max_seconds": float,
-    "alert_tick_seconds": float,
+    "queue_size": "int",
+    "max_attempts": "int",
+    "backoff_initial_seconds": "float",
+    "backoff_max_seconds": "float",
+    "alert_tick_seconds": "float",
 }
 _ALERT_KEYS = {
     "stable_error_rate": "threshold",
@@ -72,14 +73,11 @@ _ALERT_KEYS = {
 _WEBHOOK_KEYS = {"url", "name", "events", "secret", "secret_env", "secret_file", "timeout_seconds"}
 
 
-def _number(where: str, value: Any, kind: type) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NotificationConfigError(f"{where} must be a number, got {value!r}")
-    if kind is int and not isinstance(value, int):
-        raise NotificationConfigError(f"{where} must be an integer, got {value!r}")
-    if value <= 0:
+def _number(where: str, value: Any, kind: object) -> Any:
+    number = coerce(where, value, kind, NotificationConfigError)
+    if number <= 0:
         raise NotificationConfigError(f"{where} must be > 0, got {value!r}")
-    return kind(value)
+    return number
 
 
 def _url(where: str, value: Any) -> str:
@@ -146,7 +144,7 @@ def _webhook(where: str, table: Any, environ: Mapping[str, str]) -> WebhookConfi
         events=tuple(events),
         secret=_secret(where, table, environ),
         timeout_seconds=_number(
-            f"{where} timeout_seconds", table.get("timeout_seconds", 5.0), float
+            f"{where} timeout_seconds", table.get("timeout_seconds", 5.0), "float"
         ),
     )
 
@@ -184,9 +182,7 @@ def parse_notifications(table: Any, environ: Mapping[str, str] = os.environ) -> 
     for key, attr in _ALERT_KEYS.items():
         if key in table:
             kind = {f.name: f.type for f in fields(AlertPolicy)}[attr]
-            alert[attr] = _number(
-                f"[notifications] {key}", table[key], int if kind == "int" else float
-            )
+            alert[attr] = _number(f"[notifications] {key}", table[key], kind)
     policy = AlertPolicy(**alert)
     if policy.threshold > 1:
         raise NotificationConfigError(

@@ -12,13 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: What each part of server/ may import from the rest of server/ (docs: server/__init__.py).
 # The ticker (a periodic background thread) is a leaf: every part with a periodic loop uses
-# it, and it imports nothing from server/.
-LEAVES = {"errors", "clock", "intervals", "ticker"}
+# it, and it imports nothing from server/. `coercion` checks one configuration value's type
+# for config and notify alike.
+LEAVES = {"errors", "clock", "intervals", "ticker", "coercion"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "clock": set(),
     "intervals": set(),
     "ticker": set(),
+    "coercion": set(),
     # The SQLite store's watch polls the file on a ticker.
     "rollout": {"errors", "clock", "ticker"},
     "shadow": {"clock", "intervals"},
@@ -42,8 +44,24 @@ ALLOWED: dict[str, set[str]] = {
     "notify": LEAVES | {"promotion", "rollout"},
     "config": LEAVES | {"notify", "promotion"},
     "testing": LEAVES | {"rollout", "serving"},
+    # The parts the composition root builds from the configuration (the store, per-model
+    # policies, authenticators, the gRPC server): the root's own imports, minus the root.
+    "assembly": LEAVES
+    | {
+        "api",
+        "config",
+        "fleet",
+        "notify",
+        "outcomes",
+        "promotion",
+        "rollout",
+        "serving",
+        "shadow",
+        "telemetry",
+    },
     "app": LEAVES
     | {
+        "assembly",
         "api",
         "config",
         "fleet",
@@ -69,6 +87,7 @@ TRANSPORT_FREE = {
     "errors",
     "clock",
     "intervals",
+    "coercion",
 }
 
 

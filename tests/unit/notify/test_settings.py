@@ -76,6 +76,8 @@ def test_a_secret_from_the_environment_or_a_file(tmp_path: Path) -> None:
         ({"webhooks": [{"url": "http://h", "secret_file": "/nonexistent"}]}, "cannot read"),
         ({"webhooks": [{"url": "http://h", "colour": "red"}]}, "unknown key"),
         ({"queue_size": 0}, "queue_size must be > 0"),
+        ({"queue_size": "8"}, "queue_size must be an integer, got '8'"),
+        ({"backoff_max_seconds": True}, "backoff_max_seconds must be a number, got True"),
         ({"stable_error_rate": 5}, "is a fraction"),
         ({"pre_promotion_hook": {"url": "http://h", "events": ["rollout.*"]}}, "takes url"),
     ],
