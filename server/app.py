@@ -38,6 +38,7 @@ from server.notify.alerts import StableAlerts
 from server.notify.hook import PrePromotionHook
 from server.notify.metrics import NotificationCollector
 from server.notify.notifier import Notifier
+from server.outcomes.merged import OutcomeSource
 from server.outcomes.metrics import OutcomeCollector
 from server.outcomes.recorder import OutcomeRecorder
 from server.outcomes.served import ServedRequests
@@ -198,7 +199,12 @@ class App:
                 self.registry,
                 self.repository,
                 ttl_s=config.leader_ttl_seconds,
+                outcomes=self.outcomes.windows,
             )
+        #: Outcomes for the gates and `ab`: in a fleet, every live replica's reports.
+        self.outcome_view: OutcomeSource = (
+            self.fleet.outcomes.view if self.fleet else self.outcomes.windows
+        )
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
@@ -210,7 +216,7 @@ class App:
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
-            outcomes=self.outcomes.windows,
+            outcomes=self.outcome_view,
         )
         self.alerts = StableAlerts(
             config.notifications.alerts,
@@ -432,7 +438,7 @@ class App:
             fleet_readiness=self.fleet.repository.readiness if self.fleet is not None else None,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
-        outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table)
+        outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table, self.outcome_view)
         outcomes_pb2_grpc.add_OutcomesServiceServicer_to_server(outcomes, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (INFERENCE_SERVICE, ADMIN_SERVICE, OUTCOMES_SERVICE)
