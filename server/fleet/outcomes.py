@@ -1,5 +1,5 @@
 """Fleet outcomes: each replica publishes its outcome windows under its lease; the outcome
-gates and `canaryserve ab` read the merge of every live replica's (docs/outcomes.md, "Fleets").
+gates and `canaryserve ab` read the merge of every live replica's (docs/outcomes.md, "In a fleet").
 
 Keys: `P/outcomes/<model>/<replica>/<piece>` hold a server.outcomes.publication
 .ReplicaOutcomes cut into pieces: `head` (time, bucket width) and one `s<slot>` per 600 s of
@@ -83,6 +83,7 @@ class FleetOutcomes:
         #: model -> etcd key -> (mod_revision, a head's bytes or a parsed slot)
         self._parsed: dict[str, dict[bytes, tuple[int, bytes | Slot]]] = {}
         self._lock = threading.Lock()
+        self._reading = threading.Lock()  # the gates and gRPC threads read at once
         self.view = MergedOutcomes(windows, self.others, identity, clock)
 
     def _key(self, model: str) -> bytes:
@@ -129,7 +130,8 @@ class FleetOutcomes:
             cached = self._cache.get(model)
         if cached is None or now - cached[0] > _CACHE_S:
             try:
-                read = self._read(model)
+                with self._reading:
+                    read = self._read(model)
             except (StoreUnavailable, grpc.RpcError) as exc:
                 log.debug("fleet outcomes of %s unreadable: %s", model, exc)
                 read = cached[1] if cached is not None else []  # aged out by fresh() below
@@ -151,10 +153,12 @@ class FleetOutcomes:
             request = rpc.RangeRequest(key=key, range_end=end, min_mod_revision=since)
             for kv in self._client.range(request).kvs:
                 piece = kv.key.rpartition(b"/")[2].decode()
-                known[kv.key] = (
-                    kv.mod_revision,
-                    kv.value if piece == HEAD else parse_slot(kv.value),
-                )
+                try:
+                    parsed = kv.value if piece == HEAD else parse_slot(kv.value)
+                except (ValueError, TypeError) as exc:  # not ours to read (a newer replica?)
+                    log.debug("skipping outcome piece %r: %s", kv.key, exc)
+                    parsed = {}
+                known[kv.key] = (kv.mod_revision, parsed)
         alive = {kv.key for kv in live}
         for gone in [k for k in known if k not in alive]:
             del known[gone]
@@ -166,4 +170,10 @@ class FleetOutcomes:
                 heads[replica] = parsed
             else:
                 slots.setdefault(replica, []).append(parsed)
-        return [assemble(head, slots.get(replica, [])) for replica, head in heads.items()]
+        read = []
+        for replica, head in heads.items():
+            try:
+                read.append(assemble(head, slots.get(replica, [])))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.debug("skipping the outcomes of replica %s: %s", replica, exc)
+        return read

@@ -103,3 +103,18 @@ def test_a_reader_fetches_only_changed_pieces_and_reads_what_a_full_read_would()
         expected = join(pieces)
         assert isinstance(expected, ReplicaOutcomes) and read == expected
         assert kv.values_read - before <= 3  # the head and at most the two latest slots
+
+
+def test_a_piece_that_does_not_parse_is_skipped_not_raised() -> None:
+    """A reader never fails a gate or `ab` over a piece it cannot read (a newer replica's)."""
+    clock = FakeClock(now=START)
+    kv = FakeKV()
+    windows = recorder(clock)
+    windows.add("m", "2", "conversion", 1.0, True)
+    r2 = FleetOutcomes(cast(EtcdClient, kv), b"/p/", "r2", windows, lambda: [], clock=clock)
+    r1 = FleetOutcomes(cast(EtcdClient, kv), b"/p/", "r1", recorder(clock), lambda: [], clock=clock)
+    keys = r2.publication()
+    kv.put_all({**keys, b"/p/outcomes/m/r2/s99": b"{not json"}, b"/p/outcomes/m/r2/")
+    (read,) = r1.others("m")
+    assert read == r2.local("m")
+    assert r1.view.series("m", "2", "conversion", 3600).randomized.n == 1
