@@ -40,7 +40,7 @@ def _value(text: str) -> bool | float:
 
 
 def _batch(path: str) -> Iterator[Outcome]:
-    """Outcomes from JSON lines: {"model", "name", "value", "request_id" | "routing_key"}."""
+    """Outcomes from JSON lines: {"model", "name", "value", "request_id" and/or "routing_key"}."""
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     with stream:
         for number, line in enumerate(stream, 1):
