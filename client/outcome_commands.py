@@ -38,7 +38,7 @@ def _value(text: str) -> bool | float:
 
 
 def _batch(path: str) -> Iterator[Outcome]:
-    """Outcomes from JSON lines: {"model", "name", "value", "request_id" | "routing_key"}."""
+    """Outcomes from JSON lines: {"model", "name", "value", "request_id" and/or "routing_key"}."""
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     with stream:
         for number, line in enumerate(stream, 1):
@@ -77,8 +77,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return 0 if not answer.rejected else 1
         if args.model is None or args.name is None or args.value is None:
             raise ClientError("INVALID_ARGUMENT", "give MODEL NAME VALUE, or --batch FILE")
-        if bool(args.request_id) == bool(args.key):
-            raise ClientError("INVALID_ARGUMENT", "give exactly one of --request-id and --key")
+        if not args.request_id and not args.key:
+            raise ClientError("INVALID_ARGUMENT", "give --request-id, --key, or both")
         a = client.report(
             args.model,
             args.name,
@@ -113,6 +113,8 @@ def format_ab(r: pb.CompareOutcomesResponse) -> str:
     lines = [
         f"{r.model}: stable {r.stable_version}{candidate} ({pct} intervals over randomized reports)"
     ]
+    if r.replicas:
+        lines.append(f"reports merged from {len(r.replicas)} replicas: {', '.join(r.replicas)}")
     if not r.outcomes:
         lines.append("  no outcomes reported")
     for o in r.outcomes:
@@ -153,6 +155,7 @@ def _ab_json(r: pb.CompareOutcomesResponse) -> dict[str, Any]:
         "stable_version": r.stable_version,
         "candidate_version": r.candidate_version,
         "confidence": r.confidence,
+        "replicas": list(r.replicas),
         "outcomes": [
             {
                 "name": o.name,
@@ -200,7 +203,11 @@ def add_outcome_commands(sub: Any, json_flag: AddFlags) -> None:
     report.add_argument("name", nargs="?", help="the outcome's name, e.g. conversion")
     report.add_argument("value", nargs="?", help="true/false (binary) or a number (real)")
     report.add_argument("--request-id", help="the id the inference request carried")
-    report.add_argument("--key", help="the routing key the request was routed by")
+    report.add_argument(
+        "--key",
+        help="the routing key the request was routed by (with --request-id: joins the report"
+        " where the server that receives it did not serve the request)",
+    )
     report.add_argument(
         "--batch",
         metavar="FILE",

@@ -19,7 +19,9 @@ __all__ = ["Outcome", "OutcomesClient"]
 @dataclass(frozen=True)
 class Outcome:
     """One outcome to report: `value` True/False for a binary outcome, a float for a real one;
-    exactly one of `request_id` (the id the inference request carried) and `routing_key`."""
+    `request_id` (the id the inference request carried), `routing_key`, or both: then the
+    request id joins where the server process remembers it and the key everywhere else (in a
+    fleet, the replica that receives the report may not be the one that served it)."""
 
     model: str
     name: str
@@ -28,11 +30,12 @@ class Outcome:
     routing_key: str = ""
 
     def message(self) -> pb.Outcome:
-        if bool(self.request_id) == bool(self.routing_key):
-            raise ValueError("an outcome names exactly one of request_id and routing_key")
+        if not self.request_id and not self.routing_key:
+            raise ValueError("an outcome names its request_id, its routing_key, or both")
         out = pb.Outcome(model=self.model, name=self.name)
         if self.request_id:
             out.request_id = self.request_id
+            out.fallback_routing_key = self.routing_key
         else:
             out.routing_key = self.routing_key
         if isinstance(self.value, bool):
@@ -70,7 +73,7 @@ class OutcomesClient(Connection):
         routing_key: str = "",
     ) -> pb.Attribution:
         """Report one outcome; returns where it was counted (ClientError NOT_FOUND when the
-        server no longer knows the request id)."""
+        server does not know the request id and no routing key was given)."""
         outcome = Outcome(model, name, value, request_id, routing_key)
         response: pb.ReportOutcomeResponse = self._call(
             self._stub.ReportOutcome, pb.ReportOutcomeRequest(outcome=outcome.message())

@@ -33,6 +33,7 @@ from server.fleet.store import EtcdStore
 from server.notify.alerts import StableAlerts
 from server.notify.metrics import NotificationCollector
 from server.notify.notifier import Notifier
+from server.outcomes.merged import OutcomeSource
 from server.outcomes.metrics import OutcomeCollector
 from server.outcomes.recorder import OutcomeRecorder
 from server.outcomes.served import ServedRequests
@@ -142,7 +143,12 @@ class App:
                 self.registry,
                 self.repository,
                 ttl_s=config.leader_ttl_seconds,
+                outcomes=self.outcomes.windows,
             )
+        #: Outcomes for the gates and `ab`: in a fleet, every live replica's reports.
+        self.outcome_view: OutcomeSource = (
+            self.fleet.outcomes.view if self.fleet else self.outcomes.windows
+        )
         self.promotion = PromotionController(
             self.rollouts,
             self.telemetry.windows,
@@ -154,7 +160,7 @@ class App:
             on_decision=lambda d: self.telemetry.decision_event(
                 d.evidence.model, d.evidence.candidate_version, d.trace_attributes()
             ),
-            outcomes=self.outcomes.windows,
+            outcomes=self.outcome_view,
         )
         self.alerts = StableAlerts(
             config.notifications.alerts,
@@ -239,7 +245,7 @@ class App:
             fleet_shadow=self.fleet.telemetry.shadow_report if self.fleet is not None else None,
             fleet_readiness=self.fleet.repository.readiness if self.fleet is not None else None,
         )
-        outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table)
+        outcomes = OutcomesServicer(self.outcomes, lambda: self.dataplane.table, self.outcome_view)
         add_services(server, inference, admin, outcomes, self.health)
         self.port = listen(server, self.config)
         set_health(self.health, health_pb2.HealthCheckResponse.NOT_SERVING)

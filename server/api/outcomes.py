@@ -13,6 +13,7 @@ from protos.canaryserve.outcomes.v1 import outcomes_pb2_grpc as pb_grpc
 from server.api.status import message_for, translate_errors
 from server.errors import CanaryServeError, InvalidInput, status_name
 from server.outcomes.ab import OutcomeComparison, compare
+from server.outcomes.merged import OutcomeSource
 from server.outcomes.recorder import Attribution, OutcomeRecorder, OutcomeReport
 from server.outcomes.stats import BINARY, REAL, Difference
 from server.rollout.router import RoutingTable
@@ -32,7 +33,9 @@ def _report(o: pb.Outcome) -> OutcomeReport:
     if which is None:
         raise InvalidInput(f"outcome '{o.name}' has no value: set binary (true/false) or real")
     kind, value = (BINARY, float(o.binary)) if which == "binary" else (REAL, o.real)
-    return OutcomeReport(model, o.name, kind, value, o.request_id, o.routing_key)
+    return OutcomeReport(
+        model, o.name, kind, value, o.request_id, o.routing_key, o.fallback_routing_key
+    )
 
 
 def _attribution(a: Attribution) -> pb.Attribution:
@@ -72,9 +75,16 @@ def _comparison(c: OutcomeComparison) -> pb.OutcomeComparison:
 class OutcomesServicer(pb_grpc.OutcomesServiceServicer):
     """Outcome reports and the A/B view (authenticated by the interceptor, when tokens are set)."""
 
-    def __init__(self, recorder: OutcomeRecorder, table: Callable[[], RoutingTable]) -> None:
+    def __init__(
+        self,
+        recorder: OutcomeRecorder,
+        table: Callable[[], RoutingTable],
+        outcomes: OutcomeSource | None = None,
+    ) -> None:
         self._recorder = recorder
         self._table = table
+        #: What CompareOutcomes reads: in a fleet, every live replica's reports.
+        self._outcomes = outcomes or recorder.windows
 
     @translate_errors
     def ReportOutcome(
@@ -115,7 +125,7 @@ class OutcomesServicer(pb_grpc.OutcomesServiceServicer):
         if not (math.isfinite(window_s) and window_s > 0):
             raise InvalidInput(f"window_seconds must be > 0, got {window_s}")
         table = self._table()
-        comparisons = compare(self._recorder.windows, table, model, confidence, window_s)
+        comparisons = compare(self._outcomes, table, model, confidence, window_s)
         routing = table.models[model]
         return pb.CompareOutcomesResponse(
             model=model,
@@ -123,4 +133,5 @@ class OutcomesServicer(pb_grpc.OutcomesServiceServicer):
             candidate_version=routing.rollout.candidate if routing.rollout is not None else "",
             confidence=confidence,
             outcomes=[_comparison(c) for c in comparisons],
+            replicas=self._outcomes.replicas(model),
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.errors import ModelNotFound
+from server.outcomes.merged import OutcomeSource
 from server.outcomes.stats import Difference, Sample, difference, interval, lift
-from server.outcomes.windows import OutcomeWindows
 from server.rollout.router import RoutingTable, Stage, stage_of
 
 __all__ = ["OutcomeComparison", "VersionOutcome", "compare"]
@@ -39,13 +39,14 @@ class OutcomeComparison:
 
 
 def compare(
-    windows: OutcomeWindows,
+    windows: OutcomeSource,
     table: RoutingTable,
     model: str,
     confidence: float,
     window_s: float,
 ) -> list[OutcomeComparison]:
-    """Every outcome of `model` reported in the last `window_s` seconds."""
+    """Every outcome of `model` reported in the last `window_s` seconds (in a fleet, by
+    every live replica: fleet.outcomes)."""
     routing = table.models.get(model)
     if routing is None:
         raise ModelNotFound(model, known=list(table.models))

@@ -4,7 +4,10 @@ A report names its request one of two ways. By request id: the version that answ
 request, from `ServedRequests` (this process's memory; unknown, evicted or expired ids are
 NOT_FOUND). By routing key: the version the key routes to now, through the router and the
 current routing snapshot (no request metadata, so cohort rules are not applied; after a
-weight change, a key's earlier answer may have come from the other version).
+weight change, a key's earlier answer may have come from the other version). A report by
+request id may carry the request's routing key as a fallback: when this process did not serve
+the request (in a fleet, another replica did), it is joined by that key instead. Routing is
+identical on every replica, so any replica joins a key as the one that served it would.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ MAX_ID_CHARS = 256
 
 @dataclass(frozen=True)
 class OutcomeReport:
-    """One outcome as a backend reports it: exactly one of request_id and routing_key."""
+    """One outcome as a backend reports it: exactly one of request_id and routing_key, and
+    with request_id optionally `fallback_key`, the key to join by where the id is unknown."""
 
     model: str
     name: str
@@ -49,6 +53,7 @@ class OutcomeReport:
     value: float
     request_id: str = ""
     routing_key: str = ""
+    fallback_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,25 @@ class OutcomeRecorder:
                 "an outcome names its request by exactly one of request_id (the id the"
                 " inference request carried) or routing_key (the key it was routed by)"
             )
-        for field, text in (("request_id", r.request_id), ("routing_key", r.routing_key)):
+        if r.fallback_key and not r.request_id:
+            raise InvalidInput(
+                "fallback_routing_key goes with request_id (it joins a report whose request"
+                " this server process did not serve); alone, send routing_key"
+            )
+        texts = (
+            ("request_id", r.request_id),
+            ("routing_key", r.routing_key),
+            ("fallback_routing_key", r.fallback_key),
+        )
+        for field, text in texts:
             if len(text) > MAX_ID_CHARS:
                 raise InvalidInput(f"{field} is {len(text)} characters; at most {MAX_ID_CHARS}")
 
     def _join(self, r: OutcomeReport) -> Attribution:
         if r.request_id:
             served = self.served.lookup(r.request_id)
+            if served is None and r.fallback_key:
+                return self._by_key(r.model, r.fallback_key)
             if served is None:
                 raise NotFound(self._unknown(r))
             if served.model != r.model:
@@ -119,7 +136,10 @@ class OutcomeRecorder:
                     f" '{served.model}', not '{shorten(r.model)}'"
                 )
             return _attributed(served)
-        chosen = route(self._table(), r.model, r.routing_key, {}, None)
+        return self._by_key(r.model, r.routing_key)
+
+    def _by_key(self, model: str, key: str) -> Attribution:
+        chosen = route(self._table(), model, key, {}, None)
         return Attribution(
             chosen.version,
             chosen.stage,
@@ -134,8 +154,9 @@ class OutcomeRecorder:
             f"request '{shorten(r.request_id)}' of model '{shorten(r.model)}' is unknown here:"
             f" this server process keeps who served each request that carried an id for"
             f" {s.ttl_s:g} s, at most {s.max_entries} requests (outcome_join_ttl_seconds,"
-            f" outcome_join_max_requests); the request went to another process, is older, or"
-            f" carried another id — report by routing_key instead"
+            f" outcome_join_max_requests); the request went to another process or replica, is"
+            f" older, or carried another id — report by routing_key instead, or send it as"
+            f" fallback_routing_key beside the request id"
         )
 
     def _claim(self, r: OutcomeReport) -> None:

@@ -44,6 +44,14 @@ class Sample:
     def mean(self) -> float | None:
         return self.total / self.n if self.n else None
 
+    def __add__(self, other: Sample) -> Sample:
+        """Both samples' observations together (the same outcome, from two sources)."""
+        if other.kind != self.kind:
+            raise ValueError(f"cannot add a {other.kind} sample to a {self.kind} one")
+        return Sample(
+            self.kind, self.n + other.n, self.total + other.total, self.total_sq + other.total_sq
+        )
+
     @property
     def variance(self) -> float | None:
         """The sample variance (n - 1 in the denominator); None below two observations."""

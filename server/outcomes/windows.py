@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from server.clock import Clock
 from server.outcomes.stats import BINARY, Kind, Sample
+from server.outcomes.summary import OutcomeBucket, SeriesKey
 
 __all__ = ["OutcomeSeries", "OutcomeWindows"]
 
@@ -143,6 +144,35 @@ class OutcomeWindows:
         """(model, version, name, reports, sum of values) of every series since start."""
         with self._lock:
             return [(*key, s.reports, s.value_sum) for key, s in sorted(self._series.items())]
+
+    def export(self, model: str, since: float = 0.0) -> dict[SeriesKey, dict[float, OutcomeBucket]]:
+        """`model`'s buckets that start at `since` or later, per series (what a replica
+        publishes for the fleet, server.outcomes.summary)."""
+        out: dict[SeriesKey, dict[float, OutcomeBucket]] = {}
+        with self._lock:
+            for (m, version, name), series in self._series.items():
+                if m != model:
+                    continue
+                kind = self._kinds.get((model, name), BINARY)
+                buckets = {
+                    b.start: OutcomeBucket(
+                        b.n, b.sum, b.sq, b.randomized_n, b.randomized_sum, b.randomized_sq
+                    )
+                    for b in series.buckets
+                    if b.start >= since
+                }
+                if buckets:
+                    out[SeriesKey(version, name, kind)] = buckets
+        return out
+
+    def models(self) -> list[str]:
+        """The models with outcome reports."""
+        with self._lock:
+            return sorted({m for m, _ in self._kinds})
+
+    def replicas(self, model: str) -> tuple[str, ...]:
+        """Whose reports these are: this process alone (a fleet merges, fleet.outcomes)."""
+        return ()
 
     def versions(self, model: str, name: str) -> list[str]:
         """The versions with reports of `name` for `model`, in version order."""

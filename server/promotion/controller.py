@@ -24,7 +24,7 @@ from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
-from server.outcomes.windows import OutcomeWindows
+from server.outcomes.merged import OutcomeSource
 from server.promotion.confirm import Confirm, held
 from server.promotion.decision import (
     Action,
@@ -115,7 +115,7 @@ class PromotionController:
         on_decision: DecisionListener | None = None,
         is_leader: Callable[[], bool] | None = None,
         confirm: Confirm | None = None,
-        outcomes: OutcomeWindows | None = None,
+        outcomes: OutcomeSource | None = None,
         evidence: EvidenceSource | None = None,
     ) -> None:
         self._rollouts = rollouts

@@ -11,27 +11,29 @@ bounds, real ones Welch's t bounds (server.outcomes.stats).
 
 from __future__ import annotations
 
-import dataclasses
-
+from server.outcomes.merged import OutcomeSource
 from server.outcomes.stats import Sample, difference, uniform_confidence
-from server.outcomes.windows import OutcomeWindows
 from server.promotion.decision import Check, CheckStatus, Evidence
 from server.promotion.outcome_gate import OutcomeGate, OutcomeWindow
 from server.promotion.policy import SHADOW_STEP, Policy
 
-__all__ = ["LOCAL_ONLY", "gather", "outcome_checks"]
+__all__ = ["gather", "outcome_checks"]
 
 
 def gather(
-    windows: OutcomeWindows, policy: Policy, model: str, stable: str, candidate: str
+    source: OutcomeSource, policy: Policy, model: str, stable: str, candidate: str
 ) -> tuple[OutcomeWindow, ...]:
-    """The policy's outcomes for stable and candidate, each over its gate's window."""
+    """The policy's outcomes for stable and candidate, each over its gate's window (in a
+    fleet, every live replica's reports: fleet.outcomes)."""
     out = []
+    replicas = len(source.replicas(model)) if policy.outcomes else 0
     for gate in policy.outcomes:
-        s = windows.series(model, stable, gate.name, gate.window_s).randomized
-        c = windows.series(model, candidate, gate.name, gate.window_s).randomized
+        s = source.series(model, stable, gate.name, gate.window_s).randomized
+        c = source.series(model, candidate, gate.name, gate.window_s).randomized
         out.append(
-            OutcomeWindow(gate.name, gate.kind, s.n, s.total, s.total_sq, c.n, c.total, c.total_sq)
+            OutcomeWindow(
+                gate.name, gate.kind, s.n, s.total, s.total_sq, c.n, c.total, c.total_sq, replicas
+            )
         )
     return tuple(out)
 
@@ -60,6 +62,7 @@ def outcome_check(p: Policy, gate: OutcomeGate, w: OutcomeWindow | None, live: b
     if w is None or w.kind != gate.kind:
         detail = f"no {gate.kind} reports of outcome '{gate.name}'"
         return Check(name, CheckStatus.NO_DATA, None, gate.max_drop, detail, required)
+    fleet = f" (outcome reports of {w.replicas} replicas)" if w.replicas > 1 else ""
     s = Sample(gate.kind, w.stable_n, w.stable_total, w.stable_total_sq)
     c = Sample(gate.kind, w.candidate_n, w.candidate_total, w.candidate_total_sq)
     head = f"{gate.name}: candidate {_describe(gate.kind, c)} vs stable {_describe(gate.kind, s)}"
@@ -67,7 +70,7 @@ def outcome_check(p: Policy, gate: OutcomeGate, w: OutcomeWindow | None, live: b
     n = min(s.n, c.n)
     diff = difference(s, c, uniform_confidence(n, need, p.confidence)) if n >= need else None
     if diff is None:
-        detail = f"{head}: needs {need} randomized reports each — not enough data"
+        detail = f"{head}: needs {need} randomized reports each — not enough data{fleet}"
         return Check(name, CheckStatus.NO_DATA, None, gate.max_drop, detail, required)
     # The drop is how much worse the candidate is: stable - candidate when higher is better.
     if gate.higher_is_better:
@@ -87,19 +90,11 @@ def outcome_check(p: Policy, gate: OutcomeGate, w: OutcomeWindow | None, live: b
     else:
         status = CheckStatus.NO_DATA
         detail += ": upper bound not yet within the max drop"
-    return Check(name, status, drop, gate.max_drop, detail, required)
-
-
-#: Outcome windows are per process, not merged across a fleet (docs/fleet.md): said in
-#: every outcome check whose evidence merges the windows of more than one replica.
-LOCAL_ONLY = " (this replica's outcome reports only)"
+    return Check(name, status, drop, gate.max_drop, detail + fleet, required)
 
 
 def outcome_checks(p: Policy, ev: Evidence) -> list[Check]:
     """A check per outcome gate of the policy."""
     found = {w.name: w for w in ev.outcomes}
     live = ev.step_index != SHADOW_STEP
-    checks = [outcome_check(p, gate, found.get(gate.name), live) for gate in p.outcomes]
-    if len(ev.replicas) > 1:
-        checks = [dataclasses.replace(c, detail=c.detail + LOCAL_ONLY) for c in checks]
-    return checks
+    return [outcome_check(p, gate, found.get(gate.name), live) for gate in p.outcomes]

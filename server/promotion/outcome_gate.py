@@ -64,7 +64,8 @@ def outcome_gates(value: object) -> tuple[OutcomeGate, ...]:
 @dataclass(frozen=True)
 class OutcomeWindow(Document):
     """One outcome of stable and candidate over the gate's window: randomized reports, their
-    sum and sum of squares (successes, for a binary outcome)."""
+    sum and sum of squares (successes, for a binary outcome), and how many replicas' reports
+    they merge."""
 
     name: str
     kind: str
@@ -74,8 +75,10 @@ class OutcomeWindow(Document):
     candidate_n: int
     candidate_total: float
     candidate_total_sq: float
+    replicas: int = 0  # in a fleet: the replicas whose outcome reports are merged (0: alone)
 
     def __post_init__(self) -> None:
+        check_int("replicas", self.replicas, 0)
         check_int("stable_n", self.stable_n, 0)
         check_int("candidate_n", self.candidate_n, 0)
         for name in ("stable_total", "stable_total_sq", "candidate_total", "candidate_total_sq"):

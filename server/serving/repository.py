@@ -67,20 +67,22 @@ class ModelRepository:
     ) -> list[ModelVersion]:
         """(Re)load every version of `model` on disk, or just `version`; audited.
 
-        Raises FailedPrecondition naming each version that failed to load (the others serve),
-        or whose file changed under its number (unless `force`: see Registry.load).
+        Raises FailedPrecondition naming each version that failed to load (the others serve,
+        and the listeners hear of them: in a fleet they are loaded everywhere), or whose file
+        changed under its number (unless `force`: see Registry.load).
         """
         loaded = self._registry.load(model, version, force=force)
         self._rollouts.append_audit(model, "load", actor, reason, _evidence(version, loaded, rpc))
+        now = frozenset(mv.version for mv in loaded if mv.state is LoadState.READY)
         failed = [mv for mv in loaded if mv.state is not LoadState.READY]
+        if now or not failed:
+            self._changed(RepositoryChange(model, loaded=now))
         if failed:
             ready = sorted(self._registry.ready_versions(model), key=int)
             detail = "; ".join(f"version {mv.version}: {mv.reason}" for mv in failed)
             raise FailedPrecondition(
                 f"model '{model}': {detail} (ready and serving: {', '.join(ready) or 'none'})"
             )
-        now = frozenset(mv.version for mv in loaded if mv.state is LoadState.READY)
-        self._changed(RepositoryChange(model, loaded=now))
         return loaded
 
     def unload(

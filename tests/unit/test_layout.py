@@ -36,8 +36,9 @@ ALLOWED: dict[str, set[str]] = {
     # The etcd client speaks gRPC, so it sits beside the edge, not in the transport-free core.
     # Fleet telemetry publishes the windows and shadow counters and serves them as promotion
     # evidence: it reads telemetry and shadow and implements promotion's EvidenceSource. The
-    # fleet repository loads and unloads versions in serving's registry.
-    "fleet": LEAVES | {"rollout", "telemetry", "shadow", "promotion", "serving"},
+    # fleet repository loads and unloads versions in serving's registry. Fleet outcomes
+    # publish the outcome windows and merge every replica's for the gates and `ab` (outcomes).
+    "fleet": LEAVES | {"outcomes", "rollout", "telemetry", "shadow", "promotion", "serving"},
     # Webhooks, the pre-promotion hook and stable alerts: they read rollout states and audit
     # rows (rollout) and the hook reads promotion decisions (promotion); promotion and
     # telemetry reach notify only through callables the composition root wires.

@@ -112,6 +112,26 @@ def test_an_unknown_or_expired_request_id_is_not_found_and_says_what_to_do(rig: 
         rig.recorder.report(report(request_id="r1"))
 
 
+def test_an_unknown_request_id_with_a_fallback_key_is_joined_by_the_key(rig: Rig) -> None:
+    """Another replica served the request: its key routes there as it did on that replica."""
+    for i in range(20):
+        version = route(rig.table, "m", f"user-{i}", {}, None).version  # served elsewhere
+        a = rig.recorder.report(
+            OutcomeReport("m", "conversion", "binary", 1.0, f"elsewhere-{i}", "", f"user-{i}")
+        )
+        assert (a.version, a.joined_by, a.randomized) == (version, JOIN_ROUTING_KEY, True)
+
+
+def test_a_known_request_id_wins_over_its_fallback_key(rig: Rig) -> None:
+    """Served here: the record says who served it, even after the weight moved the key."""
+    key = next(f"user-{i}" for i in range(100) if rig.serve(f"r{i}", f"user-{i}") == "3")
+    rig.table = routing(weight_ppm=0)
+    a = rig.recorder.report(
+        OutcomeReport("m", "conversion", "binary", 1.0, rig_id(rig, key), "", key)
+    )
+    assert (a.version, a.joined_by) == ("3", JOIN_REQUEST_ID)
+
+
 @pytest.mark.parametrize(
     ("outcome", "message"),
     [
@@ -124,6 +144,8 @@ def test_an_unknown_or_expired_request_id_is_not_found_and_says_what_to_do(rig: 
         (OutcomeReport("m", "c", "binary", 1.0), "exactly one of request_id"),
         (OutcomeReport("m", "c", "binary", 1.0, "r1", "user-1"), "exactly one of request_id"),
         (OutcomeReport("m", "c", "binary", 1.0, "x" * 300), "at most 256"),
+        (OutcomeReport("m", "c", "binary", 1.0, "", "user-1", "k"), "goes with request_id"),
+        (OutcomeReport("m", "c", "binary", 1.0, "r1", "", "k" * 300), "at most 256"),
         (OutcomeReport("other", "c", "binary", 1.0, "r1"), "served by model 'm'"),
     ],
 )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-protos/canaryserve/outcomes/v1/outcomes.proto\x12\x17\x63\x61naryserve.outcomes.v1\"\x89\x01\n\x07Outcome\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\nrequest_id\x18\x02 \x01(\tH\x00\x12\x15\n\x0brouting_key\x18\x03 \x01(\tH\x00\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x10\n\x06\x62inary\x18\x05 \x01(\x08H\x01\x12\x0e\n\x04real\x18\x06 \x01(\x01H\x01\x42\t\n\x07requestB\x07\n\x05value\"e\n\x0b\x41ttribution\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x14\n\x0croute_reason\x18\x03 \x01(\t\x12\x11\n\tjoined_by\x18\x04 \x01(\t\x12\r\n\x05gates\x18\x05 \x01(\x08\"I\n\x14ReportOutcomeRequest\x12\x31\n\x07outcome\x18\x01 \x01(\x0b\x32 .canaryserve.outcomes.v1.Outcome\"R\n\x15ReportOutcomeResponse\x12\x39\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32$.canaryserve.outcomes.v1.Attribution\"K\n\x15ReportOutcomesRequest\x12\x32\n\x08outcomes\x18\x01 \x03(\x0b\x32 .canaryserve.outcomes.v1.Outcome\"9\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"`\n\x16ReportOutcomesResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x34\n\x08rejected\x18\x02 \x03(\x0b\x32\".canaryserve.outcomes.v1.Rejection\"S\n\x16\x43ompareOutcomesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\":\n\x08Interval\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\r\n\x05lower\x18\x02 \x01(\x01\x12\r\n\x05upper\x18\x03 \x01(\x01\"\x8f\x01\n\x0eVersionOutcome\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12/\n\x04mean\x18\x05 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\x12\x10\n\x08reported\x18\x06 \x01(\x03\"\xd2\x01\n\x11OutcomeComparison\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x39\n\x08versions\x18\x03 \x03(\x0b\x32\'.canaryserve.outcomes.v1.VersionOutcome\x12\x35\n\ndifference\x18\x04 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\x12/\n\x04lift\x18\x05 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\"\xad\x01\n\x17\x43ompareOutcomesResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0estable_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12<\n\x08outcomes\x18\x05 \x03(\x0b\x32*.canaryserve.outcomes.v1.OutcomeComparison2\xf0\x02\n\x0fOutcomesService\x12p\n\rReportOutcome\x12-.canaryserve.outcomes.v1.ReportOutcomeRequest\x1a..canaryserve.outcomes.v1.ReportOutcomeResponse\"\x00\x12s\n\x0eReportOutcomes\x12..canaryserve.outcomes.v1.ReportOutcomesRequest\x1a/.canaryserve.outcomes.v1.ReportOutcomesResponse\"\x00\x12v\n\x0f\x43ompareOutcomes\x12/.canaryserve.outcomes.v1.CompareOutcomesRequest\x1a\x30.canaryserve.outcomes.v1.CompareOutcomesResponse\"\x00\x42\x32Z0canaryserve/client/go/gen/outcomes/v1;outcomesv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-protos/canaryserve/outcomes/v1/outcomes.proto\x12\x17\x63\x61naryserve.outcomes.v1\"\xa7\x01\n\x07Outcome\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\nrequest_id\x18\x02 \x01(\tH\x00\x12\x15\n\x0brouting_key\x18\x03 \x01(\tH\x00\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x10\n\x06\x62inary\x18\x05 \x01(\x08H\x01\x12\x0e\n\x04real\x18\x06 \x01(\x01H\x01\x12\x1c\n\x14\x66\x61llback_routing_key\x18\x07 \x01(\tB\t\n\x07requestB\x07\n\x05value\"e\n\x0b\x41ttribution\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x14\n\x0croute_reason\x18\x03 \x01(\t\x12\x11\n\tjoined_by\x18\x04 \x01(\t\x12\r\n\x05gates\x18\x05 \x01(\x08\"I\n\x14ReportOutcomeRequest\x12\x31\n\x07outcome\x18\x01 \x01(\x0b\x32 .canaryserve.outcomes.v1.Outcome\"R\n\x15ReportOutcomeResponse\x12\x39\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32$.canaryserve.outcomes.v1.Attribution\"K\n\x15ReportOutcomesRequest\x12\x32\n\x08outcomes\x18\x01 \x03(\x0b\x32 .canaryserve.outcomes.v1.Outcome\"9\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"`\n\x16ReportOutcomesResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x34\n\x08rejected\x18\x02 \x03(\x0b\x32\".canaryserve.outcomes.v1.Rejection\"S\n\x16\x43ompareOutcomesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\":\n\x08Interval\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\r\n\x05lower\x18\x02 \x01(\x01\x12\r\n\x05upper\x18\x03 \x01(\x01\"\x8f\x01\n\x0eVersionOutcome\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12/\n\x04mean\x18\x05 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\x12\x10\n\x08reported\x18\x06 \x01(\x03\"\xd2\x01\n\x11OutcomeComparison\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x39\n\x08versions\x18\x03 \x03(\x0b\x32\'.canaryserve.outcomes.v1.VersionOutcome\x12\x35\n\ndifference\x18\x04 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\x12/\n\x04lift\x18\x05 \x01(\x0b\x32!.canaryserve.outcomes.v1.Interval\"\xbf\x01\n\x17\x43ompareOutcomesResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0estable_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12<\n\x08outcomes\x18\x05 \x03(\x0b\x32*.canaryserve.outcomes.v1.OutcomeComparison\x12\x10\n\x08replicas\x18\x06 \x03(\t2\xf0\x02\n\x0fOutcomesService\x12p\n\rReportOutcome\x12-.canaryserve.outcomes.v1.ReportOutcomeRequest\x1a..canaryserve.outcomes.v1.ReportOutcomeResponse\"\x00\x12s\n\x0eReportOutcomes\x12..canaryserve.outcomes.v1.ReportOutcomesRequest\x1a/.canaryserve.outcomes.v1.ReportOutcomesResponse\"\x00\x12v\n\x0f\x43ompareOutcomes\x12/.canaryserve.outcomes.v1.CompareOutcomesRequest\x1a\x30.canaryserve.outcomes.v1.CompareOutcomesResponse\"\x00\x42\x32Z0canaryserve/client/go/gen/outcomes/v1;outcomesv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z0canaryserve/client/go/gen/outcomes/v1;outcomesv1'
   _globals['_OUTCOME']._serialized_start=75
-  _globals['_OUTCOME']._serialized_end=212
-  _globals['_ATTRIBUTION']._serialized_start=214
-  _globals['_ATTRIBUTION']._serialized_end=315
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=317
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=390
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=392
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=474
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=476
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=551
-  _globals['_REJECTION']._serialized_start=553
-  _globals['_REJECTION']._serialized_end=610
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=612
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=708
-  _globals['_COMPAREOUTCOMESREQUEST']._serialized_start=710
-  _globals['_COMPAREOUTCOMESREQUEST']._serialized_end=793
-  _globals['_INTERVAL']._serialized_start=795
-  _globals['_INTERVAL']._serialized_end=853
-  _globals['_VERSIONOUTCOME']._serialized_start=856
-  _globals['_VERSIONOUTCOME']._serialized_end=999
-  _globals['_OUTCOMECOMPARISON']._serialized_start=1002
-  _globals['_OUTCOMECOMPARISON']._serialized_end=1212
-  _globals['_COMPAREOUTCOMESRESPONSE']._serialized_start=1215
-  _globals['_COMPAREOUTCOMESRESPONSE']._serialized_end=1388
-  _globals['_OUTCOMESSERVICE']._serialized_start=1391
-  _globals['_OUTCOMESSERVICE']._serialized_end=1759
+  _globals['_OUTCOME']._serialized_end=242
+  _globals['_ATTRIBUTION']._serialized_start=244
+  _globals['_ATTRIBUTION']._serialized_end=345
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=347
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=420
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=422
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=504
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=506
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=581
+  _globals['_REJECTION']._serialized_start=583
+  _globals['_REJECTION']._serialized_end=640
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=642
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=738
+  _globals['_COMPAREOUTCOMESREQUEST']._serialized_start=740
+  _globals['_COMPAREOUTCOMESREQUEST']._serialized_end=823
+  _globals['_INTERVAL']._serialized_start=825
+  _globals['_INTERVAL']._serialized_end=883
+  _globals['_VERSIONOUTCOME']._serialized_start=886
+  _globals['_VERSIONOUTCOME']._serialized_end=1029
+  _globals['_OUTCOMECOMPARISON']._serialized_start=1032
+  _globals['_OUTCOMECOMPARISON']._serialized_end=1242
+  _globals['_COMPAREOUTCOMESRESPONSE']._serialized_start=1245
+  _globals['_COMPAREOUTCOMESRESPONSE']._serialized_end=1436
+  _globals['_OUTCOMESSERVICE']._serialized_start=1439
+  _globals['_OUTCOMESSERVICE']._serialized_end=1807
 # @@protoc_insertion_point(module_scope)

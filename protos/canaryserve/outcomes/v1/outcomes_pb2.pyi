@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Outcome(_message.Message):
-    __slots__ = ("model", "request_id", "routing_key", "name", "binary", "real")
+    __slots__ = ("model", "request_id", "routing_key", "name", "binary", "real", "fallback_routing_key")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BINARY_FIELD_NUMBER: _ClassVar[int]
     REAL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
     model: str
     request_id: str
     routing_key: str
     name: str
     binary: bool
     real: float
-    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., routing_key: _Optional[str] = ..., name: _Optional[str] = ..., binary: _Optional[bool] = ..., real: _Optional[float] = ...) -> None: ...
+    fallback_routing_key: str
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., routing_key: _Optional[str] = ..., name: _Optional[str] = ..., binary: _Optional[bool] = ..., real: _Optional[float] = ..., fallback_routing_key: _Optional[str] = ...) -> None: ...
 
 class Attribution(_message.Message):
     __slots__ = ("version", "stage", "route_reason", "joined_by", "gates")
@@ -123,15 +125,17 @@ class OutcomeComparison(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionOutcome, _Mapping]]] = ..., difference: _Optional[_Union[Interval, _Mapping]] = ..., lift: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class CompareOutcomesResponse(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "confidence", "outcomes")
+    __slots__ = ("model", "stable_version", "candidate_version", "confidence", "outcomes", "replicas")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
     confidence: float
     outcomes: _containers.RepeatedCompositeFieldContainer[OutcomeComparison]
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., confidence: _Optional[float] = ..., outcomes: _Optional[_Iterable[_Union[OutcomeComparison, _Mapping]]] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., confidence: _Optional[float] = ..., outcomes: _Optional[_Iterable[_Union[OutcomeComparison, _Mapping]]] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
