@@ -22,7 +22,7 @@ CUDART_WHEEL="nvidia_cuda_runtime_cu12-$CUDART-py3-none-manylinux2014_x86_64.man
 CUDART_SHA256=25bba2dfb01d48a9b59ca474a1ac43c6ebf7011f1b0b8cc44f54eb6ac48a96c3
 
 TOOL=.tools/perf_analyzer
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/canaryserve/wheels"
+CACHE="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/canaryserve/wheels"
 STAMP="tritonclient $TRITONCLIENT, nvidia-cuda-runtime-cu12 $CUDART"
 
 fail() {
@@ -35,7 +35,22 @@ python="$(command -v "${PYTHON:-python3.11}" || command -v python3 || true)"
 [[ -n "$python" ]] || fail "no python3 to run pip with"
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+scratch=""
+trap 'rm -f "$log"; [[ -z "$scratch" ]] || rm -rf "$scratch"' EXIT
+
+# pip for the downloads: the Python's own, or (a Debian python3 has none) a throwaway venv's.
+pip_python=""
+find_pip() {
+  [[ -z "$pip_python" ]] || return 0
+  if "$python" -m pip --version >/dev/null 2>&1; then
+    pip_python="$python"
+    return 0
+  fi
+  scratch="$(mktemp -d)"
+  "$python" -m venv "$scratch/venv" >"$log" 2>&1 ||
+    { cat "$log" >&2; fail "$python has no pip, and no venv to get one from (python3-venv)"; }
+  pip_python="$scratch/venv/bin/python"
+}
 
 status="$(dpkg-query -W -f='${db:Status-Status}' libb64-0d 2>/dev/null || true)"
 if [[ "$status" != installed ]]; then
@@ -54,7 +69,8 @@ wheel() {
   shift 3
   if [[ ! -f "$CACHE/$file" ]]; then
     mkdir -p "$CACHE"
-    if ! "$python" -m pip download --disable-pip-version-check --quiet --no-deps \
+    find_pip
+    if ! "$pip_python" -m pip download --disable-pip-version-check --quiet --no-deps \
       --only-binary=:all: --python-version 3.11 "$@" -d "$CACHE" "$requirement" >"$log" 2>&1; then
       cat "$log" >&2
       fail "pip download $requirement failed"

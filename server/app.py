@@ -280,7 +280,6 @@ class App:
             self._metrics.start()
             self.metrics_port = self._metrics.port
             log.info("metrics on http://%s:%d/metrics", self.config.host, self.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.config.host, self.metrics_port)
         self.notifier.start()
         self.alerts.start()
         self.promotion.start()

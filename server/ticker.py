@@ -32,13 +32,17 @@ class Ticker:
         *,
         log: logging.Logger,
         failure: str,
+        on_stop: Callable[[], object] | None = None,
     ) -> None:
-        """`failure` is the message logged (to `log`, with the traceback) when `tick` raises."""
+        """`failure` is the message logged (to `log`, with the traceback) when `tick` raises;
+        `on_stop`, if given, is the thread's last call once stopped (e.g. closing what only
+        its ticks use, which no other thread may close while a tick is in progress)."""
         self.name = name
         self.interval_s = interval_s
         self._tick = tick
         self._log = log
         self._failure = failure
+        self._on_stop = on_stop
         self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,7 +63,8 @@ class Ticker:
 
     def stop(self, timeout: float) -> bool:
         """Stop ticking; wait up to `timeout` seconds for the thread to end. True when it has
-        ended (or never started). Called from `tick` itself, it stops without waiting."""
+        ended (or never started). Called from `tick` itself, it does not wait and returns
+        False: the thread ends when that tick returns."""
         self._stopped.set()
         self._wake.set()
         thread = self._thread
@@ -74,6 +79,11 @@ class Ticker:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             if self._stopped.is_set():
+                if self._on_stop is not None:
+                    try:
+                        self._on_stop()
+                    except Exception:
+                        self._log.exception("%s: its last call failed", self.name)
                 return
             try:
                 self._tick()

@@ -36,6 +36,9 @@ def _retryable(exc: grpc.RpcError) -> bool:
 
 
 _CHANNEL_OPTIONS = [
+    # A Range over a prefix answers in one message: the fleet's published telemetry and outcome
+    # windows grow with replicas and versions past gRPC's default 4 MiB (etcd sends any size).
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
     # Reconnect within a second of etcd coming back (gRPC's default backoff reaches 120 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),

@@ -149,7 +149,6 @@ class SqliteStore:
         self._busy_timeout = busy_timeout
         self._poll_s = poll_seconds
         self._watcher: Ticker | None = None
-        self._watch_db: sqlite3.Connection | None = None
         # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT, so the
         # CAS read and the writes cannot interleave with another process's writer.
         self._db = sqlite3.connect(
@@ -282,7 +281,6 @@ class SqliteStore:
                 seen[0] = version
                 on_change(self.load())
 
-        self._watch_db = db
         # A locked or vanished file must not end the watch: the ticker logs and goes on.
         self._watcher = Ticker(
             "canaryserve-store-watch",
@@ -290,11 +288,12 @@ class SqliteStore:
             look,
             log=log,
             failure=f"state store {self.path}: watch could not reload",
+            on_stop=db.close,  # by the watch's own thread, after its last look
         )
         self._watcher.start()
 
     def close(self) -> None:
-        if self._watcher is not None and self._watcher.stop(2.0) and self._watch_db is not None:
-            self._watch_db.close()  # else its thread is in on_change still (or is this one)
+        if self._watcher is not None:
+            self._watcher.stop(2.0)  # its thread closes the watch connection as it ends
         with self._lock:
             self._db.close()

@@ -4,8 +4,9 @@ A candidate's in-process runs go through them (`candidate_priority`, docs/schedu
 onnxruntime releases the GIL while it runs, so what a slow candidate takes from stable's calls
 is the core, and the kernel's scheduler is what can give it back. Priorities:
 
-* "low": nice 10, a CFS/EEVDF weight of 110 against 1024 at nice 0: about a tenth of a core
-  that a normal thread also wants, all of an idle one;
+* "low": 10 nice steps below the server's own threads (at most 19; a weight of 110 against
+  1024 from nice 0 to 10): about a tenth of a core that a normal thread also wants, all of
+  an idle one;
 * "idle": SCHED_IDLE, the kernel's lowest class: runs only on a core nothing else of normal
   priority wants, and a waking normal thread preempts it at once;
 * "normal": no handoff, the run stays on the request's thread.
@@ -44,16 +45,22 @@ def lower_this_thread(priority: str) -> None:
     tid = threading.get_native_id()
     if priority == "idle":
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    elif priority == "low":
-        os.setpriority(os.PRIO_PROCESS, tid, LOW_NICE)
+    elif priority == "low":  # relative: in a server already niced, still below its threads
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + LOW_NICE))
     else:
         raise ValueError(f"no lower priority called {priority!r}")
 
 
 class LowPriorityThreads:
-    """A small pool of threads at `priority` that runs calls and hands back their results."""
+    """A pool of threads at `priority` that runs calls and hands back their results.
 
-    def __init__(self, priority: str, threads: int = 4) -> None:
+    One pool per priority serves every candidate of the process; threads start as calls need
+    them. Its size is above the candidate slots a server normally has (one per candidate), so
+    a run waits in its version's queue, where limits and timeouts apply, not in this pool.
+    """
+
+    def __init__(self, priority: str, threads: int = 16) -> None:
         self.priority = priority
         self.applied: bool | None = None  # whether the OS took the priority (after a call)
         self._warned = threading.Lock()

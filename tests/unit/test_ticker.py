@@ -132,3 +132,22 @@ def test_stop_without_start_and_a_second_start(calls: Calls, tickers: list[Ticke
     other.start()
     with pytest.raises(RuntimeError, match="started already"):
         other.start()
+
+
+def test_on_stop_is_the_threads_last_call_after_the_tick_in_progress(calls: Calls) -> None:
+    """What only the ticks use is closed by the thread itself, even when stop() gave up
+    waiting for a long tick: never under a tick still running."""
+    calls.gate = threading.Event()
+    order: list[str] = []
+    last = threading.current_thread
+    t = Ticker(
+        "test-ticker", 0.01, lambda: (order.append("tick"), calls()), log=LOG,
+        failure="the test tick failed", on_stop=lambda: order.append(last().name),
+    )  # fmt: skip
+    t.start()
+    assert calls.entered.wait(WAIT)
+    assert not t.stop(0.01)  # stop gave up waiting: the tick is still running
+    assert order == ["tick"]  # and nothing was closed under it
+    calls.gate.set()
+    wait_for(lambda: len(order) == 2, message="on_stop after the tick")
+    assert order == ["tick", "test-ticker"]
