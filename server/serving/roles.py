@@ -208,6 +208,8 @@ class RoleRunner:
                 _close(new)
                 return
             log.info("%s: rebuilt as %s", self.path, "stable" if stable else "candidate")
+        if self._stable != stable:  # the role changed back while it was built: follow it
+            threading.Thread(target=self._swap, name=f"rebuild-{self.path}", daemon=True).start()
 
     def close(self) -> None:
         """Close the runner serving now (idempotent); a rebuild under way closes its own."""

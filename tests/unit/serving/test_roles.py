@@ -116,3 +116,28 @@ def test_closing_during_a_rebuild_closes_what_the_rebuild_built() -> None:
     release.set()
     wait_for(lambda: len(built) == 2 and built[1].closed, message="the rebuilt runner closes")
     assert runner.inner is built[0]  # never swapped in
+
+
+def test_a_role_that_changes_back_during_a_rebuild_is_followed() -> None:
+    """Promoted, then rolled back while the stable build was under way: the runner ends up
+    built for the role it has now, not for the one the finished build was for."""
+    built: list[tuple[bool, _Built]] = []
+    building, release = threading.Event(), threading.Event()
+
+    def build(path: Path, placement: Placement, stable: bool) -> _Built:
+        if stable:  # the build for the promotion: held until the role has changed back
+            building.set()
+            release.wait(10)
+        built.append((stable, _Built()))
+        return built[-1][1]
+
+    runner = RoleRunner(
+        Path("m/1/model.onnx"), Placement(candidate_intra_op_threads=2), False, build
+    )
+    runner.set_role(True)
+    assert building.wait(10)
+    runner.set_role(False)  # rolled back before the stable build is done
+    release.set()
+    wait_for(lambda: [s for s, _ in built] == [False, True, False], message="built back")
+    wait_for(lambda: runner.inner is built[2][1], message="the candidate build serves")
+    assert not runner.stable
