@@ -10,6 +10,10 @@ changes the revision the next evaluation starts from.
 A manual rollout started with guard rails (the default) carries a guard policy instead: the
 same gates judge it (`promotion.guard()`), but only a rollback acts ("guard_rollback"); its
 steps and promotion stay the operator's.
+
+The parts it is made of: promotion.tracks (what it remembers of a rollout between
+evaluations), promotion.step_evidence (what a step is judged on) and promotion.actions (the
+commands a decision becomes).
 """
 
 from __future__ import annotations
@@ -19,36 +23,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from server.clock import Clock
 from server.errors import CanaryServeError, FailedPrecondition, ModelNotFound
 from server.outcomes.merged import OutcomeSource
+from server.promotion.actions import commands_for
 from server.promotion.confirm import Confirm, held
-from server.promotion.decision import (
-    Action,
-    CheckStatus,
-    Decision,
-    Evidence,
-    VersionWindow,
-)
+from server.promotion.decision import Action, CheckStatus, Decision
 from server.promotion.evidence import EvidenceSource, LocalEvidence
 from server.promotion.gates import decide, guard
-from server.promotion.outcome_checks import gather
-from server.promotion.policy import SHADOW_STEP, Policy
+from server.promotion.policy import Policy
+from server.promotion.step_evidence import step_evidence, step_of
+from server.promotion.tracks import Track, next_track
 from server.rollout.controller import RolloutController
-from server.rollout.state import (
-    Command,
-    Phase,
-    Promote,
-    Rollback,
-    RolloutState,
-    SetShadow,
-    SetWeight,
-)
+from server.rollout.state import RolloutState
 from server.shadow.executor import ShadowExecutor
-from server.telemetry.windows import WindowProcessor, WindowSummary
+from server.telemetry.windows import WindowProcessor
 from server.ticker import Ticker
 
 __all__ = ["ACTOR", "DecisionListener", "PromotionController", "step_of"]
@@ -57,48 +48,12 @@ log = logging.getLogger(__name__)
 
 ACTOR = "promotion"
 DecisionListener: TypeAlias = Callable[[Decision], None]
-#: When the stable saw too few calls during the step (high canary weights), its baseline looks
-#: back this far instead.
-STABLE_LOOKBACK_S = 600.0
-
-
-def step_of(state: RolloutState, policy: Policy) -> int:
-    """The policy step a rollout is at, derived from its durable state (survives restarts)."""
-    if state.phase is Phase.SHADOW:
-        return SHADOW_STEP
-    below = [i for i, ppm in enumerate(policy.steps) if ppm <= state.canary_ppm]
-    return below[-1] if below else 0
 
 
 def _watched(state: RolloutState) -> bool:
     """An active, unpaused rollout that is automatic or has guard rails."""
     guarded = state.policy is not None or state.guard is not None
     return state.active and guarded and not state.paused
-
-
-@dataclass
-class _Track:
-    """What the controller remembers of one rollout between evaluations (memory only)."""
-
-    revision: int
-    failed_checks: int = 0
-    step_downs: int = 0
-    stepped_down: bool = False  # this step began with a step-down
-    approved: bool = False
-    last: Decision | None = None
-    last_reason: str = ""
-
-
-def _window(w: WindowSummary) -> VersionWindow:
-    return VersionWindow(
-        requests=w.requests,
-        errors=w.errors,
-        p50_ms=w.p50_ms,
-        p95_ms=w.p95_ms,
-        p99_ms=w.p99_ms,
-        error_trace_ids=w.error_trace_ids,
-        window_s=w.window_s,
-    )
 
 
 class PromotionController:
@@ -128,7 +83,7 @@ class PromotionController:
         #: Asked before an automatic step or promotion (the pre-promotion hook), leader only.
         self._confirm = confirm
         self._outcomes = outcomes
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, Track] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._next_at: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -199,7 +154,9 @@ class PromotionController:
         policy = self._policy(state)
         with self._lock:
             track = self._track(state)
-            evidence = self._evidence(state, policy, track)
+            evidence = step_evidence(
+                self._windows, self._outcomes, state, policy, track, self._clock()
+            )
             decision = (
                 decide(policy, evidence) if state.policy is not None else guard(policy, evidence)
             )
@@ -232,71 +189,10 @@ class PromotionController:
             policy = self._policies[key] = Policy.from_dict(document)
         return policy
 
-    def _track(self, state: RolloutState) -> _Track:
-        track = self._tracks.get(state.model)
-        if track is None or track.revision != state.revision:
-            # A new step (or an operator's change): fresh approval, but failures carry over
-            # within one rollout so a flapping gate still reaches its threshold.
-            same_rollout = (
-                track is not None
-                and track.last is not None
-                and (track.last.evidence.candidate_version == state.candidate)
-            )
-            kept = track if track is not None and same_rollout else None
-            stepped_down = (
-                kept is not None
-                and kept.last is not None
-                and kept.last.action is Action.STEP_DOWN
-                and kept.last.next_canary_ppm == state.canary_ppm
-            )
-            track = _Track(
-                revision=state.revision,
-                failed_checks=kept.failed_checks if kept else 0,
-                step_downs=kept.step_downs if kept else 0,
-                stepped_down=stepped_down,
-            )
-            self._tracks[state.model] = track
+    def _track(self, state: RolloutState) -> Track:
+        track = next_track(self._tracks.get(state.model), state)
+        self._tracks[state.model] = track
         return track
-
-    def _evidence(self, state: RolloutState, policy: Policy, track: _Track) -> Evidence:
-        assert state.candidate is not None
-        now = self._clock()
-        step_start = state.updated_at
-        if track.stepped_down:
-            # The failing step's calls in the window bucket the step-down fell in would count
-            # against the lower step: its evidence starts at the next whole bucket.
-            bucket = self._windows.bucket_s
-            step_start = step_start - step_start % bucket + bucket if bucket > 0 else step_start
-        candidate = self._windows.summary(
-            state.model, state.candidate, window_s=now - step_start + 1.0, since=step_start
-        )
-        # Compare like with like: the stable over the same period, when it saw enough calls
-        # (latency drifts with load); otherwise its recent past.
-        stable = self._windows.summary(
-            state.model, state.stable, window_s=now - step_start + 1.0, since=step_start
-        )
-        if stable.requests < policy.min_latency_samples:
-            stable = self._windows.summary(state.model, state.stable, window_s=STABLE_LOOKBACK_S)
-        return Evidence(
-            model=state.model,
-            stable_version=state.stable,
-            candidate_version=state.candidate,
-            step_index=step_of(state, policy),
-            seconds_in_step=max(0.0, now - step_start),
-            stable=_window(stable),
-            candidate=_window(candidate),
-            shadow=self._windows.shadow(state.model, state.candidate),
-            failed_checks=track.failed_checks,
-            approved=track.approved,
-            step_downs=track.step_downs,
-            now=now,
-            outcomes=(
-                gather(self._outcomes, policy, state.model, state.stable, state.candidate)
-                if self._outcomes is not None
-                else ()
-            ),
-            replicas=self._windows.replicas(state.model),
-        )
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
         self.counts[(state.model, decision.action.value)] += 1
@@ -304,22 +200,7 @@ class PromotionController:
             self._on_decision(decision)
         automatic = state.policy is not None
         kind = "auto" if automatic else "guard"
-        commands: list[Command] = []
-        if not automatic:  # guard rails: only a rollback acts
-            if decision.action is Action.ROLLBACK:
-                commands.append(Rollback())
-        elif decision.action is Action.STEP_DOWN:
-            assert decision.next_canary_ppm is not None
-            commands.append(SetWeight(decision.next_canary_ppm))
-        elif decision.action is Action.ADVANCE:
-            if decision.next_shadow_ppm is not None:
-                commands.append(SetShadow(decision.next_shadow_ppm))
-            if decision.next_canary_ppm is not None:
-                commands.append(SetWeight(decision.next_canary_ppm))
-        elif decision.action is Action.PROMOTE:
-            commands.append(Promote())
-        elif decision.action is Action.ROLLBACK:
-            commands.append(Rollback())
+        commands = commands_for(decision, automatic=automatic)
         extra = decision.as_dict()
         if not commands:  # a hold: audit it when its reason changes, not every interval
             failing = any(c.status is CheckStatus.FAIL for c in decision.checks)
@@ -334,7 +215,6 @@ class PromotionController:
             return
         expected: int | None = state.revision
         try:
-            # Shadow off before the weight goes up: the order keeps every state valid.
             for command in commands:
                 outcome = self._rollouts.execute(
                     state.model,
