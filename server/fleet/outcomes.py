@@ -53,6 +53,8 @@ RolloutModels: TypeAlias = Callable[[], Iterable[str]]
 Slot: TypeAlias = dict[SeriesKey, dict[float, OutcomeBucket]]
 #: Remote publications are read at most this often per model (a view reads several times).
 _CACHE_S = 0.2
+#: An unreadable fleet is said at WARNING at most once in this many seconds (DEBUG otherwise).
+_WARN_EVERY_S = 60.0
 
 
 class FleetOutcomes:
@@ -78,6 +80,7 @@ class FleetOutcomes:
         self.stale_s = stale_s
         self.horizon_s = horizon_s
         self._clock = clock
+        self._warned_at = float("-inf")
         self._cache: dict[str, tuple[float, list[ReplicaOutcomes]]] = {}
         self._pieces: dict[str, dict[str, str]] = {}  # model -> this replica's pieces by name
         #: model -> etcd key -> (mod_revision, a head's bytes or a parsed slot)
@@ -133,7 +136,18 @@ class FleetOutcomes:
                 with self._reading:
                     read = self._read(model)
             except (StoreUnavailable, grpc.RpcError) as exc:
-                log.debug("fleet outcomes of %s unreadable: %s", model, exc)
+                # The gates then read what is cached, then this replica's reports alone: say
+                # so where an operator looks, without a line per gate evaluation.
+                warn = now - self._warned_at >= _WARN_EVERY_S
+                if warn:
+                    self._warned_at = now
+                log.log(
+                    logging.WARNING if warn else logging.DEBUG,
+                    "fleet outcomes of %s unreadable (outcome gates and ab use this replica's"
+                    " reports until the store answers): %s",
+                    model,
+                    exc,
+                )
                 read = cached[1] if cached is not None else []  # aged out by fresh() below
             cached = (now, [p for p in read if p.replica != self.identity])
             with self._lock:

@@ -4,11 +4,15 @@ exactly what a full read would."""
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import cast
 
+import pytest
+
 from protos.etcd.etcdserverpb import rpc_pb2 as rpc
 from protos.etcd.mvccpb import kv_pb2
+from server.errors import StoreUnavailable
 from server.fleet.client import EtcdClient
 from server.fleet.outcomes import FleetOutcomes
 from server.outcomes.publication import ReplicaOutcomes, join, split
@@ -118,3 +122,32 @@ def test_a_piece_that_does_not_parse_is_skipped_not_raised() -> None:
     (read,) = r1.others("m")
     assert read == r2.local("m")
     assert r1.view.series("m", "2", "conversion", 3600).randomized.n == 1
+
+
+class _Down(FakeKV):
+    def range(self, request: rpc.RangeRequest) -> rpc.RangeResponse:
+        raise StoreUnavailable("etcd://127.0.0.1:1/p", "no endpoint answers")
+
+
+def test_an_unreadable_fleet_keeps_the_last_read_and_warns_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(now=START)
+    kv = FakeKV()
+    windows = recorder(clock)
+    windows.add("m", "2", "conversion", 1.0, True)
+    r2 = FleetOutcomes(cast(EtcdClient, kv), b"/p/", "r2", windows, lambda: [], clock=clock)
+    kv.put_all(r2.publication(), b"/p/outcomes/m/r2/")
+    r1 = FleetOutcomes(cast(EtcdClient, kv), b"/p/", "r1", recorder(clock), lambda: [], clock=clock)
+    assert len(r1.others("m")) == 1
+    r1._client = cast(EtcdClient, _Down())  # the store goes away
+    with caplog.at_level(logging.DEBUG, logger="server.fleet.outcomes"):
+        for _ in range(20):  # 10 s of gate evaluations
+            clock.advance(0.5)
+            r1.others("m")
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "this replica's reports" in warnings[0].getMessage()
+        assert r1.others("m") == []  # the last read aged out: this replica's alone
+        clock.advance(60.0)
+        r1.others("m")
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
