@@ -5,6 +5,7 @@ Packages by concern; imports flow one way, left to right, never back:
     errors, clock, intervals   leaves: the exception tree + status names, the Clock, rate bounds
     ticker                     leaf: the periodic background thread every looping part runs
     coercion                   leaf: one config value checked against its setting's type
+    freshness                  leaf: each live replica's latest publication, stale ones dropped
     rollout                    router, stage machine, controller, store
     shadow                     shadow jobs, executor, comparison, aggregates
     telemetry                  tracing, rolling windows, Prometheus metrics   (rollout, shadow)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from server.freshness import fresh
 from server.outcomes.summary import OutcomeBucket, OutcomeBuckets, SeriesKey
 
 __all__ = [
@@ -104,17 +105,3 @@ def join(pieces: Mapping[str, str | bytes]) -> ReplicaOutcomes | None:
     if HEAD not in pieces:
         return None
     return assemble(pieces[HEAD], (parse_slot(t) for n, t in pieces.items() if n != HEAD))
-
-
-def fresh(
-    publications: Iterable[ReplicaOutcomes], now: float, max_age_s: float
-) -> list[ReplicaOutcomes]:
-    """The publications no older than `max_age_s`, one per replica (its latest)."""
-    latest: dict[str, ReplicaOutcomes] = {}
-    for p in publications:
-        if now - p.published_at > max_age_s:
-            continue
-        seen = latest.get(p.replica)
-        if seen is None or p.published_at > seen.published_at:
-            latest[p.replica] = p
-    return [latest[r] for r in sorted(latest)]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.freshness import fresh
 from server.telemetry.merge import BucketCounts, ShadowCounts, VersionBuckets
 
 __all__ = ["HEAD", "SLOT_S", "ReplicaTelemetry", "fresh", "join", "slot_of", "split"]
@@ -106,17 +107,3 @@ def join(pieces: Mapping[str, str | bytes]) -> ReplicaTelemetry | None:
         traces={v: tuple((float(a), str(t)) for a, t in ts) for v, ts in head["traces"].items()},
         shadow={c: ShadowCounts(**s) for c, s in head["shadow"].items()},
     )
-
-
-def fresh(
-    publications: Iterable[ReplicaTelemetry], now: float, max_age_s: float
-) -> list[ReplicaTelemetry]:
-    """The publications no older than `max_age_s`, one per replica (its latest)."""
-    latest: dict[str, ReplicaTelemetry] = {}
-    for p in publications:
-        if now - p.published_at > max_age_s:
-            continue
-        seen = latest.get(p.replica)
-        if seen is None or p.published_at > seen.published_at:
-            latest[p.replica] = p
-    return [latest[r] for r in sorted(latest)]

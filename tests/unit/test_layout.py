@@ -13,14 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What each part of server/ may import from the rest of server/ (docs: server/__init__.py).
 # The ticker (a periodic background thread) is a leaf: every part with a periodic loop uses
 # it, and it imports nothing from server/. `coercion` checks one configuration value's type
-# for config and notify alike.
-LEAVES = {"errors", "clock", "intervals", "ticker", "coercion"}
+# for config and notify alike. `freshness` picks the live replicas' latest publications for
+# fleet telemetry and fleet outcomes alike.
+LEAVES = {"errors", "clock", "intervals", "ticker", "coercion", "freshness"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "clock": set(),
     "intervals": set(),
     "ticker": set(),
     "coercion": set(),
+    "freshness": set(),
     # The SQLite store's watch polls the file on a ticker.
     "rollout": {"errors", "clock", "ticker"},
     "shadow": {"clock", "intervals"},
@@ -79,6 +81,7 @@ ALLOWED: dict[str, set[str]] = {
 #: Packages that must not touch the transport or generated code.
 TRANSPORT_FREE = {
     "ticker",
+    "freshness",
     "outcomes",
     "rollout",
     "shadow",
