@@ -25,7 +25,7 @@ from server.rollout.router import route
 from server.rollout.state import Phase, initial_state
 from server.rollout.store import AuditEntry
 from tests.conftest import start_app
-from tests.support.fleet import Etcd, etcd, eventually
+from tests.support.fleet import Etcd, etcd, eventually, leads
 
 __all__ = ["etcd"]  # the fixture, imported
 
@@ -63,10 +63,6 @@ def admin(app: App) -> AdminClient:
 def versions(app: App) -> list[str]:
     table = app.dataplane.table
     return [route(table, "classifier", key, {}, None).version for key in KEYS]
-
-
-def leads(app: App) -> bool:
-    return app.election is not None and app.election.is_leader()
 
 
 def converged(apps: list[App], revision: int) -> bool:

@@ -17,7 +17,7 @@ from client.inference import InferenceClient
 from models.build import build_classifier_faulty
 from server.app import App
 from server.rollout.router import route
-from tests.support.fleet import Etcd, etcd, operator_cli
+from tests.support.fleet import Etcd, etcd, leads, operator_cli
 from tests.support.release import FAST, Load, faulty_rows
 from tests.support.servers import start_app
 from tests.support.waiting import wait_for
@@ -54,10 +54,6 @@ def fleet(tmp_path: Path, etcd: Etcd) -> Iterator[list[App]]:
     finally:
         for app in apps:
             app.stop(0)
-
-
-def leads(app: App) -> bool:
-    return app.election is not None and app.election.is_leader()
 
 
 def admin(app: App) -> AdminClient:

@@ -14,12 +14,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from protos.etcd.etcdserverpb import rpc_pb2 as rpc
 from server.errors import StoreUnavailable
 from server.fleet.client import EtcdClient, parse_store_url
+
+if TYPE_CHECKING:  # the unit tier never imports the composition root
+    from server.app import App
 
 ETCD = os.environ.get("CANARYSERVE_ETCD", "/usr/bin/etcd")
 
@@ -177,3 +181,8 @@ def operator_cli(target: str, token: str, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def leads(app: App) -> bool:
+    """Whether `app` is the fleet's promotion leader now."""
+    return app.election is not None and app.election.is_leader()
