@@ -152,6 +152,7 @@ class PromotionController:
         if not _watched(state):
             return None
         policy = self._policy(state)
+        leader = self._is_leader()
         with self._lock:
             track = self._track(state)
             evidence = step_evidence(
@@ -160,18 +161,25 @@ class PromotionController:
             decision = (
                 decide(policy, evidence) if state.policy is not None else guard(policy, evidence)
             )
-            track.last = decision
+            # A step the pre-promotion hook must confirm is explained once the hook answered:
+            # never "advance" while the hook is being asked and may still hold it.
+            confirming = (
+                leader
+                and self._confirm is not None
+                and state.policy is not None
+                and decision.action in (Action.ADVANCE, Action.PROMOTE)
+            )
+            if not confirming:
+                track.last = decision
             track.failed_checks = decision.failed_checks
             track.step_downs = decision.step_downs
-        if not self._is_leader():
+        if not leader:
             return decision  # explained here; the fleet's leader acts
-        if (
-            self._confirm is not None
-            and state.policy is not None
-            and decision.action in (Action.ADVANCE, Action.PROMOTE)
-            and (why := self._confirm(decision)) is not None
-        ):
-            decision = held(decision, why)
+        if confirming:
+            assert self._confirm is not None
+            why = self._confirm(decision)
+            if why is not None:
+                decision = held(decision, why)
             with self._lock:
                 track.last = decision
         self._act(state, decision)

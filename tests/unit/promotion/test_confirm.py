@@ -88,3 +88,26 @@ def test_a_manual_rollout_with_guard_rails_is_never_asked(rig: tuple[Rig, Gate])
     r.clock.advance(POLICY.min_duration_s)
     r.controller.evaluate_due()
     assert gate.asked == []
+
+
+def test_while_the_hook_is_asked_explain_never_shows_the_step_it_may_refuse(
+    rig: tuple[Rig, Gate],
+) -> None:
+    """The hook is an HTTP call: `rollout explain` meanwhile says the previous decision, then
+    the held one, never the "advance" the hook is about to refuse."""
+    r, gate = rig
+    seen: list[Decision | None] = []
+
+    def asking(decision: Decision) -> str | None:
+        seen.append(r.controller.explain("m"))  # what an operator sees during the call
+        return Gate.__call__(gate, decision)
+
+    r.controller._confirm = asking
+    r.start()
+    r.clock.advance(POLICY.min_duration_s)
+    (first,) = r.controller.evaluate_due()  # no data yet: a hold of its own
+    r.traffic(candidate=100)
+    r.clock.advance(POLICY.interval_s)
+    (held,) = r.controller.evaluate_due()
+    assert held.action is Action.HOLD and seen == [first]
+    assert r.controller.explain("m") == held
